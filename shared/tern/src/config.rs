@@ -1,0 +1,349 @@
+//! Typed configuration from the environment.
+//!
+//! Every setting is read through [`Env`], which turns a bad or missing value into a
+//! [`ConfigError`] that names the variable and says what is wrong. [`crate::run`] prints
+//! that error as one line and exits non-zero, so a misconfigured revision fails its
+//! start instead of serving with surprising defaults.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that is missing or cannot be used. Displayed as one line:
+/// `configuration error: PORT: expected an integer 1-65535, got "http"`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {var}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: String,
+    /// What is wrong with it, and what would be right.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// A new error for `var`.
+    pub fn new(var: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            var: var.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A snapshot of the environment that settings are parsed from.
+///
+/// Tests build one from a map instead of touching the process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// An environment made of the given pairs (for tests and tools).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The raw value, with empty strings treated as unset.
+    pub fn raw(&self, var: &str) -> Option<&str> {
+        self.vars
+            .get(var)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// A required setting.
+    pub fn required<T: Setting>(&self, var: &str) -> Result<T, ConfigError> {
+        match self.raw(var) {
+            Some(raw) => T::parse(raw).map_err(|p| ConfigError::new(var, p)),
+            None => Err(ConfigError::new(
+                var,
+                format!("is required ({}) but not set", T::EXPECTED),
+            )),
+        }
+    }
+
+    /// An optional setting: `None` when unset.
+    pub fn optional<T: Setting>(&self, var: &str) -> Result<Option<T>, ConfigError> {
+        self.raw(var)
+            .map(|raw| T::parse(raw).map_err(|p| ConfigError::new(var, p)))
+            .transpose()
+    }
+
+    /// A setting with a default used when unset.
+    pub fn or<T: Setting>(&self, var: &str, default: T) -> Result<T, ConfigError> {
+        Ok(self.optional(var)?.unwrap_or(default))
+    }
+}
+
+/// A type that a setting can be parsed into.
+pub trait Setting: Sized {
+    /// What a valid value looks like, for error messages.
+    const EXPECTED: &'static str;
+    /// Parses `raw`, or says what is wrong in words a user can act on.
+    fn parse(raw: &str) -> Result<Self, String>;
+}
+
+fn expected<T: Setting>(raw: &str) -> String {
+    format!("expected {}, got {raw:?}", T::EXPECTED)
+}
+
+impl Setting for String {
+    const EXPECTED: &'static str = "a non-empty string";
+    fn parse(raw: &str) -> Result<Self, String> {
+        Ok(raw.trim().to_owned())
+    }
+}
+
+macro_rules! int_setting {
+    ($($t:ty => $what:literal),*) => {$(
+        impl Setting for $t {
+            const EXPECTED: &'static str = $what;
+            fn parse(raw: &str) -> Result<Self, String> {
+                <$t>::from_str(raw.trim()).map_err(|_| expected::<Self>(raw))
+            }
+        }
+    )*};
+}
+int_setting!(u16 => "an integer 0-65535", u32 => "a non-negative integer", usize => "a non-negative integer", u64 => "a non-negative integer");
+
+impl Setting for bool {
+    const EXPECTED: &'static str = "true or false";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(expected::<Self>(raw)),
+        }
+    }
+}
+
+/// A duration written with a unit: `250ms`, `5s`, `2m`. A bare number is rejected so
+/// nobody has to guess the unit.
+impl Setting for Duration {
+    const EXPECTED: &'static str = "a duration with a unit such as 250ms, 5s or 2m";
+    fn parse(raw: &str) -> Result<Self, String> {
+        let raw_t = raw.trim();
+        let split = raw_t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| expected::<Self>(raw))?;
+        let (num, unit) = raw_t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| expected::<Self>(raw))?;
+        match unit {
+            "ms" => Ok(Duration::from_millis(n)),
+            "s" => Ok(Duration::from_secs(n)),
+            "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+            _ => Err(expected::<Self>(raw)),
+        }
+    }
+}
+
+/// A comma-separated list; empty items are dropped.
+impl Setting for Vec<String> {
+    const EXPECTED: &'static str = "a comma-separated list";
+    fn parse(raw: &str) -> Result<Self, String> {
+        Ok(raw
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Cloud Logging structured JSON, one object per line.
+    Json,
+    /// Readable text for a terminal.
+    Text,
+    /// Text when stdout is a terminal, JSON otherwise.
+    Auto,
+}
+
+impl Setting for LogFormat {
+    const EXPECTED: &'static str = "json, text or auto";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            "auto" => Ok(Self::Auto),
+            _ => Err(expected::<Self>(raw)),
+        }
+    }
+}
+
+/// The runtime's own settings. Each field documents its variable and default;
+/// the README's configuration reference lists the same.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// `PORT` (default 8080): the port to listen on, as the Knative runtime contract sets it.
+    pub port: u16,
+    /// `TERN_BIND` (default `0.0.0.0`): the address to bind; the local run uses 127.0.0.1.
+    pub bind: std::net::IpAddr,
+    /// `K_SERVICE`, `K_REVISION`, `K_CONFIGURATION`: set by Knative; used as log labels.
+    pub knative: KnativeIdentity,
+    /// `TERN_DRAIN_DELAY` (default 0s locally; set it to the load balancer's deregistration
+    /// time in the cluster): after SIGTERM, readiness is 503 but requests are still served
+    /// for this long, so the routing layer stops sending new ones first.
+    pub drain_delay: Duration,
+    /// `TERN_GRACE_PERIOD` (default 20s): how long in-flight requests may take to finish
+    /// after the listener closes. Keep drain delay + grace below the pod's
+    /// terminationGracePeriodSeconds.
+    pub grace_period: Duration,
+    /// `TERN_REQUEST_TIMEOUT` (default 30s): a request taking longer gets a 504 problem.
+    pub request_timeout: Duration,
+    /// `TERN_BODY_LIMIT` (default 65536 bytes): larger request bodies get a 413 problem.
+    pub body_limit: usize,
+    /// `TERN_LOG_FORMAT` (default `auto`).
+    pub log_format: LogFormat,
+    /// `TERN_LOG` (default `info`): a tracing filter such as `info,tern=debug`.
+    pub log_filter: String,
+    /// `GOOGLE_CLOUD_PROJECT`: the project id; enables trace correlation in logs.
+    pub project_id: Option<String>,
+}
+
+/// The identity Knative gives a revision through the environment.
+#[derive(Debug, Clone, Default)]
+pub struct KnativeIdentity {
+    /// `K_SERVICE`: the service name (defaults to the binary's name).
+    pub service: String,
+    /// `K_REVISION`: the revision name, when run by Knative.
+    pub revision: Option<String>,
+    /// `K_CONFIGURATION`: the configuration name, when run by Knative.
+    pub configuration: Option<String>,
+}
+
+impl RuntimeConfig {
+    /// Reads and validates the runtime settings.
+    pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
+        let port: u16 = env.or("PORT", 8080)?;
+        if port == 0 {
+            return Err(ConfigError::new("PORT", "expected an integer 1-65535, got \"0\""));
+        }
+        let bind = match env.raw("TERN_BIND") {
+            None => std::net::IpAddr::from([0, 0, 0, 0]),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                ConfigError::new("TERN_BIND", format!("expected an IP address, got {raw:?}"))
+            })?,
+        };
+        let body_limit: usize = env.or("TERN_BODY_LIMIT", 64 * 1024)?;
+        if body_limit == 0 {
+            return Err(ConfigError::new("TERN_BODY_LIMIT", "must be at least 1 byte"));
+        }
+        let request_timeout: Duration = env.or("TERN_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::new("TERN_REQUEST_TIMEOUT", "must be longer than 0s"));
+        }
+        Ok(Self {
+            port,
+            bind,
+            knative: KnativeIdentity {
+                service: env.or("K_SERVICE", default_service.to_owned())?,
+                revision: env.optional("K_REVISION")?,
+                configuration: env.optional("K_CONFIGURATION")?,
+            },
+            drain_delay: env.or("TERN_DRAIN_DELAY", Duration::ZERO)?,
+            grace_period: env.or("TERN_GRACE_PERIOD", Duration::from_secs(20))?,
+            request_timeout,
+            body_limit,
+            log_format: env.or("TERN_LOG_FORMAT", LogFormat::Auto)?,
+            log_filter: env.or("TERN_LOG", "info".to_owned())?,
+            project_id: env.optional("GOOGLE_CLOUD_PROJECT")?,
+        })
+    }
+}
+
+impl fmt::Display for KnativeIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.revision {
+            Some(rev) => write!(f, "{} ({rev})", self.service),
+            None => f.write_str(&self.service),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let cfg = RuntimeConfig::from_env(&Env::default(), "orders-get").unwrap();
+        assert_eq!(cfg.port, 8080);
+        assert_eq!(cfg.knative.service, "orders-get");
+        assert_eq!(cfg.body_limit, 65536);
+        assert_eq!(cfg.grace_period, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn knative_contract_is_read() {
+        let env = Env::from_pairs([
+            ("PORT", "9000"),
+            ("K_SERVICE", "orders-get"),
+            ("K_REVISION", "orders-get-00007"),
+            ("K_CONFIGURATION", "orders-get"),
+        ]);
+        let cfg = RuntimeConfig::from_env(&env, "x").unwrap();
+        assert_eq!(cfg.port, 9000);
+        assert_eq!(cfg.knative.revision.as_deref(), Some("orders-get-00007"));
+        assert_eq!(cfg.knative.to_string(), "orders-get (orders-get-00007)");
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_in_one_line() {
+        let env = Env::from_pairs([("PORT", "http")]);
+        let err = RuntimeConfig::from_env(&env, "x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration error: PORT: expected an integer 0-65535, got \"http\""
+        );
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(Duration::parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(Duration::parse("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(Duration::parse("2m"), Ok(Duration::from_secs(120)));
+        assert!(Duration::parse("5").is_err());
+        assert!(Duration::parse("5h").is_err());
+        assert!(Duration::parse("s").is_err());
+        let env = Env::from_pairs([("TERN_GRACE_PERIOD", "soon")]);
+        let err = RuntimeConfig::from_env(&env, "x").unwrap_err();
+        assert_eq!(err.var, "TERN_GRACE_PERIOD");
+    }
+
+    #[test]
+    fn required_settings_say_they_are_missing() {
+        let err = Env::default().required::<String>("DB_HOST").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration error: DB_HOST: is required (a non-empty string) but not set"
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_rejected() {
+        for (var, val) in [("PORT", "0"), ("TERN_BODY_LIMIT", "0"), ("TERN_REQUEST_TIMEOUT", "0s")] {
+            let err = RuntimeConfig::from_env(&Env::from_pairs([(var, val)]), "x").unwrap_err();
+            assert_eq!(err.var, var);
+        }
+    }
+}

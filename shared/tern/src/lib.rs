@@ -1,0 +1,162 @@
+//! # Tern: the function runtime
+//!
+//! A Tern function is a small binary that hands a [`tower::Service`] — an axum `Router`, or an
+//! `async fn` through [`tower::service_fn`] — to [`run`]. The runtime does the rest, the way the
+//! Knative runtime contract expects: it serves HTTP/1.1 and h2c on `0.0.0.0:$PORT`, answers
+//! liveness and readiness on `/_tern/live` and `/_tern/ready`, logs Cloud Logging JSON, renders
+//! every error as `application/problem+json`, and shuts down gracefully on SIGTERM.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//!
+//! async fn app(_ctx: tern::Context) -> Result<Router, tern::StartError> {
+//!     Ok(Router::new().route("/hello", get(|| async { "hello" })))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     tern::run(app).await
+//! }
+//! ```
+//!
+//! `app` runs once at start. It reads its settings through [`Context::env`] (a bad one is a
+//! [`ConfigError`] that [`run`] prints as one line before exiting 2), opens the database pool
+//! (`tern_db::Db::connect`, which makes readiness depend on it) and builds its service.
+//! The middleware stack is in [`stack`]; the shutdown sequence in [`server`].
+
+pub mod auth;
+pub mod config;
+mod context;
+pub mod health;
+pub mod json;
+pub mod logging;
+pub mod problem;
+pub mod secrets;
+pub mod server;
+pub mod stack;
+pub mod trace_context;
+
+pub use auth::ApiKeys;
+pub use config::{ConfigError, Env, RuntimeConfig};
+pub use context::{Context, ReadinessCheck};
+pub use json::Json;
+pub use problem::{FieldError, Problem};
+
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Instant;
+use tower::Service;
+
+/// Why a function could not start. [`run`] prints it as one line and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is missing or invalid (exit code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else that stops the start (exit code 1).
+    #[error("start failed: {0}")]
+    Failed(String),
+}
+
+impl StartError {
+    /// A start failure with context.
+    pub fn failed(what: impl std::fmt::Display) -> Self {
+        Self::Failed(what.to_string())
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) => ExitCode::from(2),
+            Self::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs a function: reads the settings, calls `app` to build the service, serves it until
+/// SIGTERM or SIGINT, and shuts down gracefully. Returns the process exit code.
+pub async fn run<F, Fut, S>(app: F) -> ExitCode
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<S, StartError>>,
+    S: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let started = Instant::now();
+    let env = Env::from_process();
+    let config = match RuntimeConfig::from_env(&env, &binary_name()) {
+        Ok(c) => c,
+        Err(e) => return fail(&StartError::Config(e)),
+    };
+    let guard = match logging::init(
+        config.log_format,
+        &config.log_filter,
+        &config.knative,
+        config.project_id.as_deref(),
+    ) {
+        Ok(g) => g,
+        Err(e) => return fail(&StartError::Config(e)),
+    };
+    install_panic_hook();
+
+    let ctx = Context::new(env, config.clone());
+    let service = match app(ctx.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            drop(guard);
+            return fail(&e);
+        }
+    };
+    let router = stack::assemble(service, &ctx);
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = match server::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            drop(guard);
+            return fail(&StartError::failed(format!("cannot listen on {addr}: {e}")));
+        }
+    };
+    tracing::info!(
+        service = %config.knative,
+        address = %addr,
+        start_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "listening"
+    );
+    server::serve(listener, router, ctx).await;
+    tracing::info!("stopped");
+    drop(guard);
+    ExitCode::SUCCESS
+}
+
+fn fail(e: &StartError) -> ExitCode {
+    eprintln!("{}: {e}", binary_name());
+    e.exit_code()
+}
+
+/// The name of the running binary (`orders-get`), the default `K_SERVICE`.
+pub fn binary_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tern-function".to_owned())
+}
+
+/// Panics go to the log as one ERROR line (with location), not as raw stderr text.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(panic = what, at = %at, "panic");
+    }));
+}

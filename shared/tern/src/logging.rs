@@ -1,0 +1,365 @@
+//! Logs: Cloud Logging structured JSON in the cluster, readable text in a terminal.
+//!
+//! [`CloudLogging`] is a small `tracing` layer of ours (see
+//! `docs/decisions/0002-cloud-logging-layer.md` for why not `tracing-stackdriver`). Each event
+//! becomes one JSON object on stdout with the fields Cloud Logging's agent lifts into the
+//! `LogEntry`: `severity`, `message`, `time`, `httpRequest`, `logging.googleapis.com/sourceLocation`,
+//! `logging.googleapis.com/labels`, and — when a project id is configured and the request carried
+//! `traceparent` or `X-Cloud-Trace-Context` — `logging.googleapis.com/trace`, `spanId` and
+//! `trace_sampled`. Other fields of the event and of the spans around it go into the payload.
+//!
+//! Lines are written by a background thread ([`tracing_appender::non_blocking`]) so a slow pipe
+//! never blocks a request; the [`LogGuard`] flushes it at exit.
+
+use crate::config::{KnativeIdentity, LogFormat};
+use serde_json::{Map, Value};
+use std::fmt::Debug;
+use std::io::{IsTerminal, Write};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber, span};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Span fields the layer reads for trace correlation.
+pub const TRACE_ID: &str = "trace_id";
+/// See [`TRACE_ID`].
+pub const SPAN_ID: &str = "span_id";
+/// See [`TRACE_ID`].
+pub const TRACE_SAMPLED: &str = "trace_sampled";
+/// Event fields with this prefix form the `httpRequest` object.
+pub const HTTP_PREFIX: &str = "http.";
+
+/// Flushes buffered log lines when dropped.
+#[must_use = "logs are flushed when the guard is dropped"]
+pub struct LogGuard {
+    _worker: tracing_appender::non_blocking::WorkerGuard,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogGuard")
+    }
+}
+
+/// Installs the global subscriber. Returns `Err` with a one-line message when the filter is bad.
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    identity: &KnativeIdentity,
+    project_id: Option<&str>,
+) -> Result<LogGuard, crate::config::ConfigError> {
+    let filter = EnvFilter::try_new(filter).map_err(|e| {
+        crate::config::ConfigError::new("TERN_LOG", format!("not a valid log filter: {e}"))
+    })?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second init (tests that call `run` twice in one process) keeps the first subscriber.
+    let _ = if json {
+        registry
+            .with(CloudLogging::new(writer, identity, project_id))
+            .try_init()
+    } else {
+        registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init()
+    };
+    Ok(LogGuard { _worker: guard })
+}
+
+/// The Cloud Logging JSON layer.
+pub struct CloudLogging<W> {
+    writer: W,
+    labels: Map<String, Value>,
+    project_id: Option<String>,
+}
+
+impl<W> CloudLogging<W> {
+    /// A layer writing to `writer`, labelling every line with the Knative identity.
+    pub fn new(writer: W, identity: &KnativeIdentity, project_id: Option<&str>) -> Self {
+        let mut labels = Map::new();
+        labels.insert("service".into(), identity.service.clone().into());
+        if let Some(r) = &identity.revision {
+            labels.insert("revision".into(), r.clone().into());
+        }
+        if let Some(c) = &identity.configuration {
+            labels.insert("configuration".into(), c.clone().into());
+        }
+        Self {
+            writer,
+            labels,
+            project_id: project_id.map(str::to_owned),
+        }
+    }
+}
+
+/// The fields recorded on a span, kept in its extensions.
+#[derive(Default)]
+struct SpanFields(Map<String, Value>);
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.0.insert(field.name().into(), value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+fn severity(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+/// Maps `http.*` event fields onto Cloud Logging's `HttpRequest` names.
+fn http_request_key(field: &str) -> &str {
+    match field {
+        "method" => "requestMethod",
+        "url" => "requestUrl",
+        "status" => "status",
+        "latency" => "latency",
+        "response_size" => "responseSize",
+        "request_size" => "requestSize",
+        "user_agent" => "userAgent",
+        "remote_ip" => "remoteIp",
+        "protocol" => "protocol",
+        "referer" => "referer",
+        other => other,
+    }
+}
+
+impl<S, W> Layer<S> for CloudLogging<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut fields = SpanFields::default();
+            attrs.record(&mut JsonVisitor(&mut fields.0));
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &span::Id, values: &span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            let mut ext = span.extensions_mut();
+            if let Some(fields) = ext.get_mut::<SpanFields>() {
+                values.record(&mut JsonVisitor(&mut fields.0));
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut payload = Map::new();
+        // Span fields first (outermost to innermost), so event fields win.
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<SpanFields>() {
+                    for (k, v) in &fields.0 {
+                        payload.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        let mut event_fields = Map::new();
+        event.record(&mut JsonVisitor(&mut event_fields));
+        let mut http = Map::new();
+        for (k, v) in event_fields {
+            match k.strip_prefix(HTTP_PREFIX) {
+                Some(name) => {
+                    // LogEntry wants sizes as strings (int64 in JSON).
+                    let v = match (name, v) {
+                        ("response_size" | "request_size", Value::Number(n)) => {
+                            Value::String(n.to_string())
+                        }
+                        (_, v) => v,
+                    };
+                    http.insert(http_request_key(name).into(), v);
+                }
+                None => {
+                    payload.insert(k, v);
+                }
+            }
+        }
+
+        let mut entry = Map::new();
+        entry.insert("severity".into(), severity(meta.level()).into());
+        let message = payload.remove("message").unwrap_or(Value::String(String::new()));
+        entry.insert("message".into(), message);
+        entry.insert(
+            "time".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        if !http.is_empty() {
+            entry.insert("httpRequest".into(), Value::Object(http));
+        }
+        let trace_id = payload.remove(TRACE_ID);
+        let span_id = payload.remove(SPAN_ID);
+        let sampled = payload.remove(TRACE_SAMPLED);
+        if let (Some(project), Some(Value::String(trace))) = (&self.project_id, trace_id) {
+            entry.insert(
+                "logging.googleapis.com/trace".into(),
+                format!("projects/{project}/traces/{trace}").into(),
+            );
+            if let Some(span) = span_id {
+                entry.insert("logging.googleapis.com/spanId".into(), span);
+            }
+            if let Some(s) = sampled {
+                entry.insert("logging.googleapis.com/trace_sampled".into(), s);
+            }
+        }
+        let mut location = Map::new();
+        if let Some(file) = meta.file() {
+            location.insert("file".into(), file.into());
+        }
+        if let Some(line) = meta.line() {
+            location.insert("line".into(), line.to_string().into());
+        }
+        location.insert("function".into(), meta.target().into());
+        entry.insert(
+            "logging.googleapis.com/sourceLocation".into(),
+            Value::Object(location),
+        );
+        entry.insert(
+            "logging.googleapis.com/labels".into(),
+            Value::Object(self.labels.clone()),
+        );
+        for (k, v) in payload {
+            entry.entry(k).or_insert(v);
+        }
+
+        let mut line = serde_json::to_vec(&Value::Object(entry)).unwrap_or_default();
+        line.push(b'\n');
+        let _ = self.writer.make_writer().write_all(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn capture(project: Option<&str>, f: impl FnOnce()) -> Vec<Value> {
+        let out = Capture::default();
+        let identity = KnativeIdentity {
+            service: "orders-get".into(),
+            revision: Some("orders-get-00001".into()),
+            configuration: Some("orders-get".into()),
+        };
+        let subscriber =
+            tracing_subscriber::registry().with(CloudLogging::new(out.clone(), &identity, project));
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_event_has_the_cloud_logging_fields() {
+        let lines = capture(Some("tern-prod"), || {
+            let span = tracing::info_span!(
+                "request",
+                trace_id = "4bf92f3577b34da6a3ce929d0e0e4736",
+                span_id = "00f067aa0ba902b7",
+                trace_sampled = true,
+                request_id = "r-1"
+            );
+            let _g = span.enter();
+            tracing::warn!(
+                http.method = "GET",
+                http.status = 503u64,
+                http.response_size = 120u64,
+                http.latency = "0.004s",
+                order_id = "ord_1",
+                "request served"
+            );
+        });
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l["severity"], "WARNING");
+        assert_eq!(l["message"], "request served");
+        assert_eq!(l["httpRequest"]["requestMethod"], "GET");
+        assert_eq!(l["httpRequest"]["status"], 503);
+        assert_eq!(l["httpRequest"]["responseSize"], "120");
+        assert_eq!(l["httpRequest"]["latency"], "0.004s");
+        assert_eq!(
+            l["logging.googleapis.com/trace"],
+            "projects/tern-prod/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(l["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
+        assert_eq!(l["logging.googleapis.com/trace_sampled"], true);
+        assert_eq!(l["logging.googleapis.com/labels"]["revision"], "orders-get-00001");
+        assert_eq!(l["logging.googleapis.com/sourceLocation"]["file"], file!());
+        assert_eq!(l["request_id"], "r-1");
+        assert_eq!(l["order_id"], "ord_1");
+        assert!(l["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn no_trace_without_a_project() {
+        let lines = capture(None, || {
+            let span = tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736");
+            let _g = span.enter();
+            tracing::error!("boom");
+        });
+        assert_eq!(lines[0]["severity"], "ERROR");
+        assert!(lines[0].get("logging.googleapis.com/trace").is_none());
+        assert!(lines[0].get("trace_id").is_none());
+    }
+}

@@ -1,0 +1,203 @@
+//! The middleware stack, assembled in one place.
+//!
+//! A request passes these layers from top to bottom; the response comes back up:
+//!
+//! | layer | does |
+//! |---|---|
+//! | `SetRequestId` | gives the request an `x-request-id` (a UUID) unless it has one |
+//! | `PropagateRequestId` | copies `x-request-id` onto the response |
+//! | [`access_log`] | opens the request span (request id, trace context), logs one line per request |
+//! | `Compression` | gzip when the client accepts it |
+//! | [`problem_bodies`] | turns any 4xx/5xx that is not yet a problem into one |
+//! | `CatchPanic` | a panicking handler becomes a 500 problem; the process keeps serving |
+//! | [`timeout`] | a request running past `TERN_REQUEST_TIMEOUT` becomes a 504 problem |
+//! | `RequestBodyLimit` | a body over `TERN_BODY_LIMIT` becomes a 413 problem |
+//! | router | `/_tern/live`, `/_tern/ready`, then the function's own service |
+
+use crate::context::Context;
+use crate::health;
+use crate::logging::{SPAN_ID, TRACE_ID, TRACE_SAMPLED};
+use crate::problem::{Problem, is_problem};
+use crate::trace_context::TraceContext;
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header;
+use http_body::Body as _;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tower::{Service, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tracing::Instrument;
+
+/// Wraps a function's service in the runtime's routes and middleware.
+pub fn assemble<S>(app: S, ctx: &Context) -> Router
+where
+    S: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    let cfg = ctx.config();
+    let access = AccessLog {
+        enabled: ctx.env().or("TERN_ACCESS_LOG", true).unwrap_or(true),
+    };
+    Router::new()
+        .route(health::LIVE_PATH, get(health::live))
+        .route(health::READY_PATH, get(health::ready))
+        .with_state(ctx.clone())
+        .fallback_service(app)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(access, access_log))
+                .layer(CompressionLayer::new())
+                .layer(middleware::from_fn(problem_bodies))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(middleware::from_fn_with_state(
+                    cfg.request_timeout,
+                    timeout,
+                ))
+                .layer(RequestBodyLimitLayer::new(cfg.body_limit)),
+        )
+}
+
+#[derive(Clone, Copy)]
+struct AccessLog {
+    enabled: bool,
+}
+
+/// Opens the request span and logs one line per request with Cloud Logging's `httpRequest`.
+async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        trace_sampled = tracing::field::Empty,
+    );
+    if let Some(tc) = TraceContext::from_headers(req.headers()) {
+        span.record(TRACE_ID, tc.trace_id.as_str());
+        span.record(SPAN_ID, tc.span_id.as_str());
+        span.record(TRACE_SAMPLED, tc.sampled);
+    }
+    if !cfg.enabled || req.uri().path().starts_with(health::HEALTH_PREFIX) {
+        return next.run(req).instrument(span).await;
+    }
+    let method = req.method().clone();
+    let url = req.uri().to_string();
+    let protocol = format!("{:?}", req.version());
+    let user_agent = header_str(&req, header::USER_AGENT);
+    let remote_ip = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_owned())
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+        })
+        .unwrap_or_default();
+    let res = next.run(req).instrument(span.clone()).await;
+    let status = res.status().as_u16();
+    let latency = format!("{:.6}s", start.elapsed().as_secs_f64());
+    let size = res.body().size_hint().exact();
+    let _enter = span.enter();
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                http.method = %method,
+                http.url = %url,
+                http.status = status,
+                http.latency = %latency,
+                http.response_size = size,
+                http.user_agent = %user_agent,
+                http.remote_ip = %remote_ip,
+                http.protocol = %protocol,
+                "{method} {url} {status}"
+            )
+        };
+    }
+    if status >= 500 {
+        line!(error);
+    } else if status >= 400 {
+        line!(warn);
+    } else {
+        line!(info);
+    }
+    res
+}
+
+fn header_str(req: &Request, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Every 4xx/5xx leaves as `application/problem+json`, whoever produced it (the router's 404
+/// and 405, the body limit's 413, a handler that returned a bare status).
+async fn problem_bodies(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) {
+        return res;
+    }
+    let (parts, _) = res.into_parts();
+    let mut problem = Problem::for_status(status);
+    if status == http::StatusCode::PAYLOAD_TOO_LARGE {
+        problem = problem.with_detail("The request body is larger than this function accepts.");
+    }
+    let mut out = problem.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_ENCODING
+        {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// A handler running past the request timeout is dropped and answered with 504.
+async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            Problem::for_status(http::StatusCode::GATEWAY_TIMEOUT)
+                .with_detail(format!(
+                    "The function did not answer within {}ms.",
+                    limit.as_millis()
+                ))
+                .into_response()
+        }
+    }
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "handler panicked");
+    Problem::internal().into_response()
+}
