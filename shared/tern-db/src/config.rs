@@ -1,0 +1,162 @@
+//! Database settings from the environment.
+
+use std::str::FromStr;
+use std::time::Duration;
+use tern::{ConfigError, Env};
+
+/// How the connection is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP (local runs, a Unix socket, or the Cloud SQL Auth Proxy).
+    Disable,
+    /// TLS, the server's chain checked against `DB_SSL_ROOT_CERT`, the host name not checked.
+    /// This is what Cloud SQL on a private IP needs: its server certificate names the
+    /// instance, not the IP address.
+    VerifyCa,
+    /// TLS, chain and host name checked (against `DB_SSL_ROOT_CERT` or the web PKI roots).
+    VerifyFull,
+}
+
+impl tern::config::Setting for SslMode {
+    const EXPECTED: &'static str = "disable, verify-ca or verify-full";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "disable" => Ok(Self::Disable),
+            "verify-ca" => Ok(Self::VerifyCa),
+            "verify-full" => Ok(Self::VerifyFull),
+            other => Err(format!("expected {}, got {other:?}", Self::EXPECTED)),
+        }
+    }
+}
+
+/// Everything the pool needs. Variables and defaults are in the README's configuration table.
+#[derive(Clone)]
+pub struct DbConfig {
+    /// Where and as whom to connect.
+    pub pg: tokio_postgres::Config,
+    /// `DB_SSLMODE` (default `disable`).
+    pub ssl_mode: SslMode,
+    /// `DB_SSL_ROOT_CERT`: PEM file of the CA that signed the server certificate.
+    pub ssl_root_cert: Option<String>,
+    /// `DB_POOL_SIZE` (default 8): connections per instance.
+    pub pool_size: usize,
+    /// `DB_CONNECT_TIMEOUT` (default 3s): opening one connection.
+    pub connect_timeout: Duration,
+    /// `DB_WAIT_TIMEOUT` (default 2s): waiting for a free connection.
+    pub wait_timeout: Duration,
+    /// `DB_RETRY_AFTER` (default 2s): the `Retry-After` of a 503 when the database is unavailable.
+    pub retry_after: Duration,
+}
+
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password stays out of debug output.
+        f.debug_struct("DbConfig")
+            .field("hosts", &self.pg.get_hosts())
+            .field("dbname", &self.pg.get_dbname())
+            .field("user", &self.pg.get_user())
+            .field("ssl_mode", &self.ssl_mode)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl DbConfig {
+    /// Reads `DATABASE_URL`, or `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER` and the secret
+    /// `DB_PASSWORD` (`DB_PASSWORD_FILE`, `DB_PASSWORD_SECRET`), plus the pool settings.
+    pub async fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let password = tern::secrets::resolve(env, "DB_PASSWORD").await?;
+        let mut pg = match (env.raw("DATABASE_URL"), env.raw("DB_HOST")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "set either DATABASE_URL or DB_HOST/DB_NAME/DB_USER, not both",
+                ));
+            }
+            (Some(url), None) => tokio_postgres::Config::from_str(url.trim()).map_err(|e| {
+                ConfigError::new("DATABASE_URL", format!("not a valid PostgreSQL URL: {e}"))
+            })?,
+            (None, Some(host)) => {
+                let mut pg = tokio_postgres::Config::new();
+                pg.host(host.trim())
+                    .port(env.or("DB_PORT", 5432u16)?)
+                    .dbname(env.required::<String>("DB_NAME")?)
+                    .user(env.required::<String>("DB_USER")?);
+                pg
+            }
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "is required (or DB_HOST, DB_NAME and DB_USER) but not set",
+                ));
+            }
+        };
+        if let Some(p) = password {
+            pg.password(p);
+        }
+        if pg.get_user().is_none() {
+            return Err(ConfigError::new("DATABASE_URL", "names no user"));
+        }
+        let connect_timeout = env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(3))?;
+        pg.connect_timeout(connect_timeout);
+        pg.application_name(&tern::binary_name());
+        let statement_timeout: Duration = env.or("DB_STATEMENT_TIMEOUT", Duration::from_secs(10))?;
+        pg.options(format!("-c statement_timeout={}", statement_timeout.as_millis()));
+
+        let ssl_mode = env.or("DB_SSLMODE", SslMode::Disable)?;
+        let ssl_root_cert: Option<String> = env.optional("DB_SSL_ROOT_CERT")?;
+        if ssl_mode == SslMode::VerifyCa && ssl_root_cert.is_none() {
+            return Err(ConfigError::new(
+                "DB_SSL_ROOT_CERT",
+                "is required with DB_SSLMODE=verify-ca (the server CA certificate, PEM)",
+            ));
+        }
+        let pool_size: usize = env.or("DB_POOL_SIZE", 8)?;
+        if pool_size == 0 {
+            return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
+        }
+        Ok(Self {
+            pg,
+            ssl_mode,
+            ssl_root_cert,
+            pool_size,
+            connect_timeout,
+            wait_timeout: env.or("DB_WAIT_TIMEOUT", Duration::from_secs(2))?,
+            retry_after: env.or("DB_RETRY_AFTER", Duration::from_secs(2))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn cfg(pairs: &[(&str, &str)]) -> Result<DbConfig, ConfigError> {
+        DbConfig::from_env(&Env::from_pairs(pairs.iter().copied())).await
+    }
+
+    #[tokio::test]
+    async fn url_or_discrete_settings() {
+        let c = cfg(&[("DATABASE_URL", "postgres://app:pw@127.0.0.1:5433/orders")]).await.unwrap();
+        assert_eq!(c.pg.get_dbname(), Some("orders"));
+        assert_eq!(c.pool_size, 8);
+        let c = cfg(&[("DB_HOST", "10.0.0.3"), ("DB_NAME", "orders"), ("DB_USER", "app"), ("DB_PASSWORD", "pw")])
+            .await
+            .unwrap();
+        assert_eq!(c.pg.get_ports(), &[5432]);
+        assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
+        assert!(!format!("{c:?}").contains("pw\""));
+    }
+
+    #[tokio::test]
+    async fn bad_settings_name_their_variable() {
+        assert_eq!(cfg(&[]).await.unwrap_err().var, "DATABASE_URL");
+        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).await.unwrap_err().var, "DATABASE_URL");
+        assert_eq!(cfg(&[("DB_HOST", "h"), ("DB_USER", "u")]).await.unwrap_err().var, "DB_NAME");
+        let url = ("DATABASE_URL", "postgres://u@h/d");
+        assert_eq!(cfg(&[url, ("DB_POOL_SIZE", "0")]).await.unwrap_err().var, "DB_POOL_SIZE");
+        assert_eq!(cfg(&[url, ("DB_SSLMODE", "prefer")]).await.unwrap_err().var, "DB_SSLMODE");
+        assert_eq!(cfg(&[url, ("DB_SSLMODE", "verify-ca")]).await.unwrap_err().var, "DB_SSL_ROOT_CERT");
+        assert_eq!(cfg(&[url, ("DB_WAIT_TIMEOUT", "2")]).await.unwrap_err().var, "DB_WAIT_TIMEOUT");
+    }
+}

@@ -1,0 +1,185 @@
+//! # tern-db: the pooled PostgreSQL library
+//!
+//! [`Db::connect`] builds a deadpool pool over tokio-postgres from the environment
+//! ([`DbConfig`]), registers it with the runtime (readiness depends on it; it closes at
+//! shutdown) and returns a cheap handle. Connections open lazily, so a function starts in
+//! milliseconds even when the database is down; it is simply not ready.
+//!
+//! ```no_run
+//! # async fn handler(db: tern_db::Db) -> Result<String, tern::Problem> {
+//! use tern_db::DbResultExt;
+//! let client = db.get().await?; // 503 + Retry-After when the database cannot serve
+//! let row = client
+//!     .query_one(&client.prepare_cached("SELECT 'ok'::text").await.or_problem()?, &[])
+//!     .await
+//!     .or_problem()?;
+//! Ok(row.get(0))
+//! # }
+//! ```
+//!
+//! Every failure to reach the database — refused, timed out, pool exhausted, connection lost
+//! mid-query — becomes a 503 problem with `Retry-After` within `DB_WAIT_TIMEOUT` +
+//! `DB_CONNECT_TIMEOUT`; broken connections are dropped and replaced when the database returns.
+
+pub mod config;
+pub mod migrate;
+mod tls;
+
+pub use config::{DbConfig, SslMode};
+pub use deadpool_postgres::{Client, Transaction};
+pub use migrate::{Migration, Migrator};
+pub use tokio_postgres;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+use tern::{Context, Problem, ReadinessCheck, StartError};
+
+/// A handle to the pool. Clone it into handlers.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    retry_after: Duration,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("status", &self.pool.status()).finish()
+    }
+}
+
+impl Db {
+    /// Reads the settings, builds the pool, and ties it to the runtime's readiness and shutdown.
+    pub async fn connect(ctx: &Context) -> Result<Self, StartError> {
+        let cfg = DbConfig::from_env(ctx.env()).await?;
+        let db = Self::from_config(&cfg)?;
+        ctx.add_readiness(Arc::new(db.clone()));
+        let closing = db.clone();
+        ctx.on_shutdown("database pool", move || async move { closing.close() });
+        Ok(db)
+    }
+
+    /// Builds the pool without a runtime (tools, tests, the migrate job).
+    pub fn from_config(cfg: &DbConfig) -> Result<Self, StartError> {
+        let mgr_cfg = ManagerConfig {
+            // `Fast` trusts a connection unless it is known closed: no round trip per checkout.
+            // A connection that died silently fails its next query, which answers 503 and
+            // drops the connection.
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::client_config(cfg)? {
+            None => Manager::from_config(cfg.pg.clone(), tokio_postgres::NoTls, mgr_cfg),
+            Some(tls) => Manager::from_config(
+                cfg.pg.clone(),
+                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                mgr_cfg,
+            ),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(cfg.pool_size)
+            .runtime(Runtime::Tokio1)
+            .timeouts(Timeouts {
+                wait: Some(cfg.wait_timeout),
+                create: Some(cfg.connect_timeout),
+                recycle: Some(cfg.connect_timeout),
+            })
+            .build()
+            .map_err(|e| StartError::failed(format!("cannot build the database pool: {e}")))?;
+        Ok(Self {
+            pool,
+            retry_after: cfg.retry_after,
+        })
+    }
+
+    /// A connection from the pool, or a 503 problem when none can be had in time.
+    pub async fn get(&self) -> Result<Client, Problem> {
+        self.pool.get().await.map_err(|e| {
+            let detail = match &e {
+                PoolError::Timeout(_) => "no database connection became free in time".to_owned(),
+                PoolError::Backend(b) => format!("the database cannot be reached: {b}"),
+                PoolError::Closed => "the database pool is closed (shutting down)".to_owned(),
+                other => format!("the database cannot be reached: {other}"),
+            };
+            tracing::warn!(error = %e, "database unavailable");
+            Problem::unavailable(detail, self.retry_after)
+        })
+    }
+
+    /// The pool's current size and idle count.
+    pub fn status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
+    }
+
+    /// Closes the pool: waiting callers get 503, open connections are dropped.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// The `Retry-After` used for 503s.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl ReadinessCheck for Db {
+    fn name(&self) -> &str {
+        "database"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let client = self.get().await.map_err(|p| p.detail().unwrap_or("").to_owned())?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(drop)
+                .map_err(|e| format!("the database did not answer: {e}"))
+        })
+    }
+}
+
+/// Turns database errors into problems: unavailability is 503, anything else 500 (logged).
+pub trait DbResultExt<T> {
+    /// See the trait docs.
+    fn or_problem(self) -> Result<T, Problem>;
+}
+
+impl<T> DbResultExt<T> for Result<T, tokio_postgres::Error> {
+    fn or_problem(self) -> Result<T, Problem> {
+        self.map_err(|e| problem(&e))
+    }
+}
+
+/// The problem for a database error. See [`DbResultExt`].
+pub fn problem(e: &tokio_postgres::Error) -> Problem {
+    if is_transient(e) {
+        tracing::warn!(error = %e, "database unavailable");
+        return Problem::unavailable(
+            "the database is unavailable; try again",
+            Duration::from_secs(2),
+        );
+    }
+    tracing::error!(error = %e, "database error");
+    Problem::internal()
+}
+
+/// Whether retrying later may succeed: a lost connection, a server shutting down or starting,
+/// a serialization failure or deadlock, a statement timeout, resources exhausted.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        None => true, // I/O: the connection failed before the server answered.
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08") // connection exception
+                || c.starts_with("53") // insufficient resources
+                || c.starts_with("57P") // admin/crash shutdown, cannot connect now
+                || c == "40001" // serialization failure
+                || c == "40P01" // deadlock
+                || c == "57014" // query canceled (statement timeout)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Versioned SQL migrations, applied by the `migrate` job — never by every instance at start.
+//!
+//! Two `migrate` runs at once are safe: each takes a session advisory lock first, so the second
+//! waits and then finds nothing left to do. Each migration runs in its own transaction and is
+//! recorded with the SHA-256 of its text; a migration edited after it was applied is an error,
+//! not a silent skip.
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+/// The advisory lock key ("tern" in ASCII).
+const LOCK_KEY: i64 = 0x7465_726e;
+
+/// One migration: `0002_orders.sql` is version 2, named `orders`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Unique, increasing.
+    pub version: i32,
+    /// A short name from the file name.
+    pub name: &'static str,
+    /// The SQL, run as one batch in a transaction.
+    pub sql: &'static str,
+}
+
+/// Why migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database refused a statement.
+    #[error("migration {version} ({name}) failed: {source}")]
+    Failed {
+        /// Which.
+        version: i32,
+        /// Which.
+        name: String,
+        /// The database error.
+        source: tokio_postgres::Error,
+    },
+    /// An applied migration's text changed.
+    #[error("migration {version} ({name}) was edited after it was applied; add a new migration instead")]
+    Changed {
+        /// Which.
+        version: i32,
+        /// Which.
+        name: String,
+    },
+    /// The migrations' own bookkeeping failed.
+    #[error("migration bookkeeping failed: {0}")]
+    Db(#[from] tokio_postgres::Error),
+}
+
+/// Applies a fixed list of migrations.
+#[derive(Debug)]
+pub struct Migrator {
+    migrations: Vec<Migration>,
+}
+
+/// What a run did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// Versions applied by this run.
+    pub applied: Vec<i32>,
+    /// Versions that were already there.
+    pub already: usize,
+}
+
+impl Migrator {
+    /// A migrator for `migrations`, sorted by version.
+    pub fn new(mut migrations: Vec<Migration>) -> Self {
+        migrations.sort_by_key(|m| m.version);
+        Self { migrations }
+    }
+
+    /// Applies whatever is missing, holding the advisory lock.
+    pub async fn run(&self, client: &mut Client) -> Result<MigrateReport, MigrateError> {
+        client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
+        let result = self.run_locked(client).await;
+        // The lock is session-level: release it whatever happened.
+        let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+        let report = result?;
+        unlock?;
+        Ok(report)
+    }
+
+    async fn run_locked(&self, client: &mut Client) -> Result<MigrateReport, MigrateError> {
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS tern_migrations (
+                    version    integer PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )",
+            )
+            .await?;
+        let applied: Vec<(i32, String)> = client
+            .query("SELECT version, checksum FROM tern_migrations", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut report = MigrateReport::default();
+        for m in &self.migrations {
+            let sum = checksum(m.sql);
+            if let Some((_, have)) = applied.iter().find(|(v, _)| *v == m.version) {
+                if *have != sum {
+                    return Err(MigrateError::Changed {
+                        version: m.version,
+                        name: m.name.to_owned(),
+                    });
+                }
+                report.already += 1;
+                continue;
+            }
+            let failed = |source| MigrateError::Failed {
+                version: m.version,
+                name: m.name.to_owned(),
+                source,
+            };
+            let tx = client.transaction().await?;
+            tx.batch_execute(m.sql).await.map_err(failed)?;
+            tx.execute(
+                "INSERT INTO tern_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &sum],
+            )
+            .await?;
+            tx.commit().await.map_err(failed)?;
+            tracing::info!(version = m.version, name = m.name, "migration applied");
+            report.applied.push(m.version);
+        }
+        Ok(report)
+    }
+}
+
+fn checksum(sql: &str) -> String {
+    hex::encode(Sha256::digest(sql.as_bytes()))
+}

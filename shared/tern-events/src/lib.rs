@@ -1,0 +1,35 @@
+//! # tern-events: events in and out of Tern functions
+//!
+//! - In: [`DomainEvent`] is an axum extractor that accepts CloudEvents (binary and structured
+//!   mode) and Pub/Sub push requests; see [`incoming`].
+//! - Idempotency: [`inbox::first_delivery`] records the event id in the effect's transaction.
+//! - Out: [`Outbox`] stages events in the same transaction as the rows they describe and
+//!   publishes them after commit; the `outbox-relay` function publishes what is left.
+//! - Pub/Sub: [`EventPublisher`] over Google's official `google-cloud-pubsub`, pointed at
+//!   `PUBSUB_EMULATOR_HOST` when set.
+
+pub mod inbox;
+pub mod incoming;
+pub mod outbox;
+pub mod publisher;
+
+pub use incoming::{DomainEvent, PushEnvelope, PushMessage};
+pub use outbox::{FlushReport, Outbox};
+pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
+
+use tern::{Context, StartError};
+use tern_db::Db;
+
+/// The CloudEvents type of a Pub/Sub delivery (what Eventarc sends).
+pub const MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
+
+/// Builds the function's outbox from the environment (see [`PubSubConfig`]) and flushes the
+/// publisher at shutdown.
+pub async fn outbox(ctx: &Context, db: &Db) -> Result<Outbox, StartError> {
+    let cfg = PubSubConfig::from_env(ctx.env())?;
+    let publisher = EventPublisher::new(cfg).await.map_err(StartError::failed)?;
+    let flushing = publisher.clone();
+    ctx.on_shutdown("pubsub publisher", move || async move { flushing.flush().await });
+    let source = format!("//tern/{}", ctx.config().knative.service);
+    Ok(Outbox::new(db.clone(), publisher, source, Some(ctx.clone())))
+}
