@@ -26,7 +26,7 @@ pub mod migrate;
 mod tls;
 
 pub use config::{DbConfig, SslMode};
-pub use deadpool_postgres::{Client, Transaction};
+pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use migrate::{Migration, Migrator};
 pub use tokio_postgres;
 

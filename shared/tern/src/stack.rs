@@ -152,11 +152,12 @@ fn header_str(req: &Request, name: header::HeaderName) -> String {
 }
 
 /// Every 4xx/5xx leaves as `application/problem+json`, whoever produced it (the router's 404
-/// and 405, the body limit's 413, a handler that returned a bare status).
+/// and 405, the body limit's 413, a handler that returned a bare status), except HTML error
+/// pages that a web function renders for people.
 async fn problem_bodies(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) {
+    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) || is_page(&res) {
         return res;
     }
     let (parts, _) = res.into_parts();
@@ -174,6 +175,14 @@ async fn problem_bodies(req: Request, next: Next) -> Response {
         }
     }
     out
+}
+
+/// An HTML error page a function rendered on purpose is left alone.
+fn is_page(res: &Response) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// A handler running past the request timeout is dropped and answered with 504.

@@ -1,0 +1,59 @@
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use orders_domain::repo::{self, IdempotencyKey};
+use orders_domain::NewOrder;
+use sha2::{Digest, Sha256};
+use tern::{Context, Problem, StartError};
+use tern_db::{Db, DbResultExt};
+use tern_events::Outbox;
+
+#[derive(Clone)]
+struct App {
+    db: Db,
+    outbox: Outbox,
+}
+
+pub async fn app(ctx: Context) -> Result<Router, StartError> {
+    let db = Db::connect(&ctx).await?;
+    let outbox = tern_events::outbox(&ctx, &db).await?;
+    Ok(Router::new().route("/api/orders", post(create)).with_state(App { db, outbox }))
+}
+
+async fn create(State(app): State<App>, headers: HeaderMap, tern::Json(new): tern::Json<NewOrder>) -> Result<Response, Problem> {
+    let total = new.validate()?;
+    let key = idempotency_key(&headers, &new)?;
+    let mut client = app.db.get().await?;
+    let tx = client.transaction().await.or_problem()?;
+    let created = repo::create(&tx, &app.outbox, &new, total, key.as_ref()).await?;
+    tx.commit().await.or_problem()?;
+    if let Some(id) = created.outbox_id {
+        app.outbox.publish_soon(vec![id]);
+    }
+    tracing::info!(order_id = %created.order.id, replayed = created.replayed, "order created");
+    let location = format!("/api/orders/{}", created.order.id);
+    let mut res = (StatusCode::CREATED, Json(&created.order)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if created.replayed {
+        res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(res)
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap, new: &NewOrder) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| Problem::malformed("Idempotency-Key must be 1 to 255 visible ASCII characters."))?;
+    let canonical = serde_json::to_vec(new).map_err(|_| Problem::internal())?;
+    Ok(Some(IdempotencyKey { key: key.to_owned(), request_hash: hex::encode(Sha256::digest(&canonical)) }))
+}

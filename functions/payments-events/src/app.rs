@@ -1,0 +1,58 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::post};
+use orders_domain::events::{PAYMENT_COMPLETED, PAYMENT_FAILED, Payment};
+use orders_domain::repo::{self, PaymentOutcome};
+use orders_domain::Status;
+use serde_json::{Value, json};
+use tern::{Context, Problem, StartError};
+use tern_db::{Db, DbResultExt};
+use tern_events::{DomainEvent, Outbox, inbox};
+
+const CONSUMER: &str = "payments-events";
+
+#[derive(Clone)]
+struct App {
+    db: Db,
+    outbox: Outbox,
+}
+
+pub async fn app(ctx: Context) -> Result<Router, StartError> {
+    let db = Db::connect(&ctx).await?;
+    let outbox = tern_events::outbox(&ctx, &db).await?;
+    Ok(Router::new().route("/events/payments", post(handle)).with_state(App { db, outbox }))
+}
+
+/// 2xx acknowledges (including duplicates and stale events); 4xx is permanent (the event goes to
+/// the dead-letter topic after the retry budget); 503 is transient (Pub/Sub retries with backoff).
+async fn handle(State(app): State<App>, event: DomainEvent) -> Result<Json<Value>, Problem> {
+    let to = match event.ty.as_str() {
+        PAYMENT_COMPLETED => Status::Paid,
+        PAYMENT_FAILED => Status::Failed,
+        other => {
+            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", "Unexpected event type")
+                .with_detail(format!("{other} is not handled here; expected {PAYMENT_COMPLETED} or {PAYMENT_FAILED}")));
+        }
+    };
+    let payment: Payment = event.data_as()?;
+    let mut client = app.db.get().await?;
+    let tx = client.transaction().await.or_problem()?;
+    if !inbox::first_delivery(&tx, CONSUMER, &event).await? {
+        tracing::info!(event_id = %event.id, "duplicate event ignored");
+        return Ok(Json(json!({"result": "duplicate"})));
+    }
+    let outcome = repo::apply_payment(&tx, &app.outbox, &payment, to).await?;
+    tx.commit().await.or_problem()?;
+    let result = match outcome {
+        PaymentOutcome::Moved { to, outbox_id } => {
+            app.outbox.publish_soon(vec![outbox_id]);
+            tracing::info!(order_id = %payment.order_id, status = to.as_str(), "order updated");
+            json!({"result": "updated", "status": to})
+        }
+        PaymentOutcome::Unchanged(status) => {
+            tracing::info!(order_id = %payment.order_id, status = status.as_str(), "stale payment event; order unchanged");
+            json!({"result": "unchanged", "status": status})
+        }
+    };
+    Ok(Json(result))
+}

@@ -1,0 +1,14 @@
+//! # orders-domain: the orders reference application's domain
+//!
+//! Validation ([`model`]), unguessable ids ([`id`]), storage with the outbox ([`repo`]), the
+//! list cursor ([`cursor`]) and event names and payloads ([`events`]). The functions under
+//! `functions/` are thin HTTP shells around this.
+
+pub mod currency;
+pub mod cursor;
+pub mod events;
+pub mod id;
+pub mod model;
+pub mod repo;
+
+pub use model::{NewItem, NewOrder, Order, Status};

@@ -1,0 +1,241 @@
+//! Storage of orders in PostgreSQL. Every write stages its event in the same transaction.
+
+use crate::cursor::Cursor;
+use crate::events::{self, Payment};
+use crate::model::{NewItem, NewOrder, Order, Status, mask_email};
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use tern::Problem;
+use tern_db::tokio_postgres::Row;
+use tern_db::{DbResultExt, GenericClient, Transaction};
+use tern_events::Outbox;
+
+/// The result of a create.
+#[derive(Debug)]
+pub struct Created {
+    /// The order (new, or the one an earlier request with the same key made).
+    pub order: Order,
+    /// The staged `order.created` row, to publish after commit (`None` on a replay).
+    pub outbox_id: Option<i64>,
+    /// Whether this was an idempotent replay.
+    pub replayed: bool,
+}
+
+/// An `Idempotency-Key` and the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of the canonical request.
+    pub request_hash: String,
+}
+
+const ORDER_COLUMNS: &str = "id, status, customer_email, currency, total_cents, payment_id, created_at, updated_at";
+
+/// Creates an order, or replays the one an earlier request with the same idempotency key made.
+pub async fn create(
+    tx: &Transaction<'_>,
+    outbox: &Outbox,
+    new: &NewOrder,
+    total: i64,
+    key: Option<&IdempotencyKey>,
+) -> Result<Created, Problem> {
+    if let Some(k) = key {
+        // Same-key requests queue here, so the second sees the first's committed row.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&k.key]).await.or_problem()?;
+        let existing = tx
+            .query_opt("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1", &[&k.key])
+            .await
+            .or_problem()?;
+        if let Some(row) = existing {
+            let hash: String = row.get(0);
+            if hash != k.request_hash {
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency-key-reused",
+                    "Idempotency key reused with a different request",
+                )
+                .with_detail("This Idempotency-Key was used with a different body; use a new key for a new order."));
+            }
+            let order_id: String = row.get(1);
+            let order = get(tx, &order_id).await?.ok_or_else(Problem::internal)?;
+            return Ok(Created { order, outbox_id: None, replayed: true });
+        }
+    }
+    let id = crate::id::new_order_id();
+    let stmt = tx
+        .prepare_cached(&format!(
+            "INSERT INTO orders (id, customer_email, currency, total_cents) VALUES ($1, $2, $3, $4) RETURNING {ORDER_COLUMNS}"
+        ))
+        .await
+        .or_problem()?;
+    let row = tx.query_one(&stmt, &[&id, &new.customer_email, &new.currency, &total]).await.or_problem()?;
+    let item_stmt = tx
+        .prepare_cached("INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents) VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .or_problem()?;
+    for (line, item) in new.items.iter().enumerate() {
+        let quantity = i32::try_from(item.quantity).map_err(|_| Problem::internal())?;
+        tx.execute(&item_stmt, &[&id, &(line as i32), &item.sku.trim(), &quantity, &item.unit_price_cents])
+            .await
+            .or_problem()?;
+    }
+    if let Some(k) = key {
+        tx.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)",
+            &[&k.key, &k.request_hash, &id],
+        )
+        .await
+        .or_problem()?;
+    }
+    let order = to_order(&row, new.items.clone());
+    let data = serde_json::json!({
+        "order_id": order.id,
+        "currency": order.currency,
+        "total_cents": order.total_cents,
+        "items": order.items.len(),
+    });
+    let outbox_id = outbox.stage(tx, events::ORDERS_TOPIC, events::ORDER_CREATED, Some(&order.id), &data).await?;
+    Ok(Created { order, outbox_id: Some(outbox_id), replayed: false })
+}
+
+/// One order with its items, or `None`.
+pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>, Problem> {
+    let stmt = client.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).await.or_problem()?;
+    let Some(row) = client.query_opt(&stmt, &[&id]).await.or_problem()? else {
+        return Ok(None);
+    };
+    let items_stmt = client
+        .prepare_cached("SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line")
+        .await
+        .or_problem()?;
+    let items = client.query(&items_stmt, &[&id]).await.or_problem()?.iter().map(to_item).collect();
+    Ok(Some(to_order(&row, items)))
+}
+
+/// A page of orders, newest first, and the cursor of the next page.
+pub async fn list<C: GenericClient>(
+    client: &C,
+    status: Option<Status>,
+    limit: i64,
+    after: Option<&Cursor>,
+) -> Result<(Vec<Order>, Option<Cursor>), Problem> {
+    let status = status.map(Status::as_str);
+    let (after_time, after_id) = match after {
+        Some(c) => (Some(c.created_at), Some(c.id.as_str())),
+        None => (None, None),
+    };
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders
+             WHERE ($1::text IS NULL OR status = $1)
+               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::text))
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .await
+        .or_problem()?;
+    let rows = client.query(&stmt, &[&status, &after_time, &after_id, &(limit + 1)]).await.or_problem()?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let item_rows = client
+        .query(
+            "SELECT order_id, sku, quantity, unit_price_cents FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, line",
+            &[&ids],
+        )
+        .await
+        .or_problem()?;
+    let orders: Vec<Order> = rows
+        .iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let items = item_rows
+                .iter()
+                .filter(|i| i.get::<_, String>(0) == id)
+                .map(|i| NewItem { sku: i.get(1), quantity: i.get::<_, i32>(2) as u32, unit_price_cents: i.get(3) })
+                .collect();
+            to_order(r, items)
+        })
+        .collect();
+    let next = if more {
+        orders.last().map(|o| Cursor { created_at: o.created_at, id: o.id.clone() })
+    } else {
+        None
+    };
+    Ok((orders, next))
+}
+
+/// What a payment event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// The order moved; the staged event's outbox row.
+    Moved {
+        /// New status.
+        to: Status,
+        /// Outbox row to publish after commit.
+        outbox_id: i64,
+    },
+    /// The order is already past this (paid is final): nothing changed.
+    Unchanged(Status),
+}
+
+/// Applies a payment result to its order. Mismatched amount or currency, or an unknown order,
+/// are permanent errors (422): retrying cannot fix them, so they go to the dead-letter topic.
+pub async fn apply_payment(tx: &Transaction<'_>, outbox: &Outbox, payment: &Payment, to: Status) -> Result<PaymentOutcome, Problem> {
+    let row = tx
+        .query_opt("SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE", &[&payment.order_id])
+        .await
+        .or_problem()?;
+    let Some(row) = row else {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-order", "No such order")
+            .with_detail(format!("no order {}", payment.order_id)));
+    };
+    let status = Status::parse(row.get(0)).ok_or_else(Problem::internal)?;
+    let currency: String = row.get(1);
+    let total: i64 = row.get(2);
+    if currency != payment.currency || total != payment.amount_cents {
+        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "payment-mismatch", "Payment does not match the order")
+            .with_detail(format!(
+                "the order is {total} {currency}, the payment {} {}",
+                payment.amount_cents, payment.currency
+            )));
+    }
+    if !status.can_move_to(to) {
+        return Ok(PaymentOutcome::Unchanged(status));
+    }
+    tx.execute(
+        "UPDATE orders SET status = $2, payment_id = CASE WHEN $2 = 'paid' THEN $3 ELSE payment_id END, updated_at = now() WHERE id = $1",
+        &[&payment.order_id, &to.as_str(), &payment.payment_id],
+    )
+    .await
+    .or_problem()?;
+    let ty = if to == Status::Paid { events::ORDER_PAID } else { events::ORDER_PAYMENT_FAILED };
+    let data = serde_json::json!({
+        "order_id": payment.order_id,
+        "payment_id": payment.payment_id,
+        "amount_cents": payment.amount_cents,
+        "currency": payment.currency,
+    });
+    let outbox_id = outbox.stage(tx, events::ORDERS_TOPIC, ty, Some(&payment.order_id), &data).await?;
+    Ok(PaymentOutcome::Moved { to, outbox_id })
+}
+
+fn to_item(r: &Row) -> NewItem {
+    NewItem { sku: r.get(0), quantity: r.get::<_, i32>(1) as u32, unit_price_cents: r.get(2) }
+}
+
+fn to_order(r: &Row, items: Vec<NewItem>) -> Order {
+    let status: String = r.get(1);
+    let email: String = r.get(2);
+    Order {
+        id: r.get(0),
+        status: Status::parse(&status).unwrap_or(Status::Pending),
+        customer_email: mask_email(&email),
+        currency: r.get(3),
+        total_cents: r.get(4),
+        payment_id: r.get(5),
+        items,
+        created_at: r.get::<_, DateTime<Utc>>(6),
+        updated_at: r.get::<_, DateTime<Utc>>(7),
+    }
+}
