@@ -13,8 +13,12 @@ fn main() {
     let mut out = String::from("&[\n");
     for f in files {
         let stem = f.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
-        let (version, name) = stem.split_once('_').expect("migration files are named NNNN_name.sql");
-        let version: i32 = version.parse().expect("migration files start with a number");
+        let (version, name) = stem
+            .split_once('_')
+            .expect("migration files are named NNNN_name.sql");
+        let version: i32 = version
+            .parse()
+            .expect("migration files start with a number");
         println!("cargo:rerun-if-changed={}", f.display());
         writeln!(
             out,
@@ -24,6 +28,7 @@ fn main() {
         .expect("write");
     }
     out.push(']');
-    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("migrations.rs");
+    let dest =
+        std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("migrations.rs");
     std::fs::write(dest, out).expect("write migrations.rs");
 }

@@ -28,7 +28,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _logs = tern::logging::init(rt.log_format, &rt.log_filter, &rt.knative, rt.project_id.as_deref());
+    let _logs = tern::logging::init(
+        rt.log_format,
+        &rt.log_filter,
+        &rt.knative,
+        rt.project_id.as_deref(),
+    );
     match migrate(&cfg, wait).await {
         Ok(report) => {
             tracing::info!(applied = ?report.applied, already = report.already, "database is up to date");
@@ -42,18 +47,31 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(cfg: &DbConfig, wait: Duration) -> Result<tern_db::migrate::MigrateReport, String> {
+async fn migrate(
+    cfg: &DbConfig,
+    wait: Duration,
+) -> Result<tern_db::migrate::MigrateReport, String> {
     let db = Db::from_config(cfg).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + wait;
     let mut client = loop {
         match db.get().await {
             Ok(c) => break c,
             Err(p) if Instant::now() < deadline => {
-                tracing::info!(reason = p.detail().unwrap_or_default(), "waiting for the database");
+                tracing::info!(
+                    reason = p.detail().unwrap_or_default(),
+                    "waiting for the database"
+                );
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(p) => return Err(format!("the database did not become reachable within {wait:?}: {p}")),
+            Err(p) => {
+                return Err(format!(
+                    "the database did not become reachable within {wait:?}: {p}"
+                ));
+            }
         }
     };
-    Migrator::new(MIGRATIONS.to_vec()).run(&mut client).await.map_err(|e| e.to_string())
+    Migrator::new(MIGRATIONS.to_vec())
+        .run(&mut client)
+        .await
+        .map_err(|e| e.to_string())
 }

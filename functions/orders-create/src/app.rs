@@ -3,8 +3,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use orders_domain::repo::{self, IdempotencyKey};
 use orders_domain::NewOrder;
+use orders_domain::repo::{self, IdempotencyKey};
 use sha2::{Digest, Sha256};
 use tern::{Context, Problem, StartError};
 use tern_db::{Db, DbResultExt};
@@ -19,10 +19,16 @@ struct App {
 pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
-    Ok(Router::new().route("/api/orders", post(create)).with_state(App { db, outbox }))
+    Ok(Router::new()
+        .route("/api/orders", post(create))
+        .with_state(App { db, outbox }))
 }
 
-async fn create(State(app): State<App>, headers: HeaderMap, tern::Json(new): tern::Json<NewOrder>) -> Result<Response, Problem> {
+async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    tern::Json(new): tern::Json<NewOrder>,
+) -> Result<Response, Problem> {
     let total = new.validate()?;
     let key = idempotency_key(&headers, &new)?;
     let mut client = app.db.get().await?;
@@ -39,7 +45,8 @@ async fn create(State(app): State<App>, headers: HeaderMap, tern::Json(new): ter
         res.headers_mut().insert(header::LOCATION, v);
     }
     if created.replayed {
-        res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(res)
 }
@@ -53,7 +60,12 @@ fn idempotency_key(headers: &HeaderMap, new: &NewOrder) -> Result<Option<Idempot
         .to_str()
         .ok()
         .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| Problem::malformed("Idempotency-Key must be 1 to 255 visible ASCII characters."))?;
+        .ok_or_else(|| {
+            Problem::malformed("Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        })?;
     let canonical = serde_json::to_vec(new).map_err(|_| Problem::internal())?;
-    Ok(Some(IdempotencyKey { key: key.to_owned(), request_hash: hex::encode(Sha256::digest(&canonical)) }))
+    Ok(Some(IdempotencyKey {
+        key: key.to_owned(),
+        request_hash: hex::encode(Sha256::digest(&canonical)),
+    }))
 }

@@ -6,7 +6,9 @@ use tern_db::Db;
 
 pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let db = Db::connect(&ctx).await?;
-    Ok(Router::new().route("/api/orders/{id}", get(get_order)).with_state(db))
+    Ok(Router::new()
+        .route("/api/orders/{id}", get(get_order))
+        .with_state(db))
 }
 
 async fn get_order(State(db): State<Db>, Path(id): Path<String>) -> Result<Json<Order>, Problem> {
@@ -15,5 +17,8 @@ async fn get_order(State(db): State<Db>, Path(id): Path<String>) -> Result<Json<
         return Err(not_found());
     }
     let client = db.get().await?;
-    repo::get(&client, &id).await?.map(Json).ok_or_else(not_found)
+    repo::get(&client, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
 }

@@ -1,5 +1,5 @@
-use axum::extract::{Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::{Json, Router, routing::get};
 use orders_domain::cursor::Cursor;
 use orders_domain::{Order, Status, repo};
@@ -13,7 +13,10 @@ const MAX_LIMIT: i64 = 100;
 pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let keys = ApiKeys::from_secret(&ctx, "ORDERS_API_KEY_HASHES").await?;
     let db = Db::connect(&ctx).await?;
-    Ok(Router::new().route("/api/orders", get(list)).route_layer(keys.layer()).with_state(db))
+    Ok(Router::new()
+        .route("/api/orders", get(list))
+        .route_layer(keys.layer())
+        .with_state(db))
 }
 
 #[derive(Deserialize)]
@@ -30,7 +33,10 @@ struct Page {
     next_cursor: Option<String>,
 }
 
-async fn list(State(db): State<Db>, params: Result<Query<Params>, QueryRejection>) -> Result<Json<Page>, Problem> {
+async fn list(
+    State(db): State<Db>,
+    params: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<Page>, Problem> {
     let Query(p) = params.map_err(|e| Problem::malformed(e.body_text()))?;
     let mut errors = Vec::new();
     let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
@@ -45,7 +51,10 @@ async fn list(State(db): State<Db>, params: Result<Query<Params>, QueryRejection
         Some(l) => match l.parse::<i64>() {
             Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
-                errors.push(FieldError::new("limit", format!("must be 1 to {MAX_LIMIT}")));
+                errors.push(FieldError::new(
+                    "limit",
+                    format!("must be 1 to {MAX_LIMIT}"),
+                ));
                 DEFAULT_LIMIT
             }
         },
@@ -53,8 +62,16 @@ async fn list(State(db): State<Db>, params: Result<Query<Params>, QueryRejection
     if !errors.is_empty() {
         return Err(Problem::validation(errors));
     }
-    let cursor = p.cursor.as_deref().filter(|c| !c.is_empty()).map(Cursor::decode).transpose()?;
+    let cursor = p
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(Cursor::decode)
+        .transpose()?;
     let client = db.get().await?;
     let (orders, next) = repo::list(&client, status, limit, cursor.as_ref()).await?;
-    Ok(Json(Page { orders, next_cursor: next.map(|c| c.encode()) }))
+    Ok(Json(Page {
+        orders,
+        next_cursor: next.map(|c| c.encode()),
+    }))
 }

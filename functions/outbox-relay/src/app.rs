@@ -21,8 +21,14 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     }
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
-    let app = App { outbox, batch_size: i64::from(batch_size), max_batches };
-    Ok(Router::new().route("/internal/outbox/flush", post(flush)).with_state(app))
+    let app = App {
+        outbox,
+        batch_size: i64::from(batch_size),
+        max_batches,
+    };
+    Ok(Router::new()
+        .route("/internal/outbox/flush", post(flush))
+        .with_state(app))
 }
 
 /// Publishes pending rows. 200 with the counts; 503 when some could not be published, so the
@@ -32,7 +38,10 @@ async fn flush(State(app): State<App>) -> Result<Response, Problem> {
     let pending = app.outbox.pending().await?;
     if report.failed > 0 {
         return Err(Problem::unavailable(
-            format!("published {}, failed {}, {pending} pending; Pub/Sub is unavailable", report.published, report.failed),
+            format!(
+                "published {}, failed {}, {pending} pending; Pub/Sub is unavailable",
+                report.published, report.failed
+            ),
             Duration::from_secs(10),
         ));
     }

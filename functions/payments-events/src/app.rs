@@ -1,9 +1,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Json, Router, routing::post};
+use orders_domain::Status;
 use orders_domain::events::{PAYMENT_COMPLETED, PAYMENT_FAILED, Payment};
 use orders_domain::repo::{self, PaymentOutcome};
-use orders_domain::Status;
 use serde_json::{Value, json};
 use tern::{Context, Problem, StartError};
 use tern_db::{Db, DbResultExt};
@@ -20,7 +20,9 @@ struct App {
 pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
-    Ok(Router::new().route("/events/payments", post(handle)).with_state(App { db, outbox }))
+    Ok(Router::new()
+        .route("/events/payments", post(handle))
+        .with_state(App { db, outbox }))
 }
 
 /// 2xx acknowledges (including duplicates and stale events); 4xx is permanent (the event goes to
@@ -30,8 +32,14 @@ async fn handle(State(app): State<App>, event: DomainEvent) -> Result<Json<Value
         PAYMENT_COMPLETED => Status::Paid,
         PAYMENT_FAILED => Status::Failed,
         other => {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", "Unexpected event type")
-                .with_detail(format!("{other} is not handled here; expected {PAYMENT_COMPLETED} or {PAYMENT_FAILED}")));
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-event",
+                "Unexpected event type",
+            )
+            .with_detail(format!(
+                "{other} is not handled here; expected {PAYMENT_COMPLETED} or {PAYMENT_FAILED}"
+            )));
         }
     };
     let payment: Payment = event.data_as()?;

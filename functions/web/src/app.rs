@@ -33,7 +33,11 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let secure_cookie = ctx.env().or("WEB_COOKIE_SECURE", true)?;
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
-    let app = App { db, outbox, csrf: Csrf::new(&secret, secure_cookie) };
+    let app = App {
+        db,
+        outbox,
+        csrf: Csrf::new(&secret, secure_cookie),
+    };
     Ok(Router::new()
         .route("/", get(home))
         .route("/orders", post(create))
@@ -48,15 +52,31 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
 /// order page's address is the tracking link: it must not leak to other sites).
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res
 }
 
 /// The home page, with a CSRF cookie when the browser has none yet.
-fn home_page(app: &App, headers: &HeaderMap, status: StatusCode, values: &FormValues, errors: &[String], lookup_error: Option<&str>) -> Response {
+fn home_page(
+    app: &App,
+    headers: &HeaderMap,
+    status: StatusCode,
+    values: &FormValues,
+    errors: &[String],
+    lookup_error: Option<&str>,
+) -> Response {
     let (cookie, set) = match Csrf::cookie(headers) {
         Some(c) => (c, None),
         None => {
@@ -64,8 +84,18 @@ fn home_page(app: &App, headers: &HeaderMap, status: StatusCode, values: &FormVa
             (c, Some(h))
         }
     };
-    let mut res = (status, Html(pages::home(&app.csrf.token(&cookie), values, errors, lookup_error))).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut res = (
+        status,
+        Html(pages::home(
+            &app.csrf.token(&cookie),
+            values,
+            errors,
+            lookup_error,
+        )),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(v) = set.and_then(|s| HeaderValue::from_str(&s).ok()) {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -73,20 +103,39 @@ fn home_page(app: &App, headers: &HeaderMap, status: StatusCode, values: &FormVa
 }
 
 async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
-    home_page(&app, &headers, StatusCode::OK, &FormValues::default(), &[], None)
+    home_page(
+        &app,
+        &headers,
+        StatusCode::OK,
+        &FormValues::default(),
+        &[],
+        None,
+    )
 }
 
-async fn create(State(app): State<App>, headers: HeaderMap, Form(form): Form<HashMap<String, String>>) -> Result<Response, Problem> {
+async fn create(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, Problem> {
     let field = |k: &str| form.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
     if !app.csrf.verify(&headers, &field("csrf")) {
         tracing::warn!("form post refused: CSRF check failed");
         return Ok((StatusCode::FORBIDDEN, Html(pages::forbidden())).into_response());
     }
-    let mut values = FormValues { email: field("customer_email"), currency: field("currency"), lines: Vec::new() };
+    let mut values = FormValues {
+        email: field("customer_email"),
+        currency: field("currency"),
+        lines: Vec::new(),
+    };
     let mut errors = Vec::new();
     let mut items = Vec::new();
     for i in 0..LINES {
-        let (sku, qty, price) = (field(&format!("sku_{i}")), field(&format!("quantity_{i}")), field(&format!("price_{i}")));
+        let (sku, qty, price) = (
+            field(&format!("sku_{i}")),
+            field(&format!("quantity_{i}")),
+            field(&format!("price_{i}")),
+        );
         values.lines.push((sku.clone(), qty.clone(), price.clone()));
         if sku.is_empty() && qty.is_empty() && price.is_empty() {
             continue;
@@ -100,17 +149,37 @@ async fn create(State(app): State<App>, headers: HeaderMap, Form(form): Form<Has
             errors.push(format!("Item {}: unit price must look like 12.50.", i + 1));
         }
         if let (Some(quantity), Some(unit_price_cents)) = (quantity, cents) {
-            items.push(NewItem { sku, quantity, unit_price_cents });
+            items.push(NewItem {
+                sku,
+                quantity,
+                unit_price_cents,
+            });
         }
     }
-    let new = NewOrder { customer_email: values.email.clone(), currency: values.currency.clone(), items };
+    let new = NewOrder {
+        customer_email: values.email.clone(),
+        currency: values.currency.clone(),
+        items,
+    };
     let total = match (errors.is_empty(), new.validate()) {
         (true, Ok(total)) => total,
         (_, result) => {
             if let Err(p) = result {
-                errors.extend(p.detail().unwrap_or_default().split("; ").map(|s| s.to_owned()));
+                errors.extend(
+                    p.detail()
+                        .unwrap_or_default()
+                        .split("; ")
+                        .map(|s| s.to_owned()),
+                );
             }
-            return Ok(home_page(&app, &headers, StatusCode::UNPROCESSABLE_ENTITY, &values, &errors, None));
+            return Ok(home_page(
+                &app,
+                &headers,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &values,
+                &errors,
+                None,
+            ));
         }
     };
     let mut client = app.db.get().await?;
@@ -127,11 +196,19 @@ async fn create(State(app): State<App>, headers: HeaderMap, Form(form): Form<Has
 /// `12`, `12.5`, `12.50` → cents.
 fn parse_price(s: &str) -> Option<i64> {
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let frac = format!("{frac:0<2}");
-    whole.parse::<i64>().ok()?.checked_mul(100)?.checked_add(frac.parse::<i64>().ok()?)
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(frac.parse::<i64>().ok()?)
 }
 
 async fn order(State(app): State<App>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -144,23 +221,42 @@ async fn order(State(app): State<App>, Path(id): Path<String>) -> Result<Respons
         return Ok(not_found());
     };
     let mut res = Html(pages::order(&order)).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
-async fn lookup(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn lookup(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let id = q.get("id").map(|s| s.trim()).unwrap_or_default();
     if is_order_id(id) {
         return Redirect::to(&format!("/orders/{id}")).into_response();
     }
-    home_page(&app, &headers, StatusCode::BAD_REQUEST, &FormValues::default(), &[], Some("An order id looks like ord_ followed by 26 letters and digits."))
+    home_page(
+        &app,
+        &headers,
+        StatusCode::BAD_REQUEST,
+        &FormValues::default(),
+        &[],
+        Some("An order id looks like ord_ followed by 26 letters and digits."),
+    )
 }
 
 async fn stylesheet(Path(file): Path<String>) -> Response {
     if file != "tern.css" {
         return Problem::not_found(format!("no static file {file}")).into_response();
     }
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], CSS).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        CSS,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

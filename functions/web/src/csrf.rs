@@ -19,7 +19,10 @@ pub struct Csrf {
 
 impl Csrf {
     pub fn new(secret: &str, secure_cookie: bool) -> Self {
-        Self { secret: secret.as_bytes().to_vec(), secure_cookie }
+        Self {
+            secret: secret.as_bytes().to_vec(),
+            secure_cookie,
+        }
     }
 
     /// The cookie value the browser has, if any.
@@ -30,7 +33,9 @@ impl Csrf {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, v)| *k == COOKIE && v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .find(|(k, v)| {
+                *k == COOKIE && v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
+            })
             .map(|(_, v)| v.to_owned())
     }
 
@@ -46,15 +51,22 @@ impl Csrf {
 
     /// The form token for a cookie value.
     pub fn token(&self, cookie: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(cookie.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 
     /// Whether a post carries a valid cookie and token from our own origin.
     pub fn verify(&self, headers: &HeaderMap, form_token: &str) -> bool {
-        if let Some(origin) = headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
-            let host = headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Some(origin) = headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+        {
+            let host = headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
             if origin == "null" || origin_host != host {
                 return false;
@@ -63,7 +75,10 @@ impl Csrf {
         let Some(cookie) = Self::cookie(headers) else {
             return false;
         };
-        self.token(&cookie).as_bytes().ct_eq(form_token.as_bytes()).into()
+        self.token(&cookie)
+            .as_bytes()
+            .ct_eq(form_token.as_bytes())
+            .into()
     }
 }
 
@@ -77,14 +92,20 @@ mod tests {
         let (value, header) = csrf.new_cookie();
         assert!(header.contains("HttpOnly; SameSite=Strict"));
         let mut h = HeaderMap::new();
-        h.insert(http::header::COOKIE, format!("other=1; {COOKIE}={value}").parse().unwrap());
+        h.insert(
+            http::header::COOKIE,
+            format!("other=1; {COOKIE}={value}").parse().unwrap(),
+        );
         h.insert(http::header::HOST, "127.0.0.1:8080".parse().unwrap());
         let token = csrf.token(&value);
         assert!(csrf.verify(&h, &token));
         assert!(!csrf.verify(&h, "00"));
         h.insert(http::header::ORIGIN, "http://evil.example".parse().unwrap());
         assert!(!csrf.verify(&h, &token));
-        h.insert(http::header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        h.insert(
+            http::header::ORIGIN,
+            "http://127.0.0.1:8080".parse().unwrap(),
+        );
         assert!(csrf.verify(&h, &token));
         h.remove(http::header::COOKIE);
         assert!(!csrf.verify(&h, &token));

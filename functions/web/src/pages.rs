@@ -39,7 +39,12 @@ pub struct FormValues {
 pub const LINES: usize = 3;
 const CURRENCIES: [&str; 6] = ["EUR", "USD", "GBP", "CHF", "JPY", "SEK"];
 
-pub fn home(token: &str, values: &FormValues, errors: &[String], lookup_error: Option<&str>) -> String {
+pub fn home(
+    token: &str,
+    values: &FormValues,
+    errors: &[String],
+    lookup_error: Option<&str>,
+) -> String {
     let mut body = String::from("<h1>Order tea, track it</h1>");
     body.push_str("<section><h2>New order</h2>");
     if !errors.is_empty() {
@@ -56,7 +61,11 @@ pub fn home(token: &str, values: &FormValues, errors: &[String], lookup_error: O
         esc(token),
         esc(&values.email)
     ));
-    let chosen = if values.currency.is_empty() { "EUR" } else { values.currency.as_str() };
+    let chosen = if values.currency.is_empty() {
+        "EUR"
+    } else {
+        values.currency.as_str()
+    };
     for c in CURRENCIES {
         let sel = if c == chosen { " selected" } else { "" };
         body.push_str(&format!("<option{sel}>{c}</option>"));
@@ -136,7 +145,12 @@ pub fn forbidden() -> String {
 }
 
 fn money(cents: i64, currency: &str) -> String {
-    format!("{}.{:02} {}", cents / 100, (cents % 100).abs(), esc(currency))
+    format!(
+        "{}.{:02} {}",
+        cents / 100,
+        (cents % 100).abs(),
+        esc(currency)
+    )
 }
 
 trait StatusStr {
@@ -155,8 +169,19 @@ mod tests {
     #[test]
     fn escapes_everything_interpolated() {
         assert_eq!(esc("<script>\"'&"), "&lt;script&gt;&quot;&#39;&amp;");
-        let html = home("t", &FormValues { email: "\"><script>x</script>".into(), ..Default::default() }, &[], None);
+        let html = home(
+            "t",
+            &FormValues {
+                email: "\"><script>x</script>".into(),
+                ..Default::default()
+            },
+            &[],
+            None,
+        );
         assert!(!html.contains("<script>"));
-        assert!(!html.contains("style="), "no inline styles: the CSP forbids them");
+        assert!(
+            !html.contains("style="),
+            "no inline styles: the CSP forbids them"
+        );
     }
 }

@@ -10,7 +10,9 @@ XCG XOF XPF YER ZAR ZMW ZWG";
 
 /// Whether `code` is an active ISO 4217 code (upper case, three letters).
 pub fn is_iso4217(code: &str) -> bool {
-    code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) && CODES.split(' ').any(|c| c == code)
+    code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && CODES.split(' ').any(|c| c == code)
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ impl Cursor {
 
     /// Parses the opaque form; anything else is a 400 problem.
     pub fn decode(s: &str) -> Result<Self, Problem> {
-        let bad = || Problem::malformed("The cursor is not one this API returned; start again without it.");
+        let bad = || {
+            Problem::malformed("The cursor is not one this API returned; start again without it.")
+        };
         let raw = B64.decode(s.as_bytes()).map_err(|_| bad())?;
         let text = String::from_utf8(raw).map_err(|_| bad())?;
         let (body, sum) = text.rsplit_once('|').ok_or_else(bad)?;
@@ -36,7 +38,10 @@ impl Cursor {
         let (micros, id) = body.split_once('|').ok_or_else(bad)?;
         let micros: i64 = micros.parse().map_err(|_| bad())?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-        Ok(Self { created_at, id: id.to_owned() })
+        Ok(Self {
+            created_at,
+            id: id.to_owned(),
+        })
     }
 }
 
@@ -46,7 +51,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_tampering() {
-        let c = Cursor { created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: "ord_x".into() };
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: "ord_x".into(),
+        };
         let s = c.encode();
         assert_eq!(Cursor::decode(&s).unwrap(), c);
         let mut tampered = s.into_bytes();

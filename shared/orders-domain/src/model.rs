@@ -40,22 +40,37 @@ impl NewOrder {
     pub fn validate(&self) -> Result<i64, Problem> {
         let mut errors = Vec::new();
         if !is_email(&self.customer_email) {
-            errors.push(FieldError::new("/customer_email", "must be an email address such as ada@example.com"));
+            errors.push(FieldError::new(
+                "/customer_email",
+                "must be an email address such as ada@example.com",
+            ));
         }
         if !crate::currency::is_iso4217(&self.currency) {
-            errors.push(FieldError::new("/currency", "must be an ISO 4217 code such as EUR or USD"));
+            errors.push(FieldError::new(
+                "/currency",
+                "must be an ISO 4217 code such as EUR or USD",
+            ));
         }
         if self.items.is_empty() || self.items.len() > MAX_ITEMS {
-            errors.push(FieldError::new("/items", format!("must hold 1 to {MAX_ITEMS} items")));
+            errors.push(FieldError::new(
+                "/items",
+                format!("must hold 1 to {MAX_ITEMS} items"),
+            ));
         }
         let mut total: Option<i64> = Some(0);
         for (i, item) in self.items.iter().enumerate() {
             let sku = item.sku.trim();
             if sku.is_empty() || sku.len() > 64 || sku.chars().any(char::is_control) {
-                errors.push(FieldError::new(format!("/items/{i}/sku"), "must be 1 to 64 printable characters"));
+                errors.push(FieldError::new(
+                    format!("/items/{i}/sku"),
+                    "must be 1 to 64 printable characters",
+                ));
             }
             if item.quantity == 0 || item.quantity > MAX_QUANTITY {
-                errors.push(FieldError::new(format!("/items/{i}/quantity"), format!("must be 1 to {MAX_QUANTITY}")));
+                errors.push(FieldError::new(
+                    format!("/items/{i}/quantity"),
+                    format!("must be 1 to {MAX_QUANTITY}"),
+                ));
             }
             if !(0..=MAX_UNIT_PRICE_CENTS).contains(&item.unit_price_cents) {
                 errors.push(FieldError::new(
@@ -63,14 +78,21 @@ impl NewOrder {
                     format!("must be 0 to {MAX_UNIT_PRICE_CENTS}"),
                 ));
             }
-            total = total
-                .and_then(|t| item.unit_price_cents.checked_mul(i64::from(item.quantity)).and_then(|l| t.checked_add(l)));
+            total = total.and_then(|t| {
+                item.unit_price_cents
+                    .checked_mul(i64::from(item.quantity))
+                    .and_then(|l| t.checked_add(l))
+            });
         }
         let Some(total) = total else {
             errors.push(FieldError::new("/items", "the order total overflows"));
             return Err(Problem::validation(errors));
         };
-        if errors.is_empty() { Ok(total) } else { Err(Problem::validation(errors)) }
+        if errors.is_empty() {
+            Ok(total)
+        } else {
+            Err(Problem::validation(errors))
+        }
     }
 }
 
@@ -137,7 +159,10 @@ impl Status {
     /// Whether a payment result may move an order from `self` to `to`. Paid is final, so an
     /// old failure arriving after the success never moves the order backwards.
     pub fn can_move_to(self, to: Status) -> bool {
-        matches!((self, to), (Self::Pending, Self::Paid | Self::Failed) | (Self::Failed, Self::Paid))
+        matches!(
+            (self, to),
+            (Self::Pending, Self::Paid | Self::Failed) | (Self::Failed, Self::Paid)
+        )
     }
 }
 
@@ -172,7 +197,11 @@ mod tests {
         NewOrder {
             customer_email: "ada@example.com".into(),
             currency: "EUR".into(),
-            items: vec![NewItem { sku: "TEA-1".into(), quantity: 2, unit_price_cents: 450 }],
+            items: vec![NewItem {
+                sku: "TEA-1".into(),
+                quantity: 2,
+                unit_price_cents: 450,
+            }],
         }
     }
 
@@ -190,8 +219,21 @@ mod tests {
         o.items[0].unit_price_cents = -1;
         let p = o.validate().unwrap_err();
         let v: serde_json::Value = serde_json::from_str(&p.body()).unwrap();
-        let pointers: Vec<&str> = v["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
-        assert_eq!(pointers, ["/customer_email", "/currency", "/items/0/quantity", "/items/0/unit_price_cents"]);
+        let pointers: Vec<&str> = v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["pointer"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            pointers,
+            [
+                "/customer_email",
+                "/currency",
+                "/items/0/quantity",
+                "/items/0/unit_price_cents"
+            ]
+        );
     }
 
     #[test]
@@ -201,7 +243,14 @@ mod tests {
         assert!(o.validate().is_err());
         o.items = vec![order().items[0].clone(); 101];
         assert!(o.validate().is_err());
-        o.items = vec![NewItem { sku: "X".into(), quantity: 1000, unit_price_cents: MAX_UNIT_PRICE_CENTS }; 100];
+        o.items = vec![
+            NewItem {
+                sku: "X".into(),
+                quantity: 1000,
+                unit_price_cents: MAX_UNIT_PRICE_CENTS
+            };
+            100
+        ];
         assert_eq!(o.validate().unwrap(), 100 * 1000 * MAX_UNIT_PRICE_CENTS);
     }
 
@@ -210,7 +259,9 @@ mod tests {
         for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.b.co", "a@b..co"] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.b.co", "a@b..co",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
         assert_eq!(mask_email("ada@example.com"), "a***@example.com");

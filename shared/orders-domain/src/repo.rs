@@ -30,7 +30,8 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
-const ORDER_COLUMNS: &str = "id, status, customer_email, currency, total_cents, payment_id, created_at, updated_at";
+const ORDER_COLUMNS: &str =
+    "id, status, customer_email, currency, total_cents, payment_id, created_at, updated_at";
 
 /// Creates an order, or replays the one an earlier request with the same idempotency key made.
 pub async fn create(
@@ -42,9 +43,17 @@ pub async fn create(
 ) -> Result<Created, Problem> {
     if let Some(k) = key {
         // Same-key requests queue here, so the second sees the first's committed row.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&k.key]).await.or_problem()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&k.key],
+        )
+        .await
+        .or_problem()?;
         let existing = tx
-            .query_opt("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1", &[&k.key])
+            .query_opt(
+                "SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1",
+                &[&k.key],
+            )
             .await
             .or_problem()?;
         if let Some(row) = existing {
@@ -59,7 +68,11 @@ pub async fn create(
             }
             let order_id: String = row.get(1);
             let order = get(tx, &order_id).await?.ok_or_else(Problem::internal)?;
-            return Ok(Created { order, outbox_id: None, replayed: true });
+            return Ok(Created {
+                order,
+                outbox_id: None,
+                replayed: true,
+            });
         }
     }
     let id = crate::id::new_order_id();
@@ -69,16 +82,28 @@ pub async fn create(
         ))
         .await
         .or_problem()?;
-    let row = tx.query_one(&stmt, &[&id, &new.customer_email, &new.currency, &total]).await.or_problem()?;
+    let row = tx
+        .query_one(&stmt, &[&id, &new.customer_email, &new.currency, &total])
+        .await
+        .or_problem()?;
     let item_stmt = tx
         .prepare_cached("INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents) VALUES ($1, $2, $3, $4, $5)")
         .await
         .or_problem()?;
     for (line, item) in new.items.iter().enumerate() {
         let quantity = i32::try_from(item.quantity).map_err(|_| Problem::internal())?;
-        tx.execute(&item_stmt, &[&id, &(line as i32), &item.sku.trim(), &quantity, &item.unit_price_cents])
-            .await
-            .or_problem()?;
+        tx.execute(
+            &item_stmt,
+            &[
+                &id,
+                &(line as i32),
+                &item.sku.trim(),
+                &quantity,
+                &item.unit_price_cents,
+            ],
+        )
+        .await
+        .or_problem()?;
     }
     if let Some(k) = key {
         tx.execute(
@@ -95,13 +120,28 @@ pub async fn create(
         "total_cents": order.total_cents,
         "items": order.items.len(),
     });
-    let outbox_id = outbox.stage(tx, events::ORDERS_TOPIC, events::ORDER_CREATED, Some(&order.id), &data).await?;
-    Ok(Created { order, outbox_id: Some(outbox_id), replayed: false })
+    let outbox_id = outbox
+        .stage(
+            tx,
+            events::ORDERS_TOPIC,
+            events::ORDER_CREATED,
+            Some(&order.id),
+            &data,
+        )
+        .await?;
+    Ok(Created {
+        order,
+        outbox_id: Some(outbox_id),
+        replayed: false,
+    })
 }
 
 /// One order with its items, or `None`.
 pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>, Problem> {
-    let stmt = client.prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).await.or_problem()?;
+    let stmt = client
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .await
+        .or_problem()?;
     let Some(row) = client.query_opt(&stmt, &[&id]).await.or_problem()? else {
         return Ok(None);
     };
@@ -109,7 +149,13 @@ pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>
         .prepare_cached("SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line")
         .await
         .or_problem()?;
-    let items = client.query(&items_stmt, &[&id]).await.or_problem()?.iter().map(to_item).collect();
+    let items = client
+        .query(&items_stmt, &[&id])
+        .await
+        .or_problem()?
+        .iter()
+        .map(to_item)
+        .collect();
     Ok(Some(to_order(&row, items)))
 }
 
@@ -134,7 +180,10 @@ pub async fn list<C: GenericClient>(
         ))
         .await
         .or_problem()?;
-    let rows = client.query(&stmt, &[&status, &after_time, &after_id, &(limit + 1)]).await.or_problem()?;
+    let rows = client
+        .query(&stmt, &[&status, &after_time, &after_id, &(limit + 1)])
+        .await
+        .or_problem()?;
     let more = rows.len() as i64 > limit;
     let rows = &rows[..rows.len().min(limit as usize)];
     let ids: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
@@ -152,13 +201,20 @@ pub async fn list<C: GenericClient>(
             let items = item_rows
                 .iter()
                 .filter(|i| i.get::<_, String>(0) == id)
-                .map(|i| NewItem { sku: i.get(1), quantity: i.get::<_, i32>(2) as u32, unit_price_cents: i.get(3) })
+                .map(|i| NewItem {
+                    sku: i.get(1),
+                    quantity: i.get::<_, i32>(2) as u32,
+                    unit_price_cents: i.get(3),
+                })
                 .collect();
             to_order(r, items)
         })
         .collect();
     let next = if more {
-        orders.last().map(|o| Cursor { created_at: o.created_at, id: o.id.clone() })
+        orders.last().map(|o| Cursor {
+            created_at: o.created_at,
+            id: o.id.clone(),
+        })
     } else {
         None
     };
@@ -181,24 +237,40 @@ pub enum PaymentOutcome {
 
 /// Applies a payment result to its order. Mismatched amount or currency, or an unknown order,
 /// are permanent errors (422): retrying cannot fix them, so they go to the dead-letter topic.
-pub async fn apply_payment(tx: &Transaction<'_>, outbox: &Outbox, payment: &Payment, to: Status) -> Result<PaymentOutcome, Problem> {
+pub async fn apply_payment(
+    tx: &Transaction<'_>,
+    outbox: &Outbox,
+    payment: &Payment,
+    to: Status,
+) -> Result<PaymentOutcome, Problem> {
     let row = tx
-        .query_opt("SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE", &[&payment.order_id])
+        .query_opt(
+            "SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE",
+            &[&payment.order_id],
+        )
         .await
         .or_problem()?;
     let Some(row) = row else {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-order", "No such order")
-            .with_detail(format!("no order {}", payment.order_id)));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-order",
+            "No such order",
+        )
+        .with_detail(format!("no order {}", payment.order_id)));
     };
     let status = Status::parse(row.get(0)).ok_or_else(Problem::internal)?;
     let currency: String = row.get(1);
     let total: i64 = row.get(2);
     if currency != payment.currency || total != payment.amount_cents {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "payment-mismatch", "Payment does not match the order")
-            .with_detail(format!(
-                "the order is {total} {currency}, the payment {} {}",
-                payment.amount_cents, payment.currency
-            )));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "payment-mismatch",
+            "Payment does not match the order",
+        )
+        .with_detail(format!(
+            "the order is {total} {currency}, the payment {} {}",
+            payment.amount_cents, payment.currency
+        )));
     }
     if !status.can_move_to(to) {
         return Ok(PaymentOutcome::Unchanged(status));
@@ -209,19 +281,29 @@ pub async fn apply_payment(tx: &Transaction<'_>, outbox: &Outbox, payment: &Paym
     )
     .await
     .or_problem()?;
-    let ty = if to == Status::Paid { events::ORDER_PAID } else { events::ORDER_PAYMENT_FAILED };
+    let ty = if to == Status::Paid {
+        events::ORDER_PAID
+    } else {
+        events::ORDER_PAYMENT_FAILED
+    };
     let data = serde_json::json!({
         "order_id": payment.order_id,
         "payment_id": payment.payment_id,
         "amount_cents": payment.amount_cents,
         "currency": payment.currency,
     });
-    let outbox_id = outbox.stage(tx, events::ORDERS_TOPIC, ty, Some(&payment.order_id), &data).await?;
+    let outbox_id = outbox
+        .stage(tx, events::ORDERS_TOPIC, ty, Some(&payment.order_id), &data)
+        .await?;
     Ok(PaymentOutcome::Moved { to, outbox_id })
 }
 
 fn to_item(r: &Row) -> NewItem {
-    NewItem { sku: r.get(0), quantity: r.get::<_, i32>(1) as u32, unit_price_cents: r.get(2) }
+    NewItem {
+        sku: r.get(0),
+        quantity: r.get::<_, i32>(1) as u32,
+        unit_price_cents: r.get(2),
+    }
 }
 
 fn to_order(r: &Row, items: Vec<NewItem>) -> Order {

@@ -100,8 +100,12 @@ impl DbConfig {
         let connect_timeout = env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(3))?;
         pg.connect_timeout(connect_timeout);
         pg.application_name(&tern::binary_name());
-        let statement_timeout: Duration = env.or("DB_STATEMENT_TIMEOUT", Duration::from_secs(10))?;
-        pg.options(format!("-c statement_timeout={}", statement_timeout.as_millis()));
+        let statement_timeout: Duration =
+            env.or("DB_STATEMENT_TIMEOUT", Duration::from_secs(10))?;
+        pg.options(format!(
+            "-c statement_timeout={}",
+            statement_timeout.as_millis()
+        ));
 
         let ssl_mode = env.or("DB_SSLMODE", SslMode::Disable)?;
         let ssl_root_cert: Option<String> = env.optional("DB_SSL_ROOT_CERT")?;
@@ -137,12 +141,19 @@ mod tests {
 
     #[tokio::test]
     async fn url_or_discrete_settings() {
-        let c = cfg(&[("DATABASE_URL", "postgres://app:pw@127.0.0.1:5433/orders")]).await.unwrap();
-        assert_eq!(c.pg.get_dbname(), Some("orders"));
-        assert_eq!(c.pool_size, 8);
-        let c = cfg(&[("DB_HOST", "10.0.0.3"), ("DB_NAME", "orders"), ("DB_USER", "app"), ("DB_PASSWORD", "pw")])
+        let c = cfg(&[("DATABASE_URL", "postgres://app:pw@127.0.0.1:5433/orders")])
             .await
             .unwrap();
+        assert_eq!(c.pg.get_dbname(), Some("orders"));
+        assert_eq!(c.pool_size, 8);
+        let c = cfg(&[
+            ("DB_HOST", "10.0.0.3"),
+            ("DB_NAME", "orders"),
+            ("DB_USER", "app"),
+            ("DB_PASSWORD", "pw"),
+        ])
+        .await
+        .unwrap();
         assert_eq!(c.pg.get_ports(), &[5432]);
         assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
         assert!(!format!("{c:?}").contains("pw\""));
@@ -151,12 +162,36 @@ mod tests {
     #[tokio::test]
     async fn bad_settings_name_their_variable() {
         assert_eq!(cfg(&[]).await.unwrap_err().var, "DATABASE_URL");
-        assert_eq!(cfg(&[("DATABASE_URL", "mysql://x")]).await.unwrap_err().var, "DATABASE_URL");
-        assert_eq!(cfg(&[("DB_HOST", "h"), ("DB_USER", "u")]).await.unwrap_err().var, "DB_NAME");
+        assert_eq!(
+            cfg(&[("DATABASE_URL", "mysql://x")]).await.unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            cfg(&[("DB_HOST", "h"), ("DB_USER", "u")])
+                .await
+                .unwrap_err()
+                .var,
+            "DB_NAME"
+        );
         let url = ("DATABASE_URL", "postgres://u@h/d");
-        assert_eq!(cfg(&[url, ("DB_POOL_SIZE", "0")]).await.unwrap_err().var, "DB_POOL_SIZE");
-        assert_eq!(cfg(&[url, ("DB_SSLMODE", "prefer")]).await.unwrap_err().var, "DB_SSLMODE");
-        assert_eq!(cfg(&[url, ("DB_SSLMODE", "verify-ca")]).await.unwrap_err().var, "DB_SSL_ROOT_CERT");
-        assert_eq!(cfg(&[url, ("DB_WAIT_TIMEOUT", "2")]).await.unwrap_err().var, "DB_WAIT_TIMEOUT");
+        assert_eq!(
+            cfg(&[url, ("DB_POOL_SIZE", "0")]).await.unwrap_err().var,
+            "DB_POOL_SIZE"
+        );
+        assert_eq!(
+            cfg(&[url, ("DB_SSLMODE", "prefer")]).await.unwrap_err().var,
+            "DB_SSLMODE"
+        );
+        assert_eq!(
+            cfg(&[url, ("DB_SSLMODE", "verify-ca")])
+                .await
+                .unwrap_err()
+                .var,
+            "DB_SSL_ROOT_CERT"
+        );
+        assert_eq!(
+            cfg(&[url, ("DB_WAIT_TIMEOUT", "2")]).await.unwrap_err().var,
+            "DB_WAIT_TIMEOUT"
+        );
     }
 }

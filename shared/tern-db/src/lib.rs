@@ -30,7 +30,9 @@ pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use migrate::{Migration, Migrator};
 pub use tokio_postgres;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
+};
 use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +47,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("status", &self.pool.status()).finish()
+        f.debug_struct("Db")
+            .field("status", &self.pool.status())
+            .finish()
     }
 }
 
@@ -129,7 +133,10 @@ impl ReadinessCheck for Db {
 
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let client = self.get().await.map_err(|p| p.detail().unwrap_or("").to_owned())?;
+            let client = self
+                .get()
+                .await
+                .map_err(|p| p.detail().unwrap_or("").to_owned())?;
             client
                 .simple_query("SELECT 1")
                 .await

@@ -36,7 +36,9 @@ pub enum MigrateError {
         source: tokio_postgres::Error,
     },
     /// An applied migration's text changed.
-    #[error("migration {version} ({name}) was edited after it was applied; add a new migration instead")]
+    #[error(
+        "migration {version} ({name}) was edited after it was applied; add a new migration instead"
+    )]
     Changed {
         /// Which.
         version: i32,
@@ -72,10 +74,14 @@ impl Migrator {
 
     /// Applies whatever is missing, holding the advisory lock.
     pub async fn run(&self, client: &mut Client) -> Result<MigrateReport, MigrateError> {
-        client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .await?;
         let result = self.run_locked(client).await;
         // The lock is session-level: release it whatever happened.
-        let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+            .await;
         let report = result?;
         unlock?;
         Ok(report)

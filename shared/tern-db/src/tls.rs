@@ -25,9 +25,9 @@ pub fn client_config(cfg: &DbConfig) -> Result<Option<rustls::ClientConfig>, Con
                 let cert = cert.map_err(|e| {
                     ConfigError::new("DB_SSL_ROOT_CERT", format!("{path:?} is not PEM: {e}"))
                 })?;
-                roots.add(cert).map_err(|e| {
-                    ConfigError::new("DB_SSL_ROOT_CERT", format!("{path:?}: {e}"))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConfigError::new("DB_SSL_ROOT_CERT", format!("{path:?}: {e}")))?;
             }
             if roots.is_empty() {
                 return Err(ConfigError::new(
@@ -49,9 +49,7 @@ pub fn client_config(cfg: &DbConfig) -> Result<Option<rustls::ClientConfig>, Con
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
             .with_no_client_auth(),
-        _ => builder
-            .with_webpki_verifier(webpki)
-            .with_no_client_auth(),
+        _ => builder.with_webpki_verifier(webpki).with_no_client_auth(),
     };
     Ok(Some(config))
 }

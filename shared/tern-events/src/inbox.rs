@@ -8,7 +8,11 @@ use tern_db::{DbResultExt, Transaction};
 /// handled: the caller then does nothing and acknowledges (a duplicate is a 2xx no-op).
 /// Two concurrent deliveries of the same event serialize on the primary key; the second sees
 /// `false` once the first commits.
-pub async fn first_delivery(tx: &Transaction<'_>, consumer: &str, event: &DomainEvent) -> Result<bool, Problem> {
+pub async fn first_delivery(
+    tx: &Transaction<'_>,
+    consumer: &str,
+    event: &DomainEvent,
+) -> Result<bool, Problem> {
     let stmt = tx
         .prepare_cached(
             "INSERT INTO tern_inbox (consumer, event_source, event_id, event_type)

@@ -56,7 +56,10 @@ impl DomainEvent {
     /// The data as `T`; a mismatch is a 422 `invalid-event` problem (permanent).
     pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         serde_json::from_value(self.data.clone()).map_err(|e| {
-            invalid(StatusCode::UNPROCESSABLE_ENTITY, format!("the event data does not fit type {}: {e}", self.ty))
+            invalid(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the event data does not fit type {}: {e}", self.ty),
+            )
         })
     }
 }
@@ -115,8 +118,12 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
         || headers.contains_key("ce-type")
         || content_type.starts_with("application/cloudevents+json");
     if is_cloudevent {
-        let event = cloudevents::binding::http::to_event(headers, body.to_vec())
-            .map_err(|e| invalid(StatusCode::BAD_REQUEST, format!("not a valid CloudEvent: {e}")))?;
+        let event = cloudevents::binding::http::to_event(headers, body.to_vec()).map_err(|e| {
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("not a valid CloudEvent: {e}"),
+            )
+        })?;
         return from_cloudevent(event);
     }
     if content_type.starts_with("application/json") {
@@ -141,7 +148,10 @@ fn from_cloudevent(event: Event) -> Result<DomainEvent, Problem> {
     if event.ty() == MESSAGE_PUBLISHED {
         let data = event_json(&event)?;
         let envelope: PushEnvelope = serde_json::from_value(data).map_err(|e| {
-            invalid(StatusCode::BAD_REQUEST, format!("messagePublished data is not a Pub/Sub message: {e}"))
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("messagePublished data is not a Pub/Sub message: {e}"),
+            )
         })?;
         return from_envelope(envelope);
     }
@@ -159,19 +169,30 @@ fn from_cloudevent(event: Event) -> Result<DomainEvent, Problem> {
 fn event_json(event: &Event) -> Result<serde_json::Value, Problem> {
     match event.data() {
         Some(Data::Json(v)) => Ok(v.clone()),
-        Some(Data::String(s)) => serde_json::from_str(s)
-            .map_err(|e| invalid(StatusCode::BAD_REQUEST, format!("the event data is not JSON: {e}"))),
-        Some(Data::Binary(b)) => serde_json::from_slice(b)
-            .map_err(|e| invalid(StatusCode::BAD_REQUEST, format!("the event data is not JSON: {e}"))),
+        Some(Data::String(s)) => serde_json::from_str(s).map_err(|e| {
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("the event data is not JSON: {e}"),
+            )
+        }),
+        Some(Data::Binary(b)) => serde_json::from_slice(b).map_err(|e| {
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("the event data is not JSON: {e}"),
+            )
+        }),
         None => Err(invalid(StatusCode::BAD_REQUEST, "the event has no data")),
     }
 }
 
 fn from_envelope(env: PushEnvelope) -> Result<DomainEvent, Problem> {
     let m = env.message;
-    let data = B64
-        .decode(m.data.as_bytes())
-        .map_err(|e| invalid(StatusCode::BAD_REQUEST, format!("message.data is not valid base64: {e}")))?;
+    let data = B64.decode(m.data.as_bytes()).map_err(|e| {
+        invalid(
+            StatusCode::BAD_REQUEST,
+            format!("message.data is not valid base64: {e}"),
+        )
+    })?;
     let attr = |name: &str| m.attributes.get(name).filter(|v| !v.is_empty()).cloned();
     let missing = |name: &str| {
         invalid(
@@ -195,13 +216,22 @@ fn from_envelope(env: PushEnvelope) -> Result<DomainEvent, Problem> {
     let time = match attr("ce-time") {
         Some(t) => Some(
             DateTime::parse_from_rfc3339(&t)
-                .map_err(|_| invalid(StatusCode::BAD_REQUEST, format!("ce-time {t:?} is not RFC 3339")))?
+                .map_err(|_| {
+                    invalid(
+                        StatusCode::BAD_REQUEST,
+                        format!("ce-time {t:?} is not RFC 3339"),
+                    )
+                })?
                 .with_timezone(&Utc),
         ),
         None => None,
     };
-    let data = serde_json::from_slice(&data)
-        .map_err(|e| invalid(StatusCode::BAD_REQUEST, format!("the message data is not JSON: {e}")))?;
+    let data = serde_json::from_slice(&data).map_err(|e| {
+        invalid(
+            StatusCode::BAD_REQUEST,
+            format!("the message data is not JSON: {e}"),
+        )
+    })?;
     Ok(DomainEvent {
         id,
         source,
@@ -261,7 +291,10 @@ mod tests {
         for (k, v) in [
             ("ce-specversion", "1.0"),
             ("ce-id", "42"),
-            ("ce-source", "//pubsub.googleapis.com/projects/p/topics/payments"),
+            (
+                "ce-source",
+                "//pubsub.googleapis.com/projects/p/topics/payments",
+            ),
             ("ce-type", MESSAGE_PUBLISHED),
         ] {
             h.insert(k, v.parse().unwrap());
@@ -274,7 +307,12 @@ mod tests {
     #[test]
     fn a_direct_cloudevent_is_the_domain_event() {
         let mut h = json_headers();
-        for (k, v) in [("ce-specversion", "1.0"), ("ce-id", "e1"), ("ce-source", "//x"), ("ce-type", "com.example.payment.failed")] {
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "e1"),
+            ("ce-source", "//x"),
+            ("ce-type", "com.example.payment.failed"),
+        ] {
             h.insert(k, v.parse().unwrap());
         }
         let ev = decode(&h, br#"{"order_id":"o"}"#).unwrap();
@@ -293,7 +331,12 @@ mod tests {
         assert_eq!(decode(&h, b"{}").unwrap_err().status(), 400);
         // Unsupported specversion.
         let mut h = json_headers();
-        for (k, v) in [("ce-specversion", "0.1"), ("ce-id", "1"), ("ce-source", "//x"), ("ce-type", "t")] {
+        for (k, v) in [
+            ("ce-specversion", "0.1"),
+            ("ce-id", "1"),
+            ("ce-source", "//x"),
+            ("ce-type", "t"),
+        ] {
             h.insert(k, v.parse().unwrap());
         }
         assert_eq!(decode(&h, b"{}").unwrap_err().status(), 400);

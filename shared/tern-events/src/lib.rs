@@ -29,7 +29,15 @@ pub async fn outbox(ctx: &Context, db: &Db) -> Result<Outbox, StartError> {
     let cfg = PubSubConfig::from_env(ctx.env())?;
     let publisher = EventPublisher::new(cfg).await.map_err(StartError::failed)?;
     let flushing = publisher.clone();
-    ctx.on_shutdown("pubsub publisher", move || async move { flushing.flush().await });
+    ctx.on_shutdown(
+        "pubsub publisher",
+        move || async move { flushing.flush().await },
+    );
     let source = format!("//tern/{}", ctx.config().knative.service);
-    Ok(Outbox::new(db.clone(), publisher, source, Some(ctx.clone())))
+    Ok(Outbox::new(
+        db.clone(),
+        publisher,
+        source,
+        Some(ctx.clone()),
+    ))
 }

@@ -40,7 +40,12 @@ impl Outbox {
     /// An outbox writing through `db` and publishing with `publisher`. `source` becomes the
     /// CloudEvents `source` of every event (`//tern/<service>`).
     pub fn new(db: Db, publisher: EventPublisher, source: String, ctx: Option<Context>) -> Self {
-        Self { db, publisher, source, ctx }
+        Self {
+            db,
+            publisher,
+            source,
+            ctx,
+        }
     }
 
     /// Stages an event in `tx`; it is published only if `tx` commits. Returns the row id.
@@ -61,7 +66,10 @@ impl Outbox {
             .await
             .or_problem()?;
         let row = tx
-            .query_one(&stmt, &[&topic, &event_id, &ty, &self.source, &subject, data])
+            .query_one(
+                &stmt,
+                &[&topic, &event_id, &ty, &self.source, &subject, data],
+            )
             .await
             .or_problem()?;
         Ok(row.get(0))
@@ -102,13 +110,20 @@ impl Outbox {
     pub async fn pending(&self) -> Result<i64, Problem> {
         let client = self.db.get().await?;
         let row = client
-            .query_one("SELECT count(*) FROM tern_outbox WHERE published_at IS NULL", &[])
+            .query_one(
+                "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+                &[],
+            )
             .await
             .or_problem()?;
         Ok(row.get(0))
     }
 
-    async fn publish_batch(&self, only: Option<&[i64]>, limit: i64) -> Result<(FlushReport, usize), Problem> {
+    async fn publish_batch(
+        &self,
+        only: Option<&[i64]>,
+        limit: i64,
+    ) -> Result<(FlushReport, usize), Problem> {
         let mut client = self.db.get().await?;
         let tx = client.transaction().await.or_problem()?;
         let rows = match only {
@@ -160,7 +175,9 @@ impl Outbox {
             .await
             .or_problem()?;
         let failed = tx
-            .prepare_cached("UPDATE tern_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+            .prepare_cached(
+                "UPDATE tern_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+            )
             .await
             .or_problem()?;
         for (id, result) in results {
@@ -170,14 +187,20 @@ impl Outbox {
                     report.published += 1;
                 }
                 Err(e) => {
-                    tx.execute(&failed, &[&id, &e.to_string()]).await.or_problem()?;
+                    tx.execute(&failed, &[&id, &e.to_string()])
+                        .await
+                        .or_problem()?;
                     report.failed += 1;
                 }
             }
         }
         tx.commit().await.or_problem()?;
         if report.published > 0 || report.failed > 0 {
-            tracing::info!(published = report.published, failed = report.failed, "outbox batch");
+            tracing::info!(
+                published = report.published,
+                failed = report.failed,
+                "outbox batch"
+            );
         }
         Ok((report, claimed))
     }

@@ -42,7 +42,10 @@ impl OutgoingEvent {
             ("ce-id", self.id.clone()),
             ("ce-source", self.source.clone()),
             ("ce-type", self.ty.clone()),
-            ("ce-time", self.time.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            (
+                "ce-time",
+                self.time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ),
             ("content-type", "application/json".to_owned()),
         ];
         if let Some(s) = &self.subject {
@@ -71,17 +74,28 @@ impl PubSubConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let project = match env.optional::<String>("PUBSUB_PROJECT")? {
             Some(p) => p,
-            None => env.optional::<String>("GOOGLE_CLOUD_PROJECT")?.ok_or_else(|| {
-                ConfigError::new("PUBSUB_PROJECT", "is required (or GOOGLE_CLOUD_PROJECT) but not set")
-            })?,
+            None => env
+                .optional::<String>("GOOGLE_CLOUD_PROJECT")?
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "PUBSUB_PROJECT",
+                        "is required (or GOOGLE_CLOUD_PROJECT) but not set",
+                    )
+                })?,
         };
         if project.contains('/') || project.contains(' ') {
-            return Err(ConfigError::new("PUBSUB_PROJECT", format!("{project:?} is not a project id")));
+            return Err(ConfigError::new(
+                "PUBSUB_PROJECT",
+                format!("{project:?} is not a project id"),
+            ));
         }
         let emulator_host: Option<String> = env.optional("PUBSUB_EMULATOR_HOST")?;
         if let Some(h) = &emulator_host {
             if !h.contains(':') || h.contains("://") {
-                return Err(ConfigError::new("PUBSUB_EMULATOR_HOST", format!("expected host:port, got {h:?}")));
+                return Err(ConfigError::new(
+                    "PUBSUB_EMULATOR_HOST",
+                    format!("expected host:port, got {h:?}"),
+                ));
             }
         }
         Ok(Self {
@@ -127,7 +141,9 @@ pub struct EventPublisher {
 
 impl std::fmt::Debug for EventPublisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventPublisher").field("cfg", &self.cfg).finish()
+        f.debug_struct("EventPublisher")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -138,9 +154,9 @@ impl EventPublisher {
             google_cloud_pubsub::retry_policy::RetryableErrors.with_time_limit(cfg.publish_timeout),
         );
         if let Some(endpoint) = cfg.endpoint() {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+            builder = builder.with_endpoint(endpoint).with_credentials(
+                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+            );
         }
         let base = builder
             .build()
@@ -159,7 +175,10 @@ impl EventPublisher {
     }
 
     fn publisher(&self, topic: &str) -> Publisher {
-        let mut topics = self.topics.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         topics
             .entry(topic.to_owned())
             .or_insert_with(|| {
@@ -173,7 +192,11 @@ impl EventPublisher {
     }
 
     /// Publishes one event and returns the Pub/Sub message id.
-    pub async fn publish(&self, topic: &str, event: &OutgoingEvent) -> Result<String, PublishError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        event: &OutgoingEvent,
+    ) -> Result<String, PublishError> {
         let fut = self.publisher(topic).publish(event.to_message());
         // The client's retry policy gives up after `publish_timeout`; the outer timeout is a
         // backstop for a connection that hangs without failing.
@@ -211,13 +234,25 @@ mod tests {
 
     #[test]
     fn settings() {
-        let env = Env::from_pairs([("GOOGLE_CLOUD_PROJECT", "tern-dev"), ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085")]);
+        let env = Env::from_pairs([
+            ("GOOGLE_CLOUD_PROJECT", "tern-dev"),
+            ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085"),
+        ]);
         let c = PubSubConfig::from_env(&env).unwrap();
         assert_eq!(c.topic_path("orders"), "projects/tern-dev/topics/orders");
         assert_eq!(c.endpoint().as_deref(), Some("http://127.0.0.1:8085"));
-        assert_eq!(PubSubConfig::from_env(&Env::default()).unwrap_err().var, "PUBSUB_PROJECT");
-        let env = Env::from_pairs([("PUBSUB_PROJECT", "p"), ("PUBSUB_EMULATOR_HOST", "http://x:1")]);
-        assert_eq!(PubSubConfig::from_env(&env).unwrap_err().var, "PUBSUB_EMULATOR_HOST");
+        assert_eq!(
+            PubSubConfig::from_env(&Env::default()).unwrap_err().var,
+            "PUBSUB_PROJECT"
+        );
+        let env = Env::from_pairs([
+            ("PUBSUB_PROJECT", "p"),
+            ("PUBSUB_EMULATOR_HOST", "http://x:1"),
+        ]);
+        assert_eq!(
+            PubSubConfig::from_env(&env).unwrap_err().var,
+            "PUBSUB_EMULATOR_HOST"
+        );
     }
 
     #[test]
@@ -227,7 +262,9 @@ mod tests {
             source: "//tern/orders-create".into(),
             ty: "com.example.order.created".into(),
             subject: Some("ord_1".into()),
-            time: DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z").unwrap().with_timezone(&Utc),
+            time: DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
             data: serde_json::json!({"a": 1}),
         };
         let m = ev.to_message();

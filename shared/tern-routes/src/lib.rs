@@ -236,7 +236,10 @@ impl RouteTable {
         let mut seen_routes: BTreeMap<(String, String), String> = BTreeMap::new();
         for f in &self.functions {
             if !is_dns_label(&f.name) {
-                return bad(format!("function name {:?} must be a DNS label (a-z, 0-9, '-')", f.name));
+                return bad(format!(
+                    "function name {:?} must be a DNS label (a-z, 0-9, '-')",
+                    f.name
+                ));
             }
             if !names.insert(f.name.as_str()) {
                 return bad(format!("function {} appears twice", f.name));
@@ -245,10 +248,16 @@ impl RouteTable {
                 return bad(format!("{}: a job has no routes or subscriptions", f.name));
             }
             if f.kind == Kind::Http && f.routes.is_empty() {
-                return bad(format!("{}: an http function needs at least one route", f.name));
+                return bad(format!(
+                    "{}: an http function needs at least one route",
+                    f.name
+                ));
             }
             if f.scale.max == 0 || f.scale.min > f.scale.max {
-                return bad(format!("{}: scale needs 0 <= min <= max and max >= 1", f.name));
+                return bad(format!(
+                    "{}: scale needs 0 <= min <= max and max >= 1",
+                    f.name
+                ));
             }
             for r in &f.routes {
                 if !METHODS.contains(&r.method.as_str()) {
@@ -258,23 +267,42 @@ impl RouteTable {
                     return bad(format!("{}: path {:?} must start with /", f.name, r.path));
                 }
                 if r.path.starts_with(RESERVED_PREFIX) {
-                    return bad(format!("{}: paths under {RESERVED_PREFIX}/ are reserved for the runtime", f.name));
+                    return bad(format!(
+                        "{}: paths under {RESERVED_PREFIX}/ are reserved for the runtime",
+                        f.name
+                    ));
                 }
                 let key = (r.method.clone(), normalize(&r.path));
                 if let Some(other) = seen_routes.insert(key, f.name.clone()) {
-                    return bad(format!("{} {} is routed to both {other} and {}", r.method, r.path, f.name));
+                    return bad(format!(
+                        "{} {} is routed to both {other} and {}",
+                        r.method, r.path, f.name
+                    ));
                 }
             }
             for s in &f.subscriptions {
                 let Some(topic) = self.topics.iter().find(|t| t.name == s.topic) else {
-                    return bad(format!("{}: subscribes to unknown topic {}", f.name, s.topic));
+                    return bad(format!(
+                        "{}: subscribes to unknown topic {}",
+                        f.name, s.topic
+                    ));
                 };
-                if !f.routes.iter().any(|r| r.method == "POST" && r.path == s.path) {
-                    return bad(format!("{}: subscription path {} is not one of its POST routes", f.name, s.path));
+                if !f
+                    .routes
+                    .iter()
+                    .any(|r| r.method == "POST" && r.path == s.path)
+                {
+                    return bad(format!(
+                        "{}: subscription path {} is not one of its POST routes",
+                        f.name, s.path
+                    ));
                 }
                 for t in &s.types {
                     if !topic.event_types.contains(t) {
-                        return bad(format!("{}: topic {} carries no events of type {t}", f.name, s.topic));
+                        return bad(format!(
+                            "{}: topic {} carries no events of type {t}",
+                            f.name, s.topic
+                        ));
                     }
                 }
             }
@@ -284,8 +312,15 @@ impl RouteTable {
                 }
             }
             for s in &f.secrets {
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
-                    return bad(format!("{}: secret {s:?} must be an UPPER_SNAKE setting name", f.name));
+                if s.is_empty()
+                    || !s
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return bad(format!(
+                        "{}: secret {s:?} must be an UPPER_SNAKE setting name",
+                        f.name
+                    ));
                 }
             }
         }
@@ -302,7 +337,8 @@ impl RouteTable {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -338,7 +374,10 @@ impl<'a> Matcher<'a> {
         let mut by_path: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
         for f in &table.functions {
             for r in &f.routes {
-                by_path.entry(r.path.as_str()).or_default().push((r.method.as_str(), f.name.as_str()));
+                by_path
+                    .entry(r.path.as_str())
+                    .or_default()
+                    .push((r.method.as_str(), f.name.as_str()));
             }
         }
         let mut router = matchit::Router::new();
@@ -355,7 +394,11 @@ impl<'a> Matcher<'a> {
         let Ok(m) = self.router.at(path) else {
             return Match::NotFound;
         };
-        let method = if method == "HEAD" && !m.value.iter().any(|(me, _)| *me == "HEAD") { "GET" } else { method };
+        let method = if method == "HEAD" && !m.value.iter().any(|(me, _)| *me == "HEAD") {
+            "GET"
+        } else {
+            method
+        };
         match m.value.iter().find(|(me, _)| *me == method) {
             Some((_, f)) => Match::Function(f),
             None => Match::MethodNotAllowed(m.value.iter().map(|(me, _)| *me).collect()),
@@ -376,11 +419,20 @@ mod tests {
     fn the_repository_table_is_valid_and_matches() {
         let t = repo_table();
         let m = Matcher::new(&t).unwrap();
-        assert_eq!(m.find("POST", "/api/orders"), Match::Function("orders-create"));
+        assert_eq!(
+            m.find("POST", "/api/orders"),
+            Match::Function("orders-create")
+        );
         assert_eq!(m.find("GET", "/api/orders"), Match::Function("orders-list"));
-        assert_eq!(m.find("GET", "/api/orders/ord_abc"), Match::Function("orders-get"));
+        assert_eq!(
+            m.find("GET", "/api/orders/ord_abc"),
+            Match::Function("orders-get")
+        );
         assert_eq!(m.find("HEAD", "/"), Match::Function("web"));
-        assert_eq!(m.find("DELETE", "/api/orders/x"), Match::MethodNotAllowed(vec!["GET"]));
+        assert_eq!(
+            m.find("DELETE", "/api/orders/x"),
+            Match::MethodNotAllowed(vec!["GET"])
+        );
         assert_eq!(m.find("GET", "/nope/x"), Match::NotFound);
         assert_eq!(m.find("GET", "/_tern/ready"), Match::NotFound);
     }
@@ -398,8 +450,14 @@ mod tests {
         let entries: BTreeSet<String> = t.functions.iter().map(|f| f.name.clone()).collect();
         let missing_entry: Vec<_> = crates.difference(&entries).collect();
         let missing_crate: Vec<_> = entries.difference(&crates).collect();
-        assert!(missing_entry.is_empty(), "function crates without a routes.toml entry: {missing_entry:?}");
-        assert!(missing_crate.is_empty(), "routes.toml entries without a crate in functions/: {missing_crate:?}");
+        assert!(
+            missing_entry.is_empty(),
+            "function crates without a routes.toml entry: {missing_entry:?}"
+        );
+        assert!(
+            missing_crate.is_empty(),
+            "routes.toml entries without a crate in functions/: {missing_crate:?}"
+        );
         for name in &crates {
             let main = dir.join(name).join("src/main.rs");
             assert!(main.exists(), "{name} has no src/main.rs");
@@ -415,14 +473,38 @@ mod tests {
     #[test]
     fn inconsistent_tables_are_rejected() {
         let cases = [
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/_tern/x'}]", "reserved"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='FETCH',path='/x'}]", "unknown method"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\npublishes=['b']", "unknown topic"),
-            ("[[function]]\nname='F'\ndescription='d'\nroutes=[{method='GET',path='/x'}]", "DNS label"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x/{a}'}]\n[[function]]\nname='g'\ndescription='d'\nroutes=[{method='GET',path='/x/{b}'}]", "both"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='POST',path='/e'}]\nsubscriptions=[{topic='a',path='/e',types=['y']}]", "no events of type"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\nscale={min=3,max=2}", "scale"),
-            ("[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\ncolour='red'", "unknown field"),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/_tern/x'}]",
+                "reserved",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='FETCH',path='/x'}]",
+                "unknown method",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\npublishes=['b']",
+                "unknown topic",
+            ),
+            (
+                "[[function]]\nname='F'\ndescription='d'\nroutes=[{method='GET',path='/x'}]",
+                "DNS label",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x/{a}'}]\n[[function]]\nname='g'\ndescription='d'\nroutes=[{method='GET',path='/x/{b}'}]",
+                "both",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='POST',path='/e'}]\nsubscriptions=[{topic='a',path='/e',types=['y']}]",
+                "no events of type",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\nscale={min=3,max=2}",
+                "scale",
+            ),
+            (
+                "[[function]]\nname='f'\ndescription='d'\nroutes=[{method='GET',path='/x'}]\ncolour='red'",
+                "unknown field",
+            ),
         ];
         for (toml, expect) in cases {
             let err = with(toml).unwrap_err().to_string();

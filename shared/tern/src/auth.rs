@@ -29,9 +29,15 @@ impl ApiKeys {
     pub fn from_hashes(var: &str, list: &str) -> Result<Self, ConfigError> {
         let mut hashes = Vec::new();
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let bytes = hex::decode(item).ok().filter(|b| b.len() == 32).ok_or_else(|| {
-                ConfigError::new(var, "expected comma-separated SHA-256 hashes (64 hex characters each)")
-            })?;
+            let bytes = hex::decode(item)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        var,
+                        "expected comma-separated SHA-256 hashes (64 hex characters each)",
+                    )
+                })?;
             let mut h = [0u8; 32];
             h.copy_from_slice(&bytes);
             hashes.push(h);
@@ -50,7 +56,9 @@ impl ApiKeys {
             Some(list) => Self::from_hashes(var, &list),
             None => Err(ConfigError::new(
                 var,
-                format!("is required (SHA-256 hashes of the API keys; or {var}_FILE / {var}_SECRET) but not set"),
+                format!(
+                    "is required (SHA-256 hashes of the API keys; or {var}_FILE / {var}_SECRET) but not set"
+                ),
             )),
         }
     }
@@ -123,12 +131,17 @@ where
 
 fn check(keys: &ApiKeys, req: &Request) -> Result<(), Problem> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(Problem::unauthorized("Send Authorization: Bearer <API key>."));
+        return Err(Problem::unauthorized(
+            "Send Authorization: Bearer <API key>.",
+        ));
     };
     let key = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| Problem::unauthorized("Send Authorization: Bearer <API key>."))?;
@@ -146,7 +159,8 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
-    fn service() -> impl Service<Request, Response = Response, Error = std::convert::Infallible> + Clone {
+    fn service()
+    -> impl Service<Request, Response = Response, Error = std::convert::Infallible> + Clone {
         let keys = ApiKeys::from_hashes("K", &ApiKeys::hash("s3cret")).unwrap();
         keys.layer().layer(tower::service_fn(|_req: Request| async {
             Ok::<_, std::convert::Infallible>("ok".into_response())
@@ -156,7 +170,8 @@ mod tests {
     async fn status(auth: Option<&str>) -> u16 {
         let mut req = Request::new(Body::empty());
         if let Some(a) = auth {
-            req.headers_mut().insert(header::AUTHORIZATION, a.parse().unwrap());
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, a.parse().unwrap());
         }
         service().oneshot(req).await.unwrap().status().as_u16()
     }

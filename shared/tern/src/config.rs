@@ -235,7 +235,10 @@ impl RuntimeConfig {
     pub fn from_env(env: &Env, default_service: &str) -> Result<Self, ConfigError> {
         let port: u16 = env.or("PORT", 8080)?;
         if port == 0 {
-            return Err(ConfigError::new("PORT", "expected an integer 1-65535, got \"0\""));
+            return Err(ConfigError::new(
+                "PORT",
+                "expected an integer 1-65535, got \"0\"",
+            ));
         }
         let bind = match env.raw("TERN_BIND") {
             None => std::net::IpAddr::from([0, 0, 0, 0]),
@@ -245,11 +248,17 @@ impl RuntimeConfig {
         };
         let body_limit: usize = env.or("TERN_BODY_LIMIT", 64 * 1024)?;
         if body_limit == 0 {
-            return Err(ConfigError::new("TERN_BODY_LIMIT", "must be at least 1 byte"));
+            return Err(ConfigError::new(
+                "TERN_BODY_LIMIT",
+                "must be at least 1 byte",
+            ));
         }
         let request_timeout: Duration = env.or("TERN_REQUEST_TIMEOUT", Duration::from_secs(30))?;
         if request_timeout.is_zero() {
-            return Err(ConfigError::new("TERN_REQUEST_TIMEOUT", "must be longer than 0s"));
+            return Err(ConfigError::new(
+                "TERN_REQUEST_TIMEOUT",
+                "must be longer than 0s",
+            ));
         }
         Ok(Self {
             port,
@@ -341,7 +350,11 @@ mod tests {
 
     #[test]
     fn zero_limits_are_rejected() {
-        for (var, val) in [("PORT", "0"), ("TERN_BODY_LIMIT", "0"), ("TERN_REQUEST_TIMEOUT", "0s")] {
+        for (var, val) in [
+            ("PORT", "0"),
+            ("TERN_BODY_LIMIT", "0"),
+            ("TERN_REQUEST_TIMEOUT", "0s"),
+        ] {
             let err = RuntimeConfig::from_env(&Env::from_pairs([(var, val)]), "x").unwrap_err();
             assert_eq!(err.var, var);
         }

@@ -77,7 +77,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
                         strip_position(&inner.to_string()),
                     )]))
                 }
-                _ => Err(Problem::malformed(format!("The body is not valid JSON: {inner}"))),
+                _ => Err(Problem::malformed(format!(
+                    "The body is not valid JSON: {inner}"
+                ))),
             }
         }
     }
@@ -117,10 +119,18 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn is_json(headers: &http::HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
@@ -166,7 +176,10 @@ mod tests {
 
         let p = parse::<Order>(br#"{"items":[],"coupon":"x"}"#).unwrap_err();
         assert_eq!(p.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(p.detail().unwrap().contains("unknown field `coupon`"), "{p}");
+        assert!(
+            p.detail().unwrap().contains("unknown field `coupon`"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -180,9 +193,15 @@ mod tests {
     fn content_types() {
         let mut h = http::HeaderMap::new();
         assert!(!is_json(&h));
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(is_json(&h));
-        h.insert(header::CONTENT_TYPE, "application/cloudevents+json".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/cloudevents+json".parse().unwrap(),
+        );
         assert!(is_json(&h));
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(!is_json(&h));

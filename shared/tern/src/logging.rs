@@ -217,7 +217,9 @@ where
 
         let mut entry = Map::new();
         entry.insert("severity".into(), severity(meta.level()).into());
-        let message = payload.remove("message").unwrap_or(Value::String(String::new()));
+        let message = payload
+            .remove("message")
+            .unwrap_or(Value::String(String::new()));
         entry.insert("message".into(), message);
         entry.insert(
             "time".into(),
@@ -344,7 +346,10 @@ mod tests {
         );
         assert_eq!(l["logging.googleapis.com/spanId"], "00f067aa0ba902b7");
         assert_eq!(l["logging.googleapis.com/trace_sampled"], true);
-        assert_eq!(l["logging.googleapis.com/labels"]["revision"], "orders-get-00001");
+        assert_eq!(
+            l["logging.googleapis.com/labels"]["revision"],
+            "orders-get-00001"
+        );
         assert_eq!(l["logging.googleapis.com/sourceLocation"]["file"], file!());
         assert_eq!(l["request_id"], "r-1");
         assert_eq!(l["order_id"], "ord_1");
@@ -354,7 +359,8 @@ mod tests {
     #[test]
     fn no_trace_without_a_project() {
         let lines = capture(None, || {
-            let span = tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736");
+            let span =
+                tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736");
             let _g = span.enter();
             tracing::error!("boom");
         });

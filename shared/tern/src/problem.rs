@@ -122,8 +122,12 @@ impl Problem {
 
     /// 400: the body is not well-formed.
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed-request", "Malformed request")
-            .with_detail(detail)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+        )
+        .with_detail(detail)
     }
 
     /// 422: well-formed but invalid input.
@@ -246,8 +250,8 @@ mod tests {
 
     #[tokio::test]
     async fn renders_rfc9457_with_retry_after() {
-        let res = Problem::unavailable("database is down", Duration::from_millis(1500))
-            .into_response();
+        let res =
+            Problem::unavailable("database is down", Duration::from_millis(1500)).into_response();
         assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(res.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");

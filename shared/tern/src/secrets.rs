@@ -22,7 +22,11 @@ pub async fn resolve(env: &Env, name: &str) -> Result<Option<String>, ConfigErro
     if set.len() > 1 {
         return Err(ConfigError::new(
             name,
-            format!("set only one of {}, not {}", [name, &file_var, &secret_var].join(", "), set.join(" and ")),
+            format!(
+                "set only one of {}, not {}",
+                [name, &file_var, &secret_var].join(", "),
+                set.join(" and ")
+            ),
         ));
     }
     if let Some(resource) = env.raw(&secret_var) {
@@ -72,21 +76,30 @@ mod tests {
     #[tokio::test]
     async fn value_file_and_conflicts() {
         let env = Env::from_pairs([("API_KEY", "plain")]);
-        assert_eq!(resolve(&env, "API_KEY").await.unwrap().as_deref(), Some("plain"));
+        assert_eq!(
+            resolve(&env, "API_KEY").await.unwrap().as_deref(),
+            Some("plain")
+        );
 
         let dir = std::env::temp_dir().join(format!("tern-secret-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("key");
         std::fs::write(&file, "from-file\n").unwrap();
         let env = Env::from_pairs([("API_KEY_FILE", file.to_str().unwrap())]);
-        assert_eq!(resolve(&env, "API_KEY").await.unwrap().as_deref(), Some("from-file"));
+        assert_eq!(
+            resolve(&env, "API_KEY").await.unwrap().as_deref(),
+            Some("from-file")
+        );
 
         let env = Env::from_pairs([("API_KEY", "a"), ("API_KEY_FILE", "/x")]);
         let err = resolve(&env, "API_KEY").await.unwrap_err();
         assert_eq!(err.var, "API_KEY");
 
         let env = Env::from_pairs([("API_KEY_FILE", "/nonexistent/tern")]);
-        assert_eq!(resolve(&env, "API_KEY").await.unwrap_err().var, "API_KEY_FILE");
+        assert_eq!(
+            resolve(&env, "API_KEY").await.unwrap_err().var,
+            "API_KEY_FILE"
+        );
 
         let env = Env::from_pairs([("API_KEY_SECRET", "my-secret")]);
         let err = resolve(&env, "API_KEY").await.unwrap_err();

@@ -41,10 +41,11 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(req)
-        });
+        let svc =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
@@ -59,12 +60,21 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
 
     let grace = ctx.config().grace_period;
     let deadline = Instant::now() + grace;
-    tracing::info!(grace_ms = grace.as_millis() as u64, "listener closed; finishing in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "listener closed; finishing in-flight requests"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over with requests still in flight; closing them");
     }
     let left = deadline.saturating_duration_since(Instant::now());
-    if tokio::time::timeout(left, ctx.wait_for_tasks()).await.is_err() {
+    if tokio::time::timeout(left, ctx.wait_for_tasks())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over with background tasks still running");
     }
     ctx.run_shutdown_hooks().await;

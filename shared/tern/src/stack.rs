@@ -60,10 +60,7 @@ where
                 .layer(CompressionLayer::new())
                 .layer(middleware::from_fn(problem_bodies))
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(middleware::from_fn_with_state(
-                    cfg.request_timeout,
-                    timeout,
-                ))
+                .layer(middleware::from_fn_with_state(cfg.request_timeout, timeout))
                 .layer(RequestBodyLimitLayer::new(cfg.body_limit)),
         )
 }
@@ -157,7 +154,8 @@ fn header_str(req: &Request, name: header::HeaderName) -> String {
 async fn problem_bodies(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) || is_page(&res) {
+    if !(status.is_client_error() || status.is_server_error()) || is_problem(&res) || is_page(&res)
+    {
         return res;
     }
     let (parts, _) = res.into_parts();

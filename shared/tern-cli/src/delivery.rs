@@ -1,0 +1,232 @@
+//! Delivers subscription messages to consumer functions the way Google Cloud does: as Pub/Sub
+//! push requests, or as the binary-mode CloudEvents Eventarc sends. 2xx acknowledges; anything
+//! else is retried with exponential backoff (1s, 2s, 4s ... capped at 60s), and after
+//! `max_attempts` the message goes to the topic's dead-letter topic, like a subscription's
+//! dead-letter policy.
+
+use crate::pubsub;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use google_cloud_pubsub::model::Message;
+use std::collections::HashMap;
+use std::time::Duration;
+use tern_events::{
+    EventPublisher, MESSAGE_PUBLISHED, OutgoingEvent, PubSubConfig, PushEnvelope, PushMessage,
+};
+
+/// How deliveries are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Pub/Sub push requests (`{"message": ..., "subscription": ...}`), as a push subscription sends.
+    Push,
+    /// Binary-mode CloudEvents of type messagePublished, as Eventarc sends.
+    Cloudevents,
+}
+
+/// One subscription's delivery loop.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Subscription id.
+    pub subscription: String,
+    /// Its topic.
+    pub topic: String,
+    /// Where to POST.
+    pub url: String,
+}
+
+/// The body and headers of one delivery.
+pub fn request_for(
+    mode: Mode,
+    cfg: &PubSubConfig,
+    target: &Target,
+    msg: &Message,
+) -> (Vec<(String, String)>, Vec<u8>) {
+    let publish_time = msg
+        .publish_time
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds(), t.nanos() as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let envelope = PushEnvelope {
+        message: PushMessage {
+            data: B64.encode(&msg.data),
+            attributes: msg
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            message_id: msg.message_id.clone(),
+            publish_time: publish_time.clone(),
+        },
+        subscription: cfg.subscription_path(&target.subscription),
+    };
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    if mode == Mode::Cloudevents {
+        headers.extend([
+            ("ce-specversion".to_owned(), "1.0".to_owned()),
+            ("ce-id".to_owned(), msg.message_id.clone()),
+            (
+                "ce-source".to_owned(),
+                format!("//pubsub.googleapis.com/{}", cfg.topic_path(&target.topic)),
+            ),
+            ("ce-type".to_owned(), MESSAGE_PUBLISHED.to_owned()),
+        ]);
+        if let Some(t) = publish_time {
+            headers.push(("ce-time".to_owned(), t));
+        }
+    }
+    (headers, body)
+}
+
+/// Runs one subscription's delivery loop until `stop` is cancelled.
+pub async fn run(
+    mode: Mode,
+    cfg: PubSubConfig,
+    target: Target,
+    max_attempts: u32,
+    dead_letter: EventPublisher,
+    stop: stop::StopToken,
+) -> Result<(), String> {
+    let subscriber = pubsub::subscriber(&cfg).await?;
+    let mut stream = subscriber
+        .subscribe(cfg.subscription_path(&target.subscription))
+        .build();
+    let http = reqwest_like::client();
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            () = stop.cancelled() => return Ok(()),
+        };
+        let Some(item) = next else { return Ok(()) };
+        let (msg, handler) = match item {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(subscription = %target.subscription, error = %e, "pull failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (headers, body) = request_for(mode, &cfg, &target, &msg);
+        let status = reqwest_like::post(&http, &target.url, &headers, body).await;
+        let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
+        *attempt += 1;
+        match status {
+            Ok(s) if (200..300).contains(&s) => {
+                tracing::info!(subscription = %target.subscription, message_id = %msg.message_id, status = s, "delivered");
+                attempts.remove(&msg.message_id);
+                handler.ack();
+            }
+            other => {
+                let why = match other {
+                    Ok(s) => format!("HTTP {s}"),
+                    Err(e) => e,
+                };
+                if *attempt >= max_attempts {
+                    let dlq = format!("{}-dead-letter", target.topic);
+                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempts = *attempt, topic = %dlq, "giving up: dead-lettered");
+                    let event = dead_letter_event(&msg, &target);
+                    if let Err(e) = dead_letter.publish(&dlq, &event).await {
+                        tracing::error!(error = %e, "dead-letter publish failed; will redeliver");
+                        handler.nack();
+                        continue;
+                    }
+                    attempts.remove(&msg.message_id);
+                    handler.ack();
+                } else {
+                    let backoff = Duration::from_secs(1u64 << (*attempt - 1).min(6))
+                        .min(Duration::from_secs(60));
+                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempt = *attempt, backoff_s = backoff.as_secs(), "delivery failed; will retry");
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {},
+                            () = stop.cancelled() => {},
+                        }
+                        handler.nack();
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn dead_letter_event(msg: &Message, target: &Target) -> OutgoingEvent {
+    let attr = |k: &str| msg.attributes.get(k).cloned();
+    OutgoingEvent {
+        id: attr("ce-id").unwrap_or_else(|| msg.message_id.clone()),
+        source: attr("ce-source").unwrap_or_else(|| "//tern/dev".to_owned()),
+        ty: attr("ce-type").unwrap_or_else(|| "com.example.unknown".to_owned()),
+        subject: Some(format!("dead-lettered from {}", target.subscription)),
+        time: chrono::Utc::now(),
+        data: serde_json::from_slice(&msg.data)
+            .unwrap_or(serde_json::Value::String(B64.encode(&msg.data))),
+    }
+}
+
+/// A cancellation token without pulling tokio-util into this crate's API.
+pub mod stop {
+    use std::sync::Arc;
+    use tokio::sync::watch;
+
+    /// Cancelled once; clones see it.
+    #[derive(Clone, Debug)]
+    pub struct StopToken(Arc<watch::Sender<bool>>, watch::Receiver<bool>);
+
+    impl Default for StopToken {
+        fn default() -> Self {
+            let (tx, rx) = watch::channel(false);
+            Self(Arc::new(tx), rx)
+        }
+    }
+
+    impl StopToken {
+        /// Cancels.
+        pub fn cancel(&self) {
+            let _ = self.0.send(true);
+        }
+        /// Resolves once cancelled.
+        pub async fn cancelled(&self) {
+            let mut rx = self.1.clone();
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    }
+}
+
+/// A tiny HTTP/1.1 client over hyper-util for loopback calls.
+pub mod reqwest_like {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    /// The client type.
+    pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+    /// A pooled client.
+    pub fn client() -> HttpClient {
+        Client::builder(TokioExecutor::new()).build_http()
+    }
+
+    /// POSTs and returns the status.
+    pub async fn post(
+        client: &HttpClient,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<u16, String> {
+        let mut req = http::Request::post(url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let res = client
+            .request(req)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok(res.status().as_u16())
+    }
+}

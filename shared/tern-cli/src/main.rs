@@ -1,0 +1,197 @@
+//! `tern`: run the whole system locally, publish events, print the route table, scaffold.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tern_cli::delivery::Mode;
+use tern_cli::{dev, local, scaffold};
+use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
+use tern_routes::RouteTable;
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    about = "Run Tern functions locally, publish events, read the route table."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything: PostgreSQL, the Pub/Sub emulator, migrations, every function, the router.
+    Dev {
+        /// The router's port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The first function port (functions take consecutive ports).
+        #[arg(long, default_value_t = 8101)]
+        function_port: u16,
+        /// How subscription messages reach consumers.
+        #[arg(long, value_enum, default_value_t = Mode::Push)]
+        delivery: Mode,
+        /// Where the function binaries are.
+        #[arg(long, default_value = "target/debug")]
+        bin_dir: PathBuf,
+        /// How often scheduled functions (the outbox relay) are called.
+        #[arg(long, default_value_t = 10)]
+        schedule_seconds: u64,
+    },
+    /// Publish an event to a topic as a producer would (CloudEvents Pub/Sub binding).
+    Publish {
+        /// The topic, such as `payments`.
+        topic: String,
+        /// The event data, JSON.
+        data: String,
+        /// The CloudEvents type (default: the topic's first type in routes.toml).
+        #[arg(long = "type")]
+        ty: Option<String>,
+        /// The CloudEvents source.
+        #[arg(long, default_value = "//tern/cli")]
+        source: String,
+        /// The CloudEvents id (default: a new UUID). Reuse one to send a duplicate.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Print the route table as JSON.
+    Routes,
+    /// Create a new function crate and its route-table entry.
+    New {
+        /// The function's name, such as `orders-cancel`.
+        name: String,
+        /// Its route, such as "POST /api/orders/{id}/cancel".
+        #[arg(long)]
+        route: String,
+    },
+    /// Generate an API key and the SHA-256 hash to configure for it.
+    ApiKey,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dev {
+            port,
+            function_port,
+            delivery,
+            bin_dir,
+            schedule_seconds,
+        } => match local::repo_root() {
+            Ok(root) => {
+                let opts = dev::DevOptions {
+                    port,
+                    first_function_port: function_port,
+                    mode: delivery,
+                    bin_dir: root.join(bin_dir),
+                    relay_interval: Duration::from_secs(schedule_seconds.max(1)),
+                };
+                dev::run(&root, opts).await
+            }
+            Err(e) => Err(e),
+        },
+        Command::Publish {
+            topic,
+            data,
+            ty,
+            source,
+            id,
+        } => publish(&topic, &data, ty, source, id).await,
+        Command::Routes => table().map(|t| println!("{}", t.to_json())),
+        Command::New { name, route } => new_function(&name, &route),
+        Command::ApiKey => {
+            let key = format!("tern_{}", hex::encode(rand::random::<[u8; 24]>()));
+            println!("key:  {key}\nhash: {}", tern::ApiKeys::hash(&key));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn table() -> Result<RouteTable, String> {
+    let root = local::repo_root()?;
+    RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())
+}
+
+fn new_function(name: &str, route: &str) -> Result<(), String> {
+    let (method, path) = route
+        .split_once(' ')
+        .ok_or("--route takes \"METHOD /path\"")?;
+    scaffold::new_function(&local::repo_root()?, name, method.trim(), path.trim())?;
+    println!("created functions/{name} and its routes.toml entry; `scripts/dev` runs it");
+    Ok(())
+}
+
+async fn publish(
+    topic: &str,
+    data: &str,
+    ty: Option<String>,
+    source: String,
+    id: Option<String>,
+) -> Result<(), String> {
+    let table = table()?;
+    let t = table
+        .topics
+        .iter()
+        .find(|t| t.name == topic)
+        .ok_or_else(|| {
+            let names: Vec<&str> = table.topics.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "no topic {topic:?} in routes.toml; topics: {}",
+                names.join(", ")
+            )
+        })?;
+    let ty = match ty {
+        Some(ty) => ty,
+        None => t
+            .event_types
+            .first()
+            .cloned()
+            .ok_or("the topic lists no event types; pass --type")?,
+    };
+    let data: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| format!("the data is not JSON: {e}"))?;
+    let env = tern::Env::from_process();
+    let cfg = PubSubConfig {
+        project: env
+            .or("PUBSUB_PROJECT", dev::LOCAL_PROJECT.to_owned())
+            .map_err(|e| e.to_string())?,
+        emulator_host: Some(
+            env.or(
+                "PUBSUB_EMULATOR_HOST",
+                format!("127.0.0.1:{}", dev::EMULATOR_PORT),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        publish_timeout: Duration::from_secs(5),
+    };
+    let event = OutgoingEvent {
+        id: id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+        source,
+        ty,
+        subject: data
+            .get("order_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        time: chrono::Utc::now(),
+        data,
+    };
+    let publisher = EventPublisher::new(cfg).await?;
+    let message_id = publisher
+        .publish(topic, &event)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "published {} id={} to {topic} (message {message_id})",
+        event.ty, event.id
+    );
+    Ok(())
+}

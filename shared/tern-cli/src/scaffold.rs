@@ -1,0 +1,62 @@
+//! `tern new NAME --route "METHOD /path"`: a new function crate and its route-table entry.
+
+use std::path::Path;
+
+/// Creates `functions/NAME` and appends its `routes.toml` entry.
+pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result<(), String> {
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name || name.starts_with('-') {
+        return Err(format!(
+            "{name:?}: a function name is lower-case letters, digits and '-'"
+        ));
+    }
+    let method = method.to_ascii_uppercase();
+    if !path.starts_with('/') || path.starts_with("/_tern") {
+        return Err(format!(
+            "{path:?}: a route starts with / and not with /_tern"
+        ));
+    }
+    let dir = root.join("functions").join(name);
+    if dir.exists() {
+        return Err(format!("{} exists already", dir.display()));
+    }
+    let routes_file = root.join("routes.toml");
+    let mut table = std::fs::read_to_string(&routes_file).map_err(|e| e.to_string())?;
+    let entry = format!(
+        "\n[[function]]\nname = \"{name}\"\ndescription = \"TODO: one line saying what {name} does.\"\nroutes = [{{ method = \"{method}\", path = \"{path}\" }}]\nvisibility = \"public\"\n"
+    );
+    table.push_str(&entry);
+    tern_routes::RouteTable::parse(&table)
+        .map_err(|e| format!("the new entry does not fit the table: {e}"))?;
+
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+    let axum_method = method.to_ascii_lowercase();
+    let files = [
+        (
+            "Cargo.toml",
+            format!(
+                "[package]\nname = \"{name}\"\ndescription = \"{method} {path}\"\nversion.workspace = true\nedition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\ntern.workspace = true\naxum.workspace = true\ntokio.workspace = true\nserde.workspace = true\nserde_json.workspace = true\n\n[lints]\nworkspace = true\n"
+            ),
+        ),
+        (
+            "src/main.rs",
+            format!(
+                "//! `{name}`: `{method} {path}`.\nmod app;\n\n#[tokio::main]\nasync fn main() -> std::process::ExitCode {{\n    tern::run(app::app).await\n}}\n"
+            ),
+        ),
+        (
+            "src/app.rs",
+            format!(
+                "use axum::{{Json, Router, routing::{axum_method}}};\nuse serde_json::{{Value, json}};\nuse tern::{{Context, Problem, StartError}};\n\npub async fn app(_ctx: Context) -> Result<Router, StartError> {{\n    Ok(Router::new().route(\"{path}\", {axum_method}(handle)))\n}}\n\nasync fn handle() -> Result<Json<Value>, Problem> {{\n    Ok(Json(json!({{\"hello\": \"from {name}\"}})))\n}}\n"
+            ),
+        ),
+    ];
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&routes_file, table).map_err(|e| e.to_string())?;
+    Ok(())
+}
