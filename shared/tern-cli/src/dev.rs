@@ -68,11 +68,16 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         emulator_host: Some(emulator_host.clone()),
         publish_timeout: Duration::from_secs(5),
     };
+    step(&format!(
+        "PostgreSQL at {database_url}, Pub/Sub emulator at {emulator_host}"
+    ));
     create_topology(&ps, &table).await?;
+    step("topics and subscriptions created from routes.toml");
 
     // Migrate, as the deploy's migrate job would.
     let base_env = function_env(&database_url, &emulator_host);
     migrate(&opts.bin_dir, &base_env)?;
+    step("migrations applied");
 
     // Every HTTP function on its own port.
     let mut procs = Vec::new();
@@ -150,6 +155,10 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+fn step(what: &str) {
+    println!("{:>16} | {what}", "tern dev");
 }
 
 async fn log_err(f: impl Future<Output = Result<(), String>>) {

@@ -70,7 +70,11 @@ pub fn init(
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(writer),
+            )
             .try_init()
     };
     Ok(LogGuard { _worker: guard })
