@@ -1,1 +1,231 @@
+//! The end-to-end harness: real PostgreSQL, the real Pub/Sub emulator, the real function
+//! binaries, each test isolated in its own database and its own Pub/Sub project.
+//!
+//! One PostgreSQL cluster and one emulator serve every test of a test binary; tests that stop
+//! them start their own ([`Postgres::start`], [`Emulator::start`]).
 
+use google_cloud_pubsub::model::Message;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+pub use tern_cli::local::{Emulator, FunctionProcess, Postgres, free_port};
+use tern_events::PubSubConfig;
+use tern_routes::RouteTable;
+
+/// The API key the harness configures for `orders-list`.
+pub const API_KEY: &str = "test-api-key";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
+}
+
+/// Where the workspace binaries are (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
+}
+
+/// The route table.
+pub fn table() -> RouteTable {
+    RouteTable::load(&root().join("routes.toml")).expect("routes.toml")
+}
+
+/// A scratch directory under `target/tmp`, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = bin_dir().join("../tmp").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Starts something on a thread that lives as long as the process, so `PR_SET_PDEATHSIG`
+/// (tied to the spawning thread) fires only when the test process ends.
+fn on_keeper_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("keeper thread")
+}
+
+struct Shared {
+    pg: Postgres,
+    emulator: Emulator,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        on_keeper_thread(|| {
+            let pg = Postgres::start(&scratch("pg"), 0).expect("start PostgreSQL");
+            let emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0).expect("start the emulator");
+            let template = pg.url("tern_template");
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            rt.block_on(tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")).expect("template db");
+            tern_cli::dev::migrate(&bin_dir(), &[("DATABASE_URL".into(), template), ("TERN_LOG_FORMAT".into(), "json".into()), ("TERN_LOG".into(), "warn".into())])
+                .expect("migrate the template");
+            Shared { pg, emulator }
+        })
+    })
+}
+
+/// A fresh, migrated database on `pg`; returns its URL.
+pub async fn fresh_database(pg: &Postgres) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    static LOCK: Mutex<()> = Mutex::new(());
+    let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let (client, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await.expect("connect");
+    let task = tokio::spawn(conn);
+    let sql = format!("CREATE DATABASE {name} TEMPLATE tern_template");
+    let _guard = LOCK.lock().map(|g| g).unwrap_or_else(|e| e.into_inner());
+    client.batch_execute(&sql).await.expect("create test database");
+    drop(client);
+    let _ = task.await;
+    pg.url(&name)
+}
+
+/// One test's world: its own database and Pub/Sub project, and the functions it started.
+pub struct System {
+    pub database_url: String,
+    pub pubsub: PubSubConfig,
+    pub functions: HashMap<String, FunctionProcess>,
+    pub extra_env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+impl System {
+    /// A new world on the shared PostgreSQL and emulator, with the route table's topology.
+    pub async fn new() -> Self {
+        let s = shared();
+        Self::on(&s.pg, &s.emulator.addr).await
+    }
+
+    /// A new world on the given PostgreSQL and emulator.
+    pub async fn on(pg: &Postgres, emulator_addr: &str) -> Self {
+        let database_url = fresh_database(pg).await;
+        let pubsub = PubSubConfig {
+            project: format!("test-{}", uuid::Uuid::new_v4().simple()),
+            emulator_host: Some(emulator_addr.to_owned()),
+            publish_timeout: Duration::from_secs(2),
+        };
+        tern_cli::dev::create_topology(&pubsub, &table()).await.expect("topics and subscriptions");
+        Self {
+            database_url,
+            pubsub,
+            functions: HashMap::new(),
+            extra_env: Vec::new(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+        }
+    }
+
+    /// The environment every function gets.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("DATABASE_URL", self.database_url.clone()),
+            ("PUBSUB_EMULATOR_HOST", self.pubsub.emulator_host.clone().unwrap_or_default()),
+            ("PUBSUB_PROJECT", self.pubsub.project.clone()),
+            ("PUBSUB_PUBLISH_TIMEOUT", "2s".to_owned()),
+            ("TERN_LOG_FORMAT", "json".to_owned()),
+            ("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash(API_KEY)),
+            ("WEB_CSRF_SECRET", "test-csrf-secret-0123456789abcdef0123".to_owned()),
+            ("WEB_COOKIE_SECURE", "false".to_owned()),
+            ("DB_WAIT_TIMEOUT", "1s".to_owned()),
+            ("DB_CONNECT_TIMEOUT", "1s".to_owned()),
+            ("DB_RETRY_AFTER", "1s".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    /// Starts `name` and waits until it is ready; returns its base URL.
+    pub fn start(&mut self, name: &str) -> String {
+        let mut p = FunctionProcess::spawn(&bin_dir(), name, free_port(), &self.env(), false).expect("spawn");
+        p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(20)).expect("ready");
+        let url = p.url();
+        self.functions.insert(name.to_owned(), p);
+        url
+    }
+
+    /// The base URL of a started function.
+    pub fn url(&self, name: &str) -> String {
+        self.functions[name].url()
+    }
+
+    /// A database connection for assertions.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Creates subscription `name` on `topic` in this world's project.
+    pub async fn subscribe(&self, name: &str, topic: &str) {
+        let admin = tern_cli::pubsub::Admin::new(&self.pubsub).await.expect("admin");
+        admin.subscription(name, topic).await.expect("subscription");
+    }
+
+    /// Pulls from `subscription` until `want` messages arrived or `quiet` passed with none.
+    pub async fn collect(&self, subscription: &str, want: usize, quiet: Duration) -> Vec<Message> {
+        let sub = tern_cli::pubsub::subscriber(&self.pubsub).await.expect("subscriber");
+        let mut stream = sub.subscribe(self.pubsub.subscription_path(subscription)).build();
+        let mut out = Vec::new();
+        while out.len() < want {
+            match tokio::time::timeout(quiet, stream.next()).await {
+                Ok(Some(Ok((m, h)))) => {
+                    h.ack();
+                    out.push(m);
+                }
+                Ok(Some(Err(_))) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// POSTs a new order (JSON API) and returns the response.
+    pub async fn create_order(&self, base: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http.post(format!("{base}/api/orders")).json(body).send().await.expect("POST /api/orders")
+    }
+}
+
+/// A valid order body with total 1250 EUR-cents.
+pub fn order_body() -> serde_json::Value {
+    serde_json::json!({
+        "customer_email": "ada@example.com",
+        "currency": "EUR",
+        "items": [{"sku": "TEA-SENCHA", "quantity": 2, "unit_price_cents": 625}]
+    })
+}
+
+/// The data of a payment event for `order_id`.
+pub fn payment(order_id: &str, amount: i64, currency: &str) -> serde_json::Value {
+    serde_json::json!({"order_id": order_id, "payment_id": format!("pay_{}", uuid::Uuid::new_v4().simple()), "amount_cents": amount, "currency": currency})
+}
+
+/// Builds a Pub/Sub push request body carrying a CloudEvent (Pub/Sub binding attributes).
+pub fn push_body(event_id: &str, ty: &str, data: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "message": {
+            "data": base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(data).unwrap_or_default()),
+            "attributes": {"ce-specversion": "1.0", "ce-id": event_id, "ce-source": "//tests", "ce-type": ty, "content-type": "application/json"},
+            "messageId": uuid::Uuid::new_v4().simple().to_string(),
+            "publishTime": chrono::Utc::now().to_rfc3339()
+        },
+        "subscription": "projects/test/subscriptions/payments-events-payments"
+    })
+}
+
+/// Reads an attribute of a message.
+pub fn attr(m: &Message, k: &str) -> String {
+    m.attributes.get(k).cloned().unwrap_or_default()
+}
