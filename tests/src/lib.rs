@@ -148,10 +148,15 @@ impl System {
 
     /// Starts `name` and waits until it is ready; returns its base URL.
     pub fn start(&mut self, name: &str) -> String {
-        let mut p = FunctionProcess::spawn(&bin_dir(), name, free_port(), &self.env(), false).expect("spawn");
+        self.start_as(name, name)
+    }
+
+    /// Starts another instance of `binary`, known as `key`.
+    pub fn start_as(&mut self, key: &str, binary: &str) -> String {
+        let mut p = FunctionProcess::spawn(&bin_dir(), binary, free_port(), &self.env(), false).expect("spawn");
         p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(20)).expect("ready");
         let url = p.url();
-        self.functions.insert(name.to_owned(), p);
+        self.functions.insert(key.to_owned(), p);
         url
     }
 

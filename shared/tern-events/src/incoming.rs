@@ -145,6 +145,12 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
 }
 
 fn from_cloudevent(event: Event) -> Result<DomainEvent, Problem> {
+    if event.specversion() != cloudevents::event::SpecVersion::V10 {
+        return Err(invalid(
+            StatusCode::BAD_REQUEST,
+            format!("unsupported CloudEvents specversion {}; only 1.0 is accepted", event.specversion()),
+        ));
+    }
     if event.ty() == MESSAGE_PUBLISHED {
         let data = event_json(&event)?;
         let envelope: PushEnvelope = serde_json::from_value(data).map_err(|e| {
