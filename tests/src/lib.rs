@@ -19,13 +19,19 @@ pub const API_KEY: &str = "test-api-key";
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Where the workspace binaries are (`target/debug`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/debug").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/debug")
+        .to_path_buf()
 }
 
 /// The route table.
@@ -35,7 +41,9 @@ pub fn table() -> RouteTable {
 
 /// A scratch directory under `target/tmp`, emptied first.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = bin_dir().join("../tmp").join(format!("{name}-{}", std::process::id()));
+    let dir = bin_dir()
+        .join("../tmp")
+        .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -64,12 +72,24 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| {
         on_keeper_thread(|| {
             let pg = Postgres::start(&scratch("pg"), 0).expect("start PostgreSQL");
-            let emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0).expect("start the emulator");
+            let emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0)
+                .expect("start the emulator");
             let template = pg.url("tern_template");
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")).expect("template db");
-            tern_cli::dev::migrate(&bin_dir(), &[("DATABASE_URL".into(), template), ("TERN_LOG_FORMAT".into(), "json".into()), ("TERN_LOG".into(), "warn".into())])
-                .expect("migrate the template");
+            rt.block_on(tern_cli::dev::ensure_database(
+                &pg.url("postgres"),
+                "tern_template",
+            ))
+            .expect("template db");
+            tern_cli::dev::migrate(
+                &bin_dir(),
+                &[
+                    ("DATABASE_URL".into(), template),
+                    ("TERN_LOG_FORMAT".into(), "json".into()),
+                    ("TERN_LOG".into(), "warn".into()),
+                ],
+            )
+            .expect("migrate the template");
             Shared { pg, emulator }
         })
     })
@@ -79,12 +99,21 @@ fn shared() -> &'static Shared {
 pub async fn fresh_database(pg: &Postgres) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     static LOCK: Mutex<()> = Mutex::new(());
-    let name = format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let (client, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls).await.expect("connect");
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let (client, conn) = tokio_postgres::connect(&pg.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     let task = tokio::spawn(conn);
     let sql = format!("CREATE DATABASE {name} TEMPLATE tern_template");
     let _guard = LOCK.lock().map(|g| g).unwrap_or_else(|e| e.into_inner());
-    client.batch_execute(&sql).await.expect("create test database");
+    client
+        .batch_execute(&sql)
+        .await
+        .expect("create test database");
     drop(client);
     let _ = task.await;
     pg.url(&name)
@@ -114,13 +143,18 @@ impl System {
             emulator_host: Some(emulator_addr.to_owned()),
             publish_timeout: Duration::from_secs(2),
         };
-        tern_cli::dev::create_topology(&pubsub, &table()).await.expect("topics and subscriptions");
+        tern_cli::dev::create_topology(&pubsub, &table())
+            .await
+            .expect("topics and subscriptions");
         Self {
             database_url,
             pubsub,
             functions: HashMap::new(),
             extra_env: Vec::new(),
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
         }
     }
 
@@ -128,12 +162,18 @@ impl System {
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", self.database_url.clone()),
-            ("PUBSUB_EMULATOR_HOST", self.pubsub.emulator_host.clone().unwrap_or_default()),
+            (
+                "PUBSUB_EMULATOR_HOST",
+                self.pubsub.emulator_host.clone().unwrap_or_default(),
+            ),
             ("PUBSUB_PROJECT", self.pubsub.project.clone()),
             ("PUBSUB_PUBLISH_TIMEOUT", "2s".to_owned()),
             ("TERN_LOG_FORMAT", "json".to_owned()),
             ("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash(API_KEY)),
-            ("WEB_CSRF_SECRET", "test-csrf-secret-0123456789abcdef0123".to_owned()),
+            (
+                "WEB_CSRF_SECRET",
+                "test-csrf-secret-0123456789abcdef0123".to_owned(),
+            ),
             ("WEB_COOKIE_SECURE", "false".to_owned()),
             ("DB_WAIT_TIMEOUT", "1s".to_owned()),
             ("DB_CONNECT_TIMEOUT", "1s".to_owned()),
@@ -153,8 +193,10 @@ impl System {
 
     /// Starts another instance of `binary`, known as `key`.
     pub fn start_as(&mut self, key: &str, binary: &str) -> String {
-        let mut p = FunctionProcess::spawn(&bin_dir(), binary, free_port(), &self.env(), false).expect("spawn");
-        p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(20)).expect("ready");
+        let mut p = FunctionProcess::spawn(&bin_dir(), binary, free_port(), &self.env(), false)
+            .expect("spawn");
+        p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(20))
+            .expect("ready");
         let url = p.url();
         self.functions.insert(key.to_owned(), p);
         url
@@ -167,21 +209,29 @@ impl System {
 
     /// A database connection for assertions.
     pub async fn sql(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
+        let (client, conn) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
         tokio::spawn(conn);
         client
     }
 
     /// Creates subscription `name` on `topic` in this world's project.
     pub async fn subscribe(&self, name: &str, topic: &str) {
-        let admin = tern_cli::pubsub::Admin::new(&self.pubsub).await.expect("admin");
+        let admin = tern_cli::pubsub::Admin::new(&self.pubsub)
+            .await
+            .expect("admin");
         admin.subscription(name, topic).await.expect("subscription");
     }
 
     /// Pulls from `subscription` until `want` messages arrived or `quiet` passed with none.
     pub async fn collect(&self, subscription: &str, want: usize, quiet: Duration) -> Vec<Message> {
-        let sub = tern_cli::pubsub::subscriber(&self.pubsub).await.expect("subscriber");
-        let mut stream = sub.subscribe(self.pubsub.subscription_path(subscription)).build();
+        let sub = tern_cli::pubsub::subscriber(&self.pubsub)
+            .await
+            .expect("subscriber");
+        let mut stream = sub
+            .subscribe(self.pubsub.subscription_path(subscription))
+            .build();
         let mut out = Vec::new();
         while out.len() < want {
             match tokio::time::timeout(quiet, stream.next()).await {
@@ -198,7 +248,12 @@ impl System {
 
     /// POSTs a new order (JSON API) and returns the response.
     pub async fn create_order(&self, base: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http.post(format!("{base}/api/orders")).json(body).send().await.expect("POST /api/orders")
+        self.http
+            .post(format!("{base}/api/orders"))
+            .json(body)
+            .send()
+            .await
+            .expect("POST /api/orders")
     }
 }
 

@@ -21,7 +21,14 @@ async fn flow(mode: Mode) {
         url: format!("{consumer}/events/payments"),
     };
     let dlq = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    tokio::spawn(delivery::run(mode, sys.pubsub.clone(), target, 5, dlq, stop.clone()));
+    tokio::spawn(delivery::run(
+        mode,
+        sys.pubsub.clone(),
+        target,
+        5,
+        dlq,
+        stop.clone(),
+    ));
 
     let res = sys.create_order(&create, &order_body()).await;
     assert_eq!(res.status(), 201);
@@ -34,7 +41,9 @@ async fn flow(mode: Mode) {
     assert_eq!(order["total_cents"], 1250);
 
     // order.created arrives as a CloudEvent (Pub/Sub binding attributes).
-    let created = sys.collect("watch-orders", 1, Duration::from_secs(10)).await;
+    let created = sys
+        .collect("watch-orders", 1, Duration::from_secs(10))
+        .await;
     assert_eq!(created.len(), 1, "order.created was not published");
     assert_eq!(attr(&created[0], "ce-specversion"), "1.0");
     assert_eq!(attr(&created[0], "ce-type"), "com.example.order.created");
@@ -55,12 +64,22 @@ async fn flow(mode: Mode) {
     };
     publisher.publish("payments", &event).await.unwrap();
 
-    let paid = sys.collect("watch-orders", 1, Duration::from_secs(10)).await;
+    let paid = sys
+        .collect("watch-orders", 1, Duration::from_secs(10))
+        .await;
     assert_eq!(paid.len(), 1, "order.paid was not published");
     assert_eq!(attr(&paid[0], "ce-type"), "com.example.order.paid");
     assert_eq!(attr(&paid[0], "ce-subject"), id);
 
-    let now: serde_json::Value = sys.http.get(format!("{get}{location}")).send().await.unwrap().json().await.unwrap();
+    let now: serde_json::Value = sys
+        .http
+        .get(format!("{get}{location}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(now["status"], "paid");
     assert_eq!(now["payment_id"], event.data["payment_id"]);
     stop.cancel();
@@ -83,7 +102,14 @@ async fn idempotency_keys_replay_or_refuse() {
     let post = |key: &'static str, body: serde_json::Value| {
         let http = sys.http.clone();
         let url = format!("{create}/api/orders");
-        async move { http.post(url).header("idempotency-key", key).json(&body).send().await.unwrap() }
+        async move {
+            http.post(url)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let first = post("key-1", order_body()).await;
     assert_eq!(first.status(), 201);
@@ -102,7 +128,12 @@ async fn idempotency_keys_replay_or_refuse() {
     let mut ids = std::collections::BTreeSet::new();
     for r in racing {
         assert_eq!(r.status(), 201);
-        ids.insert(r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        ids.insert(
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(ids.len(), 1);
 
@@ -115,9 +146,17 @@ async fn idempotency_keys_replay_or_refuse() {
     assert_eq!(p["type"], "urn:tern:problem:idempotency-key-reused");
 
     let db = sys.sql().await;
-    let n: i64 = db.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
-    let outbox: i64 = db.query_one("SELECT count(*) FROM tern_outbox", &[]).await.unwrap().get(0);
+    let outbox: i64 = db
+        .query_one("SELECT count(*) FROM tern_outbox", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(outbox, 2, "one order.created per order");
 }
 
@@ -140,7 +179,11 @@ async fn the_back_office_list_needs_the_key_and_pages() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut req = sys.http.get(&url).bearer_auth(API_KEY).query(&[("limit", "2"), ("status", "pending")]);
+        let mut req = sys
+            .http
+            .get(&url)
+            .bearer_auth(API_KEY)
+            .query(&[("limit", "2"), ("status", "pending")]);
         if let Some(c) = &cursor {
             req = req.query(&[("cursor", c)]);
         }
@@ -157,13 +200,38 @@ async fn the_back_office_list_needs_the_key_and_pages() {
     let unique: std::collections::BTreeSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), 5, "pages overlap: {seen:?}");
 
-    let paid: serde_json::Value =
-        sys.http.get(&url).bearer_auth(API_KEY).query(&[("status", "paid")]).send().await.unwrap().json().await.unwrap();
+    let paid: serde_json::Value = sys
+        .http
+        .get(&url)
+        .bearer_auth(API_KEY)
+        .query(&[("status", "paid")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(paid["orders"].as_array().unwrap().len(), 0);
 
-    for bad in [("cursor", "tampered"), ("limit", "1000"), ("status", "shipped"), ("colour", "red")] {
-        let r = sys.http.get(&url).bearer_auth(API_KEY).query(&[bad]).send().await.unwrap();
-        assert!(r.status() == 400 || r.status() == 422, "{bad:?}: {}", r.status());
+    for bad in [
+        ("cursor", "tampered"),
+        ("limit", "1000"),
+        ("status", "shipped"),
+        ("colour", "red"),
+    ] {
+        let r = sys
+            .http
+            .get(&url)
+            .bearer_auth(API_KEY)
+            .query(&[bad])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() == 400 || r.status() == 422,
+            "{bad:?}: {}",
+            r.status()
+        );
         assert_eq!(r.headers()["content-type"], "application/problem+json");
     }
 }

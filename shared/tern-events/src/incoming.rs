@@ -148,7 +148,10 @@ fn from_cloudevent(event: Event) -> Result<DomainEvent, Problem> {
     if event.specversion() != cloudevents::event::SpecVersion::V10 {
         return Err(invalid(
             StatusCode::BAD_REQUEST,
-            format!("unsupported CloudEvents specversion {}; only 1.0 is accepted", event.specversion()),
+            format!(
+                "unsupported CloudEvents specversion {}; only 1.0 is accepted",
+                event.specversion()
+            ),
         ));
     }
     if event.ty() == MESSAGE_PUBLISHED {
