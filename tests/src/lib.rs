@@ -7,8 +7,8 @@
 use google_cloud_pubsub::model::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 pub use tern_cli::local::{Emulator, FunctionProcess, Postgres, free_port};
 use tern_events::PubSubConfig;
@@ -98,7 +98,7 @@ fn shared() -> &'static Shared {
 /// A fresh, migrated database on `pg`; returns its URL.
 pub async fn fresh_database(pg: &Postgres) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    static LOCK: Mutex<()> = Mutex::new(());
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let name = format!(
         "t{}_{}",
         std::process::id(),
@@ -109,7 +109,7 @@ pub async fn fresh_database(pg: &Postgres) -> String {
         .expect("connect");
     let task = tokio::spawn(conn);
     let sql = format!("CREATE DATABASE {name} TEMPLATE tern_template");
-    let _guard = LOCK.lock().map(|g| g).unwrap_or_else(|e| e.into_inner());
+    let _guard = LOCK.lock().await;
     client
         .batch_execute(&sql)
         .await

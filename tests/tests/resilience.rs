@@ -247,7 +247,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
 
 #[test]
 fn bad_configuration_is_one_line_and_a_non_zero_exit() {
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    /// (binary, environment, the variable the error must name)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("orders-get", &[("PORT", "http")], "PORT"),
         (
             "orders-get",

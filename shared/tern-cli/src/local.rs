@@ -410,10 +410,10 @@ impl FunctionProcess {
     pub fn wait_for(&mut self, path: &str, want: u16, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Err(format!("{} exited during start: {status}", self.name));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("{} exited during start: {status}", self.name));
             }
             if http_status(self.port, path) == Some(want) {
                 return Ok(());

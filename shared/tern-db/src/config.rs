@@ -99,7 +99,7 @@ impl DbConfig {
         }
         let connect_timeout = env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(3))?;
         pg.connect_timeout(connect_timeout);
-        pg.application_name(&tern::binary_name());
+        pg.application_name(tern::binary_name());
         let statement_timeout: Duration =
             env.or("DB_STATEMENT_TIMEOUT", Duration::from_secs(10))?;
         pg.options(format!(

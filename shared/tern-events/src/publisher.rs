@@ -90,13 +90,13 @@ impl PubSubConfig {
             ));
         }
         let emulator_host: Option<String> = env.optional("PUBSUB_EMULATOR_HOST")?;
-        if let Some(h) = &emulator_host {
-            if !h.contains(':') || h.contains("://") {
-                return Err(ConfigError::new(
-                    "PUBSUB_EMULATOR_HOST",
-                    format!("expected host:port, got {h:?}"),
-                ));
-            }
+        if let Some(h) = &emulator_host
+            && (!h.contains(':') || h.contains("://"))
+        {
+            return Err(ConfigError::new(
+                "PUBSUB_EMULATOR_HOST",
+                format!("expected host:port, got {h:?}"),
+            ));
         }
         Ok(Self {
             project,

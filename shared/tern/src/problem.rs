@@ -16,8 +16,15 @@ pub const PROBLEM_BASE: &str = "urn:tern:problem:";
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An error a handler returns; the response is a problem+json document.
-#[derive(Debug, Clone, Serialize)]
+///
+/// Boxed, so `Result<T, Problem>` stays one pointer wide on the happy path.
+#[derive(Debug, Clone)]
 pub struct Problem {
+    inner: Box<ProblemBody>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ProblemBody {
     #[serde(skip)]
     status: StatusCode,
     #[serde(rename = "type")]
@@ -61,60 +68,62 @@ impl Problem {
     /// A problem of type `slug` with the given status and title.
     pub fn new(status: StatusCode, slug: &str, title: impl Into<String>) -> Self {
         Self {
-            status,
-            type_uri: format!("{PROBLEM_BASE}{slug}"),
-            title: title.into(),
-            status_code: status.as_u16(),
-            detail: None,
-            instance: None,
-            errors: Vec::new(),
-            retry_after: None,
-            extra_headers: Vec::new(),
+            inner: Box::new(ProblemBody {
+                status,
+                type_uri: format!("{PROBLEM_BASE}{slug}"),
+                title: title.into(),
+                status_code: status.as_u16(),
+                detail: None,
+                instance: None,
+                errors: Vec::new(),
+                retry_after: None,
+                extra_headers: Vec::new(),
+            }),
         }
     }
 
     /// Adds a human-readable explanation specific to this occurrence.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.inner.detail = Some(detail.into());
         self
     }
 
     /// Adds per-field errors.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.inner.errors = errors;
         self
     }
 
     /// Sets `Retry-After` (whole seconds, at least 1).
     pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
+        self.inner.retry_after = Some(after);
         self
     }
 
     /// Adds a response header (for example `WWW-Authenticate`).
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
-        self.extra_headers.push((name, value));
+        self.inner.extra_headers.push((name, value));
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.inner.status
     }
 
     /// The full `type` URI.
     pub fn type_uri(&self) -> &str {
-        &self.type_uri
+        &self.inner.type_uri
     }
 
     /// The slug part of the `type` URI.
     pub fn slug(&self) -> &str {
-        self.type_uri.trim_start_matches(PROBLEM_BASE)
+        self.inner.type_uri.trim_start_matches(PROBLEM_BASE)
     }
 
     /// The detail, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.inner.detail.as_deref()
     }
 
     // Common problems. Every function uses these so the same situation always has the
@@ -202,14 +211,14 @@ impl Problem {
     /// The JSON body.
     pub fn body(&self) -> String {
         // Serializing a struct of strings and numbers cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+        serde_json::to_string(&*self.inner).unwrap_or_else(|_| String::from("{}"))
     }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status_code, self.slug())?;
-        if let Some(d) = &self.detail {
+        write!(f, "{} {}", self.inner.status_code, self.slug())?;
+        if let Some(d) = &self.inner.detail {
             write!(f, ": {d}")?;
         }
         Ok(())
@@ -220,15 +229,15 @@ impl std::error::Error for Problem {}
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut res = (self.status, self.body()).into_response();
+        let mut res = (self.inner.status, self.body()).into_response();
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(after) = self.retry_after {
+        if let Some(after) = self.inner.retry_after {
             let secs = after.as_secs().max(1);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        for (name, value) in self.extra_headers {
+        for (name, value) in self.inner.extra_headers {
             headers.insert(name, value);
         }
         res
