@@ -46,7 +46,7 @@ pub fn scratch(name: &str) -> PathBuf {
         .join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    dir.canonicalize().expect("scratch dir path")
 }
 
 /// Starts something on a thread that lives as long as the process, so `PR_SET_PDEATHSIG`

@@ -48,8 +48,9 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
         .with_state(app))
 }
 
-/// Every page: a CSP without inline script or style, no sniffing, no framing, no referrer (the
-/// order page's address is the tracking link: it must not leak to other sites).
+/// Every page: a CSP without inline script or style, no sniffing, no framing, and a referrer only
+/// to our own origin (the order page's address is the tracking link: it must not leak to other
+/// sites; `no-referrer` would also make browsers send `Origin: null` on the form post).
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
@@ -62,7 +63,7 @@ async fn security_headers(mut res: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     res

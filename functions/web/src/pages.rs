@@ -91,7 +91,7 @@ pub fn home(
     }
     body.push_str("<button type=\"submit\">Place order</button></form></section>");
     body.push_str("<section><h2>Track an order</h2><form method=\"get\" action=\"/lookup\" id=\"lookup\">\
-<label for=\"order-id\">Order id</label><input id=\"order-id\" name=\"id\" placeholder=\"ord_…\" required>");
+<label for=\"lookup-id\">Order id</label><input id=\"lookup-id\" name=\"id\" placeholder=\"ord_…\" required>");
     if let Some(e) = lookup_error {
         body.push_str(&format!("<p class=\"errors\">{}</p>", esc(e)));
     }

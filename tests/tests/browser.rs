@@ -1,0 +1,308 @@
+//! The web pages in a real browser: Debian's Chromium, headless, driven over WebDriver by
+//! chromedriver. No test tool downloads a browser of its own.
+
+use fantoccini::{ClientBuilder, Locator};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tern_e2e::*;
+
+struct Driver {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    let port = free_port();
+    let mut cmd = Command::new("chromedriver");
+    cmd.arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    tern_cli::local::die_with_parent(&mut cmd, libc::SIGTERM);
+    let child = cmd.spawn().expect(
+        "chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)",
+    );
+    tern_cli::local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
+        .expect("chromedriver listens");
+    Driver { child, port }
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                format!("--user-data-dir={}", profile.display()), "--window-size=1100,1200"
+            ]
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("start headless Chromium")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_an_order_in_the_browser_and_look_it_up() {
+    let mut sys = System::new().await;
+    let web = sys.start("web");
+    let driver = chromedriver();
+    let c = browser(&driver, &scratch("chromium-profile")).await;
+
+    c.goto(&format!("{web}/")).await.unwrap();
+    assert_eq!(c.title().await.unwrap(), "Orders · Tern orders");
+    let email = c.find(Locator::Id("email")).await.unwrap();
+    email.send_keys("grace@example.com").await.unwrap();
+    c.find(Locator::Css("#create button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The form post redirects to the new order's page.
+    let landed = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("code#order-id"))
+        .await;
+    let Ok(landed) = landed else {
+        panic!(
+            "no order page after the form post; the browser shows {}: {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
+    };
+    let order_id = landed.text().await.unwrap();
+    assert!(order_id.starts_with("ord_"), "{order_id}");
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/orders/{order_id}")
+    );
+    assert_eq!(
+        c.find(Locator::Id("status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "pending"
+    );
+    assert_eq!(
+        c.find(Locator::Id("total"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "12.50 EUR"
+    );
+    let shot = c.screenshot().await.unwrap();
+    std::fs::write(scratch("screenshots").join("order.png"), shot).unwrap();
+
+    // Look it up by id from the home page.
+    c.goto(&format!("{web}/")).await.unwrap();
+    c.find(Locator::Id("lookup-id"))
+        .await
+        .unwrap()
+        .send_keys(&order_id)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#lookup button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("code#order-id"))
+        .await
+        .unwrap();
+    assert_eq!(found.text().await.unwrap(), order_id);
+
+    // A bad email comes back as an error on the form, nothing created.
+    c.goto(&format!("{web}/")).await.unwrap();
+    c.find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys("not-an-email@x")
+        .await
+        .unwrap();
+    c.execute("document.getElementById('email').type = 'text'", vec![])
+        .await
+        .unwrap();
+    c.find(Locator::Css("#create button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let errors = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("errors"))
+        .await
+        .unwrap();
+    assert!(errors.text().await.unwrap().contains("email"));
+    c.close().await.unwrap();
+
+    let n: i64 = sys
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_post_without_the_csrf_token_is_refused() {
+    let mut sys = System::new().await;
+    let web = sys.start("web");
+    let form = [
+        ("customer_email", "eve@example.com"),
+        ("currency", "EUR"),
+        ("sku_0", "X"),
+        ("quantity_0", "1"),
+        ("price_0", "1.00"),
+    ];
+    // No cookie, no token.
+    let r = sys
+        .http
+        .post(format!("{web}/orders"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A cookie from the site but a forged token.
+    let home = sys.http.get(format!("{web}/")).send().await.unwrap();
+    let cookie = home.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut forged = form.to_vec();
+    forged.push(("csrf", "00ff"));
+    let r = sys
+        .http
+        .post(format!("{web}/orders"))
+        .header("cookie", &cookie)
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The right token from a foreign origin.
+    let html = sys
+        .http
+        .get(format!("{web}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut good = form.to_vec();
+    good.push(("csrf", &token));
+    let r = sys
+        .http
+        .post(format!("{web}/orders"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .form(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // And with everything right: 303 to the order page.
+    let r = sys
+        .http
+        .post(format!("{web}/orders"))
+        .header("cookie", &cookie)
+        .form(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/orders/ord_")
+    );
+    let n: i64 = sys
+        .sql()
+        .await
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_carry_security_headers_and_escape_input() {
+    let mut sys = System::new().await;
+    let web = sys.start("web");
+    let r = sys.http.get(format!("{web}/")).send().await.unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline")
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("<script"), "no script at all");
+    let r = sys
+        .http
+        .get(format!("{web}/orders/%3Cscript%3Ealert(1)%3C%2Fscript%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.text().await.unwrap().contains("<script>"));
+    let r = sys
+        .http
+        .get(format!("{web}/orders/ord_aaaaaaaaaaaaaaaaaaaaaaaaaa"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
