@@ -2,7 +2,7 @@
 //! `application/problem+json`.
 //!
 //! The `type` member is a stable URI under [`PROBLEM_BASE`] followed by a slug such as
-//! `validation-failed`; clients switch on it. The slugs are listed in `docs/api.md`.
+//! `validation-failed`; clients switch on it. The slugs are listed in `docs/openapi.yaml`.
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
