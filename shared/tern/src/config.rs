@@ -215,6 +215,8 @@ pub struct RuntimeConfig {
     pub log_format: LogFormat,
     /// `TERN_LOG` (default `info`): a tracing filter such as `info,tern=debug`.
     pub log_filter: String,
+    /// `TERN_ACCESS_LOG` (default true): one log line per request.
+    pub access_log: bool,
     /// `GOOGLE_CLOUD_PROJECT`: the project id; enables trace correlation in logs.
     pub project_id: Option<String>,
 }
@@ -274,6 +276,7 @@ impl RuntimeConfig {
             body_limit,
             log_format: env.or("TERN_LOG_FORMAT", LogFormat::Auto)?,
             log_filter: env.or("TERN_LOG", "info".to_owned())?,
+            access_log: env.or("TERN_ACCESS_LOG", true)?,
             project_id: env.optional("GOOGLE_CLOUD_PROJECT")?,
         })
     }

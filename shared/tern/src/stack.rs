@@ -45,7 +45,7 @@ where
 {
     let cfg = ctx.config();
     let access = AccessLog {
-        enabled: ctx.env().or("TERN_ACCESS_LOG", true).unwrap_or(true),
+        enabled: cfg.access_log,
     };
     Router::new()
         .route(health::LIVE_PATH, get(health::live))
