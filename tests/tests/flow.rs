@@ -235,3 +235,60 @@ async fn the_back_office_list_needs_the_key_and_pages() {
         assert_eq!(r.headers()["content-type"], "application/problem+json");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanently_bad_events_are_retried_then_dead_lettered() {
+    let mut sys = System::new().await;
+    sys.subscribe("watch-dead", "payments-dead-letter").await;
+    let create = sys.start("orders-create");
+    let consumer = sys.start("payments-events");
+    let o: serde_json::Value = sys
+        .create_order(&create, &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stop = StopToken::default();
+    let target = Target {
+        subscription: "payments-events-payments".into(),
+        topic: "payments".into(),
+        url: format!("{consumer}/events/payments"),
+    };
+    let dlq = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
+    tokio::spawn(delivery::run(
+        Mode::Push,
+        sys.pubsub.clone(),
+        target,
+        2,
+        dlq,
+        stop.clone(),
+    ));
+
+    // The amount does not match the order: 422 on every attempt.
+    let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
+    let event = OutgoingEvent {
+        id: "bad-amount".into(),
+        source: "//payments-provider".into(),
+        ty: "com.example.payment.completed".into(),
+        subject: None,
+        time: chrono::Utc::now(),
+        data: payment(o["id"].as_str().unwrap(), 1, "EUR"),
+    };
+    publisher.publish("payments", &event).await.unwrap();
+    let dead = sys.collect("watch-dead", 1, Duration::from_secs(15)).await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the event did not reach the dead-letter topic"
+    );
+    assert_eq!(attr(&dead[0], "ce-id"), "bad-amount");
+    stop.cancel();
+    let status: String = sys
+        .sql()
+        .await
+        .query_one("SELECT status FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "pending");
+}

@@ -60,3 +60,43 @@ pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result
     std::fs::write(&routes_file, table).map_err(|e| e.to_string())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaffolds_a_crate_and_a_valid_entry() {
+        let root = std::env::temp_dir().join(format!("tern-scaffold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("functions")).unwrap();
+        let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../routes.toml");
+        std::fs::copy(table, root.join("routes.toml")).unwrap();
+
+        new_function(&root, "orders-cancel", "post", "/api/orders/{id}/cancel").unwrap();
+        let t = tern_routes::RouteTable::load(&root.join("routes.toml")).unwrap();
+        let f = t.function("orders-cancel").unwrap();
+        assert_eq!(f.routes[0].method, "POST");
+        let main =
+            std::fs::read_to_string(root.join("functions/orders-cancel/src/main.rs")).unwrap();
+        assert!(main.contains("tern::run(app::app).await"));
+        let app = std::fs::read_to_string(root.join("functions/orders-cancel/src/app.rs")).unwrap();
+        assert!(app.contains(".route(\"/api/orders/{id}/cancel\", post(handle))"));
+
+        // Refusals leave everything as it was.
+        assert!(
+            new_function(&root, "orders-cancel", "POST", "/x")
+                .unwrap_err()
+                .contains("exists")
+        );
+        assert!(
+            new_function(&root, "other", "GET", "/api/orders")
+                .unwrap_err()
+                .contains("both")
+        );
+        assert!(new_function(&root, "Bad_Name", "GET", "/y").is_err());
+        assert!(new_function(&root, "health", "GET", "/_tern/x").is_err());
+        assert!(!root.join("functions/other").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

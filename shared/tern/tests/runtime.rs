@@ -1,4 +1,5 @@
 //! The runtime's stack, served for real on loopback: one test per promise the runtime makes.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns unwrap too
 
 use axum::Router;
 use axum::extract::Request;
