@@ -95,6 +95,26 @@ fn shared() -> &'static Shared {
     })
 }
 
+/// A PostgreSQL cluster of the test's own (for tests that stop it), with the migrated template
+/// that [`fresh_database`] copies.
+pub async fn own_postgres(name: &str) -> Postgres {
+    let pg = Postgres::start(&scratch(name), 0).expect("start PostgreSQL");
+    tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")
+        .await
+        .expect("template db");
+    let env = [
+        ("DATABASE_URL".to_owned(), pg.url("tern_template")),
+        ("TERN_LOG".to_owned(), "warn".to_owned()),
+    ];
+    tern_cli::dev::migrate(&bin_dir(), &env).expect("migrate the template");
+    pg
+}
+
+/// An emulator of the test's own (for tests that stop it).
+pub fn own_emulator() -> Emulator {
+    Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0).expect("start the emulator")
+}
+
 /// A fresh, migrated database on `pg`; returns its URL.
 pub async fn fresh_database(pg: &Postgres) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

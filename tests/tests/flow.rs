@@ -6,14 +6,13 @@ use tern_cli::delivery::{self, Mode, Target, stop::StopToken};
 use tern_e2e::*;
 use tern_events::{EventPublisher, OutgoingEvent};
 
-async fn flow(mode: Mode) {
-    let mut sys = System::new().await;
-    sys.subscribe("watch-orders", "orders").await;
-    let create = sys.start("orders-create");
-    let get = sys.start("orders-get");
-    let consumer = sys.start("payments-events");
-
-    // Deliver the payments subscription to the consumer the way Pub/Sub push (or Eventarc) does.
+/// Runs the local delivery loop of the `payments` subscription to `consumer`; cancel to stop.
+async fn deliver_payments(
+    sys: &System,
+    consumer: &str,
+    mode: Mode,
+    max_attempts: u32,
+) -> StopToken {
     let stop = StopToken::default();
     let target = Target {
         subscription: "payments-events-payments".into(),
@@ -25,10 +24,22 @@ async fn flow(mode: Mode) {
         mode,
         sys.pubsub.clone(),
         target,
-        5,
+        max_attempts,
         dlq,
         stop.clone(),
     ));
+    stop
+}
+
+async fn flow(mode: Mode) {
+    let mut sys = System::new().await;
+    sys.subscribe("watch-orders", "orders").await;
+    let create = sys.start("orders-create");
+    let get = sys.start("orders-get");
+    let consumer = sys.start("payments-events");
+
+    // Deliver the payments subscription to the consumer the way Pub/Sub push (or Eventarc) does.
+    let stop = deliver_payments(&sys, &consumer, mode, 5).await;
 
     let res = sys.create_order(&create, &order_body()).await;
     assert_eq!(res.status(), 201);
@@ -248,21 +259,7 @@ async fn permanently_bad_events_are_retried_then_dead_lettered() {
         .json()
         .await
         .unwrap();
-    let stop = StopToken::default();
-    let target = Target {
-        subscription: "payments-events-payments".into(),
-        topic: "payments".into(),
-        url: format!("{consumer}/events/payments"),
-    };
-    let dlq = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    tokio::spawn(delivery::run(
-        Mode::Push,
-        sys.pubsub.clone(),
-        target,
-        2,
-        dlq,
-        stop.clone(),
-    ));
+    let stop = deliver_payments(&sys, &consumer, Mode::Push, 2).await;
 
     // The amount does not match the order: 422 on every attempt.
     let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
