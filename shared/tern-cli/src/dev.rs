@@ -137,7 +137,7 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
     print_banner(&opts, &table, &ports, &database_url, &emulator_host);
-    let router = Router::new(table, ports);
+    let router = Router::new(table, std::sync::Arc::new(std::sync::RwLock::new(ports)));
     router
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;

@@ -11,21 +11,24 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tern_routes::{Match, Matcher, RouteTable};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
+/// Where each function listens; shared, so a new revision's port can be swapped in while serving.
+pub type Ports = Arc<RwLock<HashMap<String, u16>>>;
+
 /// The routing state.
 pub struct Router {
     table: &'static RouteTable,
-    ports: HashMap<String, u16>,
+    ports: Ports,
     client: Client<HttpConnector, Incoming>,
 }
 
 impl Router {
     /// A router over `table`, sending each function's routes to `127.0.0.1:<port>`.
-    pub fn new(table: RouteTable, ports: HashMap<String, u16>) -> Self {
+    pub fn new(table: RouteTable, ports: Ports) -> Self {
         let table: &'static RouteTable = Box::leak(Box::new(table));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -69,7 +72,8 @@ impl Router {
                 return res;
             }
         };
-        let Some(port) = self.ports.get(function) else {
+        let port = self.ports.read().ok().and_then(|p| p.get(function).copied());
+        let Some(port) = port else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",

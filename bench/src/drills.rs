@@ -1,0 +1,233 @@
+//! The load drills: a revision swap under load, a database restart under load, a Pub/Sub outage
+//! during order creation, and a burst from idle. Plus the event path's end-to-end latency.
+
+use crate::load::{self, Sample};
+use crate::measure::Bench;
+use crate::stats::percentile;
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tern_cli::delivery::{self, Mode, Target, stop::StopToken};
+use tern_events::{EventPublisher, OutgoingEvent};
+
+/// All drills, in an order where each leaves the system as it found it.
+pub async fn all(b: &mut Bench) -> Result<Value, String> {
+    Ok(json!({
+        "drain": drain(b).await?,
+        "burst": burst(b).await?,
+        "pubsub_outage": pubsub_outage(b).await?,
+        "database_restart": database_restart(b).await?,
+    }))
+}
+
+fn failed(samples: &[Sample]) -> usize {
+    samples.iter().filter(|s| s.status != 200).count()
+}
+
+/// Replace orders-get the way a Knative revision swap does, under load through the router.
+async fn drain(b: &Bench) -> Result<Value, String> {
+    println!("drill: revision swap under load");
+    let old = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
+    let ports = Arc::new(RwLock::new(HashMap::from([("orders-get".to_owned(), old.port)])));
+    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml")).map_err(|e| e.to_string())?;
+    let router = tern_cli::router::Router::new(table, ports.clone());
+    let listener = tern::server::bind(([127, 0, 0, 1], 0).into()).await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let stop = StopToken::default();
+    let s2 = stop.clone();
+    tokio::spawn(async move { router.serve(listener, async move { s2.cancelled().await }).await });
+    let url = format!("http://{addr}/api/orders/{}", b.order_id);
+    let dur = Duration::from_secs(if b.quick { 4 } else { 8 });
+    let load = tokio::spawn(async move { load::run(&url, 16, None, dur).await });
+    tokio::time::sleep(dur / 3).await;
+    let new = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
+    if let Ok(mut p) = ports.write() {
+        p.insert("orders-get".into(), new.port);
+    }
+    let mut old = old;
+    let exit = tokio::task::spawn_blocking(move || old.terminate()).await.map_err(|e| e.to_string())?;
+    let samples = load.await.map_err(|e| e.to_string())?;
+    stop.cancel();
+    drop(new);
+    Ok(json!({
+        "requests": samples.len(),
+        "failed": failed(&samples),
+        "old_process_exit": exit.map(|s| s.to_string()),
+    }))
+}
+
+/// From idle (a fresh process, no pooled connections) to many concurrent clients at once.
+async fn burst(b: &Bench) -> Result<Value, String> {
+    println!("drill: burst from idle");
+    let p = b.start("orders-get", &[])?;
+    let url = format!("{}/api/orders/{}", p.url(), b.order_id);
+    let clients = 64;
+    let samples = load::run(&url, clients, None, Duration::from_secs(2)).await;
+    let first_ok = samples.iter().filter(|s| s.status == 200).map(|s| (s.at + s.took).as_secs_f64() * 1000.0).fold(f64::MAX, f64::min);
+    Ok(json!({
+        "clients": clients,
+        "requests": samples.len(),
+        "errors": failed(&samples),
+        "first_success_ms": first_ok,
+        "p99_ms": percentile(&samples.iter().map(|s| s.took.as_secs_f64() * 1000.0).collect::<Vec<_>>(), 99.0),
+    }))
+}
+
+/// PostgreSQL stops for 2 s under load: how many requests failed fast (503) or hung, and how
+/// long from PostgreSQL's return to the first success.
+async fn database_restart(b: &mut Bench) -> Result<Value, String> {
+    println!("drill: PostgreSQL restart under load");
+    let p = b.start("orders-get", &[("DB_WAIT_TIMEOUT", "1s"), ("DB_CONNECT_TIMEOUT", "1s"), ("DB_RETRY_AFTER", "1s")])?;
+    let url = format!("{}/api/orders/{}", p.url(), b.order_id);
+    let load = tokio::spawn(async move { load::run(&url, 16, None, Duration::from_secs(8)).await });
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.pg.stop();
+    let down_at = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.pg.restart()?;
+    let back_at = t0.elapsed();
+    let samples = load.await.map_err(|e| e.to_string())?;
+    let during: Vec<&Sample> = samples.iter().filter(|s| s.at + s.took >= down_at && s.at <= back_at).collect();
+    let fast_503 = during.iter().filter(|s| s.status == 503 && s.took < Duration::from_secs(3)).count();
+    let hung = samples.iter().filter(|s| s.status == 0 || s.took >= Duration::from_secs(5)).count();
+    let other = during.iter().filter(|s| s.status != 503 && s.status != 200).count();
+    let recovery = samples.iter().filter(|s| s.status == 200 && s.at >= back_at).map(|s| (s.at + s.took - back_at).as_secs_f64() * 1000.0).fold(f64::MAX, f64::min);
+    Ok(json!({
+        "requests": samples.len(),
+        "during_outage": during.len(),
+        "failed_fast_503": fast_503,
+        "hung": hung,
+        "other_errors": other,
+        "back_to_first_success_ms": recovery,
+    }))
+}
+
+/// The emulator stops while orders are created; once it returns, the relay publishes the backlog.
+async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
+    println!("drill: Pub/Sub outage during order creation");
+    let create = b.start("orders-create", &[("PUBSUB_PUBLISH_TIMEOUT", "1s")])?;
+    let relay = b.start("outbox-relay", &[])?;
+    b.emulator.stop();
+    let n = if b.quick { 100 } else { 300 };
+    let c = load::client();
+    let body = json!({"customer_email": "outage@example.com", "currency": "EUR", "items": [{"sku": "TEA", "quantity": 1, "unit_price_cents": 100}]}).to_string();
+    let mut created = 0;
+    for _ in 0..n {
+        if load::one(&c, &format!("{}/api/orders", create.url()), Some(&body)).await == 201 {
+            created += 1;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    b.emulator.restart()?;
+    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml")).map_err(|e| e.to_string())?;
+    tern_cli::dev::create_topology(&b.pubsub, &table).await?;
+    let admin = tern_cli::pubsub::Admin::new(&b.pubsub).await?;
+    admin.subscription("bench-outage", "orders").await?;
+    let t = Instant::now();
+    let db = b.sql().await?;
+    loop {
+        load::one(&c, &format!("{}/internal/outbox/flush", relay.url()), Some("")).await;
+        let pending: i64 = db
+            .query_one("SELECT count(*) FROM tern_outbox WHERE published_at IS NULL", &[])
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if pending == 0 {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            return Err("the outbox backlog did not drain in 60 s".into());
+        }
+    }
+    let drained_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let msgs = collect(b, "bench-outage", n * 2, Duration::from_secs(3)).await?;
+    let outage: Vec<_> = msgs.iter().filter(|m| m.attributes.get("ce-type").is_some_and(|t| t == "com.example.order.created")).collect();
+    let distinct: BTreeSet<String> = outage.iter().filter_map(|m| m.attributes.get("ce-subject").cloned()).collect();
+    Ok(json!({
+        "orders_created": created,
+        "order_created_received": outage.len(),
+        "distinct_orders": distinct.len(),
+        "backlog_drain_ms": drained_ms,
+    }))
+}
+
+async fn collect(b: &Bench, sub: &str, max: usize, quiet: Duration) -> Result<Vec<google_cloud_pubsub::model::Message>, String> {
+    let s = tern_cli::pubsub::subscriber(&b.pubsub).await?;
+    let mut stream = s.subscribe(b.pubsub.subscription_path(sub)).build();
+    let mut out = Vec::new();
+    while out.len() < max {
+        match tokio::time::timeout(quiet, stream.next()).await {
+            Ok(Some(Ok((m, h)))) => {
+                h.ack();
+                out.push(m);
+            }
+            Ok(Some(Err(_))) => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes `n` payments (10 at a time) and times each until its order.paid arrives.
+pub async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<Value, String> {
+    let admin = tern_cli::pubsub::Admin::new(&b.pubsub).await?;
+    admin.subscription("bench-e2e", "orders").await?;
+    let stop = StopToken::default();
+    let dlq = EventPublisher::new(b.pubsub.clone()).await?;
+    let target = Target { subscription: "payments-events-payments".into(), topic: "payments".into(), url: format!("{consumer}/events/payments") };
+    tokio::spawn(delivery::run(Mode::Push, b.pubsub.clone(), target, 5, dlq, stop.clone()));
+    let ids = b.seed_orders(n as i64).await?;
+    let publisher = EventPublisher::new(b.pubsub.clone()).await?;
+    let sent: Arc<RwLock<HashMap<String, Instant>>> = Arc::default();
+
+    let receiver = {
+        let sub = tern_cli::pubsub::subscriber(&b.pubsub).await?;
+        let path = b.pubsub.subscription_path("bench-e2e");
+        let sent = sent.clone();
+        tokio::spawn(async move {
+            let mut stream = sub.subscribe(path).build();
+            let mut lat = Vec::new();
+            while lat.len() < n {
+                match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+                    Ok(Some(Ok((m, h)))) => {
+                        h.ack();
+                        if m.attributes.get("ce-type").is_some_and(|t| t == "com.example.order.paid")
+                            && let Some(t) = m.attributes.get("ce-subject").and_then(|s| sent.read().ok()?.get(s).copied())
+                        {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                    }
+                    Ok(Some(Err(_))) => {}
+                    _ => break,
+                }
+            }
+            lat
+        })
+    };
+    for chunk in ids.chunks(10) {
+        let sends = chunk.iter().map(|id| {
+            let ev = OutgoingEvent {
+                id: format!("e2e-{id}"),
+                source: "//bench".into(),
+                ty: "com.example.payment.completed".into(),
+                subject: Some(id.clone()),
+                time: chrono::Utc::now(),
+                data: json!({"order_id": id, "payment_id": format!("p-{id}"), "amount_cents": 1250, "currency": "EUR"}),
+            };
+            if let Ok(mut s) = sent.write() {
+                s.insert(id.clone(), Instant::now());
+            }
+            let publisher = publisher.clone();
+            async move { publisher.publish("payments", &ev).await }
+        });
+        for r in futures::future::join_all(sends).await {
+            r.map_err(|e| e.to_string())?;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lat = receiver.await.map_err(|e| e.to_string())?;
+    stop.cancel();
+    Ok(json!({"events": n, "received": lat.len(), "p50_ms": percentile(&lat, 50.0), "p99_ms": percentile(&lat, 99.0)}))
+}

@@ -1,0 +1,72 @@
+//! `tern-bench`: Tern and its baselines measured side by side in one run; see `scripts/bench`.
+
+mod baselines;
+mod drills;
+mod load;
+mod measure;
+mod report;
+mod stats;
+mod wrk;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "tern-bench", about = "Benchmarks Tern against bare baselines and runs load drills.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every measurement and drill, and write docs/performance.{md,json,svg}.
+    Run {
+        /// Fewer and shorter repetitions (about 3 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where the release binaries are.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: std::path::PathBuf,
+        /// Where the outputs go.
+        #[arg(long, default_value = "docs")]
+        out: std::path::PathBuf,
+    },
+    /// Baseline (a): a bare hyper server answering a constant.
+    BareHyper {
+        #[arg(long)]
+        port: u16,
+    },
+    /// Baseline (b): bare hyper + tokio-postgres doing orders-get's SELECTs.
+    BarePg {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The baselines run on the same runtime flavour as Tern's functions (#[tokio::main]).
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        eprintln!("tern-bench: cannot start the runtime");
+        return ExitCode::FAILURE;
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Run { quick, bin_dir, out } => measure::run(quick, &bin_dir, &out).await,
+            Command::BareHyper { port } => baselines::bare_hyper(port).await.map_err(|e| e.to_string()),
+            Command::BarePg { port, database_url, connections } => baselines::bare_pg(port, &database_url, connections).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
