@@ -39,14 +39,19 @@ where
 fn json(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(body)));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     res
 }
 
 /// Baseline (a).
 pub async fn bare_hyper(port: u16) -> std::io::Result<()> {
-    serve(port, |_req| async { json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()) }).await
+    serve(port, |_req| async {
+        json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec())
+    })
+    .await
 }
 
 struct Conn {
@@ -59,7 +64,9 @@ struct Conn {
 pub async fn bare_pg(port: u16, database_url: &str, connections: usize) -> Result<(), String> {
     let mut conns = Vec::new();
     for _ in 0..connections {
-        let (client, conn) = tokio_postgres::connect(database_url, NoTls).await.map_err(|e| e.to_string())?;
+        let (client, conn) = tokio_postgres::connect(database_url, NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let order = client
             .prepare("SELECT id, status, customer_email, currency, total_cents, payment_id, created_at, updated_at FROM orders WHERE id = $1")
@@ -69,7 +76,11 @@ pub async fn bare_pg(port: u16, database_url: &str, connections: usize) -> Resul
             .prepare("SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line")
             .await
             .map_err(|e| e.to_string())?;
-        conns.push(Conn { client, order, items });
+        conns.push(Conn {
+            client,
+            order,
+            items,
+        });
     }
     let conns = Arc::new(conns);
     let next = Arc::new(AtomicUsize::new(0));

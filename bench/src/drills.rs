@@ -29,14 +29,24 @@ fn failed(samples: &[Sample]) -> usize {
 async fn drain(b: &Bench) -> Result<Value, String> {
     println!("drill: revision swap under load");
     let old = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
-    let ports = Arc::new(RwLock::new(HashMap::from([("orders-get".to_owned(), old.port)])));
-    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml")).map_err(|e| e.to_string())?;
+    let ports = Arc::new(RwLock::new(HashMap::from([(
+        "orders-get".to_owned(),
+        old.port,
+    )])));
+    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml"))
+        .map_err(|e| e.to_string())?;
     let router = tern_cli::router::Router::new(table, ports.clone());
-    let listener = tern::server::bind(([127, 0, 0, 1], 0).into()).await.map_err(|e| e.to_string())?;
+    let listener = tern::server::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let stop = StopToken::default();
     let s2 = stop.clone();
-    tokio::spawn(async move { router.serve(listener, async move { s2.cancelled().await }).await });
+    tokio::spawn(async move {
+        router
+            .serve(listener, async move { s2.cancelled().await })
+            .await
+    });
     let url = format!("http://{addr}/api/orders/{}", b.order_id);
     let dur = Duration::from_secs(if b.quick { 4 } else { 8 });
     let load = tokio::spawn(async move { load::run(&url, 16, None, dur).await });
@@ -46,7 +56,9 @@ async fn drain(b: &Bench) -> Result<Value, String> {
         p.insert("orders-get".into(), new.port);
     }
     let mut old = old;
-    let exit = tokio::task::spawn_blocking(move || old.terminate()).await.map_err(|e| e.to_string())?;
+    let exit = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .map_err(|e| e.to_string())?;
     let samples = load.await.map_err(|e| e.to_string())?;
     stop.cancel();
     drop(new);
@@ -64,7 +76,11 @@ async fn burst(b: &Bench) -> Result<Value, String> {
     let url = format!("{}/api/orders/{}", p.url(), b.order_id);
     let clients = 64;
     let samples = load::run(&url, clients, None, Duration::from_secs(2)).await;
-    let first_ok = samples.iter().filter(|s| s.status == 200).map(|s| (s.at + s.took).as_secs_f64() * 1000.0).fold(f64::MAX, f64::min);
+    let first_ok = samples
+        .iter()
+        .filter(|s| s.status == 200)
+        .map(|s| (s.at + s.took).as_secs_f64() * 1000.0)
+        .fold(f64::MAX, f64::min);
     Ok(json!({
         "clients": clients,
         "requests": samples.len(),
@@ -78,7 +94,14 @@ async fn burst(b: &Bench) -> Result<Value, String> {
 /// long from PostgreSQL's return to the first success.
 async fn database_restart(b: &mut Bench) -> Result<Value, String> {
     println!("drill: PostgreSQL restart under load");
-    let p = b.start("orders-get", &[("DB_WAIT_TIMEOUT", "1s"), ("DB_CONNECT_TIMEOUT", "1s"), ("DB_RETRY_AFTER", "1s")])?;
+    let p = b.start(
+        "orders-get",
+        &[
+            ("DB_WAIT_TIMEOUT", "1s"),
+            ("DB_CONNECT_TIMEOUT", "1s"),
+            ("DB_RETRY_AFTER", "1s"),
+        ],
+    )?;
     let url = format!("{}/api/orders/{}", p.url(), b.order_id);
     let load = tokio::spawn(async move { load::run(&url, 16, None, Duration::from_secs(8)).await });
     let t0 = Instant::now();
@@ -89,11 +112,27 @@ async fn database_restart(b: &mut Bench) -> Result<Value, String> {
     b.pg.restart()?;
     let back_at = t0.elapsed();
     let samples = load.await.map_err(|e| e.to_string())?;
-    let during: Vec<&Sample> = samples.iter().filter(|s| s.at + s.took >= down_at && s.at <= back_at).collect();
-    let fast_503 = during.iter().filter(|s| s.status == 503 && s.took < Duration::from_secs(3)).count();
-    let hung = samples.iter().filter(|s| s.status == 0 || s.took >= Duration::from_secs(5)).count();
-    let other = during.iter().filter(|s| s.status != 503 && s.status != 200).count();
-    let recovery = samples.iter().filter(|s| s.status == 200 && s.at >= back_at).map(|s| (s.at + s.took - back_at).as_secs_f64() * 1000.0).fold(f64::MAX, f64::min);
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at + s.took >= down_at && s.at <= back_at)
+        .collect();
+    let fast_503 = during
+        .iter()
+        .filter(|s| s.status == 503 && s.took < Duration::from_secs(3))
+        .count();
+    let hung = samples
+        .iter()
+        .filter(|s| s.status == 0 || s.took >= Duration::from_secs(5))
+        .count();
+    let other = during
+        .iter()
+        .filter(|s| s.status != 503 && s.status != 200)
+        .count();
+    let recovery = samples
+        .iter()
+        .filter(|s| s.status == 200 && s.at >= back_at)
+        .map(|s| (s.at + s.took - back_at).as_secs_f64() * 1000.0)
+        .fold(f64::MAX, f64::min);
     Ok(json!({
         "requests": samples.len(),
         "during_outage": during.len(),
@@ -121,16 +160,25 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     b.emulator.restart()?;
-    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml")).map_err(|e| e.to_string())?;
+    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml"))
+        .map_err(|e| e.to_string())?;
     tern_cli::dev::create_topology(&b.pubsub, &table).await?;
     let admin = tern_cli::pubsub::Admin::new(&b.pubsub).await?;
     admin.subscription("bench-outage", "orders").await?;
     let t = Instant::now();
     let db = b.sql().await?;
     loop {
-        load::one(&c, &format!("{}/internal/outbox/flush", relay.url()), Some("")).await;
+        load::one(
+            &c,
+            &format!("{}/internal/outbox/flush", relay.url()),
+            Some(""),
+        )
+        .await;
         let pending: i64 = db
-            .query_one("SELECT count(*) FROM tern_outbox WHERE published_at IS NULL", &[])
+            .query_one(
+                "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+                &[],
+            )
             .await
             .map_err(|e| e.to_string())?
             .get(0);
@@ -143,8 +191,18 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     }
     let drained_ms = t.elapsed().as_secs_f64() * 1000.0;
     let msgs = collect(b, "bench-outage", n * 2, Duration::from_secs(3)).await?;
-    let outage: Vec<_> = msgs.iter().filter(|m| m.attributes.get("ce-type").is_some_and(|t| t == "com.example.order.created")).collect();
-    let distinct: BTreeSet<String> = outage.iter().filter_map(|m| m.attributes.get("ce-subject").cloned()).collect();
+    let outage: Vec<_> = msgs
+        .iter()
+        .filter(|m| {
+            m.attributes
+                .get("ce-type")
+                .is_some_and(|t| t == "com.example.order.created")
+        })
+        .collect();
+    let distinct: BTreeSet<String> = outage
+        .iter()
+        .filter_map(|m| m.attributes.get("ce-subject").cloned())
+        .collect();
     Ok(json!({
         "orders_created": created,
         "order_created_received": outage.len(),
@@ -153,7 +211,12 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     }))
 }
 
-async fn collect(b: &Bench, sub: &str, max: usize, quiet: Duration) -> Result<Vec<google_cloud_pubsub::model::Message>, String> {
+async fn collect(
+    b: &Bench,
+    sub: &str,
+    max: usize,
+    quiet: Duration,
+) -> Result<Vec<google_cloud_pubsub::model::Message>, String> {
     let s = tern_cli::pubsub::subscriber(&b.pubsub).await?;
     let mut stream = s.subscribe(b.pubsub.subscription_path(sub)).build();
     let mut out = Vec::new();
@@ -176,8 +239,19 @@ pub async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<V
     admin.subscription("bench-e2e", "orders").await?;
     let stop = StopToken::default();
     let dlq = EventPublisher::new(b.pubsub.clone()).await?;
-    let target = Target { subscription: "payments-events-payments".into(), topic: "payments".into(), url: format!("{consumer}/events/payments") };
-    tokio::spawn(delivery::run(Mode::Push, b.pubsub.clone(), target, 5, dlq, stop.clone()));
+    let target = Target {
+        subscription: "payments-events-payments".into(),
+        topic: "payments".into(),
+        url: format!("{consumer}/events/payments"),
+    };
+    tokio::spawn(delivery::run(
+        Mode::Push,
+        b.pubsub.clone(),
+        target,
+        5,
+        dlq,
+        stop.clone(),
+    ));
     let ids = b.seed_orders(n as i64).await?;
     let publisher = EventPublisher::new(b.pubsub.clone()).await?;
     let sent: Arc<RwLock<HashMap<String, Instant>>> = Arc::default();
@@ -193,8 +267,13 @@ pub async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<V
                 match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
                     Ok(Some(Ok((m, h)))) => {
                         h.ack();
-                        if m.attributes.get("ce-type").is_some_and(|t| t == "com.example.order.paid")
-                            && let Some(t) = m.attributes.get("ce-subject").and_then(|s| sent.read().ok()?.get(s).copied())
+                        if m.attributes
+                            .get("ce-type")
+                            .is_some_and(|t| t == "com.example.order.paid")
+                            && let Some(t) = m
+                                .attributes
+                                .get("ce-subject")
+                                .and_then(|s| sent.read().ok()?.get(s).copied())
                         {
                             lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         }
@@ -229,5 +308,7 @@ pub async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<V
     }
     let lat = receiver.await.map_err(|e| e.to_string())?;
     stop.cancel();
-    Ok(json!({"events": n, "received": lat.len(), "p50_ms": percentile(&lat, 50.0), "p99_ms": percentile(&lat, 99.0)}))
+    Ok(
+        json!({"events": n, "received": lat.len(), "p50_ms": percentile(&lat, 50.0), "p99_ms": percentile(&lat, 99.0)}),
+    )
 }

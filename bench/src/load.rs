@@ -36,12 +36,21 @@ pub async fn run(url: &str, workers: usize, body: Option<&str>, duration: Durati
             while start.elapsed() < duration {
                 let t = Instant::now();
                 let status = one(&c, &url, body.as_deref()).await;
-                out.push(Sample { at: t - start, took: t.elapsed(), status });
+                out.push(Sample {
+                    at: t - start,
+                    took: t.elapsed(),
+                    status,
+                });
             }
             out
         })
     });
-    let mut all: Vec<Sample> = futures::future::join_all(tasks).await.into_iter().flatten().flatten().collect();
+    let mut all: Vec<Sample> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
     all.sort_by_key(|s| s.at);
     all
 }
@@ -49,7 +58,9 @@ pub async fn run(url: &str, workers: usize, body: Option<&str>, duration: Durati
 /// One request; 0 on a transport error or after 10 s.
 pub async fn one(c: &Client<HttpConnector, Full<Bytes>>, url: &str, body: Option<&str>) -> u16 {
     let req = match body {
-        Some(b) => http::Request::post(url).header("content-type", "application/json").body(Full::new(Bytes::from(b.to_owned()))),
+        Some(b) => http::Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(b.to_owned()))),
         None => http::Request::get(url).body(Full::new(Bytes::new())),
     };
     let Ok(req) = req else { return 0 };

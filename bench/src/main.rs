@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "tern-bench", about = "Benchmarks Tern against bare baselines and runs load drills.")]
+#[command(
+    name = "tern-bench",
+    about = "Benchmarks Tern against bare baselines and runs load drills."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,15 +54,28 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The baselines run on the same runtime flavour as Tern's functions (#[tokio::main]).
-    let Ok(rt) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
         eprintln!("tern-bench: cannot start the runtime");
         return ExitCode::FAILURE;
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Run { quick, bin_dir, out } => measure::run(quick, &bin_dir, &out).await,
-            Command::BareHyper { port } => baselines::bare_hyper(port).await.map_err(|e| e.to_string()),
-            Command::BarePg { port, database_url, connections } => baselines::bare_pg(port, &database_url, connections).await,
+            Command::Run {
+                quick,
+                bin_dir,
+                out,
+            } => measure::run(quick, &bin_dir, &out).await,
+            Command::BareHyper { port } => {
+                baselines::bare_hyper(port).await.map_err(|e| e.to_string())
+            }
+            Command::BarePg {
+                port,
+                database_url,
+                connections,
+            } => baselines::bare_pg(port, &database_url, connections).await,
         }
     });
     match result {

@@ -39,12 +39,19 @@ impl Bench {
             ("PUBSUB_PROJECT", self.pubsub.project.clone()),
             ("TERN_LOG_FORMAT", "json".to_owned()),
             ("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash("bench")),
-            ("WEB_CSRF_SECRET", "bench-csrf-secret-0123456789abcdef0123".to_owned()),
+            (
+                "WEB_CSRF_SECRET",
+                "bench-csrf-secret-0123456789abcdef0123".to_owned(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         env
     }
 
@@ -59,7 +66,10 @@ impl Bench {
     pub fn baseline(&self, args: &[&str]) -> Result<(Child, u16), String> {
         let port = free_port();
         let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        cmd.args(args).args(["--port", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.args(args)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         tern_cli::local::die_with_parent(&mut cmd, libc::SIGTERM);
         let child = cmd.spawn().map_err(|e| e.to_string())?;
         tern_cli::local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
@@ -68,7 +78,9 @@ impl Bench {
 
     /// A connection for set-up and checks.
     pub async fn sql(&self) -> Result<tokio_postgres::Client, String> {
-        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        let (c, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(c)
     }
@@ -114,10 +126,21 @@ pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
     let pg = Postgres::start(&scratch.join("pg"), 0)?;
     tern_cli::dev::ensure_database(&pg.url("postgres"), "bench").await?;
     let db_url = pg.url("bench");
-    tern_cli::dev::migrate(&bin, &[("DATABASE_URL".into(), db_url.clone()), ("TERN_LOG".into(), "warn".into())])?;
+    tern_cli::dev::migrate(
+        &bin,
+        &[
+            ("DATABASE_URL".into(), db_url.clone()),
+            ("TERN_LOG".into(), "warn".into()),
+        ],
+    )?;
     let emulator = Emulator::start(&root.join(".local/bin/pubsub-emulator"), 0)?;
-    let pubsub = PubSubConfig { project: "bench".into(), emulator_host: Some(emulator.addr.clone()), publish_timeout: Duration::from_secs(2) };
-    let table = tern_routes::RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())?;
+    let pubsub = PubSubConfig {
+        project: "bench".into(),
+        emulator_host: Some(emulator.addr.clone()),
+        publish_timeout: Duration::from_secs(2),
+    };
+    let table =
+        tern_routes::RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())?;
     tern_cli::dev::create_topology(&pubsub, &table).await?;
 
     let mut b = Bench {
@@ -156,10 +179,18 @@ pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
 
     std::fs::create_dir_all(root.join(out)).map_err(|e| e.to_string())?;
     let out = root.join(out);
-    std::fs::write(out.join("performance.json"), serde_json::to_string_pretty(&r).unwrap_or_default()).map_err(|e| e.to_string())?;
+    std::fs::write(
+        out.join("performance.json"),
+        serde_json::to_string_pretty(&r).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
     std::fs::write(out.join("performance.svg"), report::svg(&r)).map_err(|e| e.to_string())?;
     std::fs::write(out.join("performance.md"), report::markdown(&r)).map_err(|e| e.to_string())?;
-    say(&format!("wrote {0}/performance.md, .json, .svg in {1}s", out.display(), started.elapsed().as_secs()));
+    say(&format!(
+        "wrote {0}/performance.md, .json, .svg in {1}s",
+        out.display(),
+        started.elapsed().as_secs()
+    ));
     Ok(())
 }
 
@@ -182,21 +213,70 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     say("route efficiency: orders-get vs bare hyper vs bare hyper + tokio-postgres; pgbench");
     let get = b.start("orders-get", &[])?;
     let (hyper_child, hyper_port) = b.baseline(&["bare-hyper"])?;
-    let (pg_child, pg_port) = b.baseline(&["bare-pg", "--database-url", &b.db_url, "--connections", &DB_CONNECTIONS.to_string()])?;
+    let (pg_child, pg_port) = b.baseline(&[
+        "bare-pg",
+        "--database-url",
+        &b.db_url,
+        "--connections",
+        &DB_CONNECTIONS.to_string(),
+    ])?;
     let path = format!("/api/orders/{}", b.order_id);
     let pgbench_db = "pgbench";
     tern_cli::dev::ensure_database(&b.pg.url("postgres"), pgbench_db).await?;
     let pgbench = pgbench_bin()?;
-    run_cmd(Command::new(&pgbench).args(["-i", "-q", "-s", "10", "-h", "127.0.0.1", "-p", &b.pg.port.to_string(), "-U", "postgres", pgbench_db]))?;
+    run_cmd(Command::new(&pgbench).args([
+        "-i",
+        "-q",
+        "-s",
+        "10",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &b.pg.port.to_string(),
+        "-U",
+        "postgres",
+        pgbench_db,
+    ]))?;
 
-    let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..b.reps {
-        tern.push(wrk::run(&format!("{}{path}", get.url()), HTTP_CONNECTIONS, b.dur, None)?);
-        bare_pg.push(wrk::run(&format!("http://127.0.0.1:{pg_port}{path}"), HTTP_CONNECTIONS, b.dur, None)?);
-        bare_hyper.push(wrk::run(&format!("http://127.0.0.1:{hyper_port}/"), HTTP_CONNECTIONS, b.dur, None)?);
+        tern.push(wrk::run(
+            &format!("{}{path}", get.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        bare_pg.push(wrk::run(
+            &format!("http://127.0.0.1:{pg_port}{path}"),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        bare_hyper.push(wrk::run(
+            &format!("http://127.0.0.1:{hyper_port}/"),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
         let out = run_cmd(Command::new(&pgbench).args([
-            "-S", "-M", "prepared", "-n", "-c", &DB_CONNECTIONS.to_string(), "-j", "1", "-T", &b.dur.as_secs().to_string(),
-            "-h", "127.0.0.1", "-p", &b.pg.port.to_string(), "-U", "postgres", pgbench_db,
+            "-S",
+            "-M",
+            "prepared",
+            "-n",
+            "-c",
+            &DB_CONNECTIONS.to_string(),
+            "-j",
+            "1",
+            "-T",
+            &b.dur.as_secs().to_string(),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &b.pg.port.to_string(),
+            "-U",
+            "postgres",
+            pgbench_db,
         ]))?;
         pgb.push(parse_pgbench_tps(&out)?);
     }
@@ -221,7 +301,10 @@ fn pgbench_bin() -> Result<PathBuf, String> {
 fn run_cmd(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -230,7 +313,13 @@ fn run_cmd(cmd: &mut Command) -> Result<String, String> {
 pub fn parse_pgbench_tps(out: &str) -> Result<f64, String> {
     out.lines()
         .find(|l| l.starts_with("tps = "))
-        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next()?.parse().ok())
+        .and_then(|l| {
+            l.trim_start_matches("tps = ")
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .ok_or_else(|| format!("no tps in pgbench output: {out}"))
 }
 
@@ -242,10 +331,17 @@ async fn write_path(b: &Bench) -> Result<Value, String> {
     let script = wrk::post_script(&b.scratch, "create", &body).map_err(|e| e.to_string())?;
     let (mut tern, mut bare) = (Vec::new(), Vec::new());
     for _ in 0..b.reps {
-        tern.push(wrk::run(&format!("{}/api/orders", create.url()), HTTP_CONNECTIONS, b.dur, Some(&script))?);
+        tern.push(wrk::run(
+            &format!("{}/api/orders", create.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            Some(&script),
+        )?);
         bare.push(bare_insert_loop(&b.db_url, DB_CONNECTIONS, b.dur).await?);
     }
-    Ok(json!({"tern_orders_create": wrk_json(&tern), "bare_tokio_postgres_inserts": wrk_json(&bare)}))
+    Ok(
+        json!({"tern_orders_create": wrk_json(&tern), "bare_tokio_postgres_inserts": wrk_json(&bare)}),
+    )
 }
 
 /// The same transaction as orders-create (order, item, outbox row), on `conns` connections.
@@ -253,7 +349,9 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conns {
-        let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         tasks.push(tokio::spawn(async move {
             let o = c.prepare("INSERT INTO orders (id, customer_email, currency, total_cents) VALUES ($1, $2, 'EUR', 1250)").await?;
@@ -278,7 +376,11 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
     }
     let mut all = Vec::new();
     for t in tasks {
-        all.extend(t.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?);
+        all.extend(
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+        );
     }
     Ok(WrkResult {
         rps: all.len() as f64 / start.elapsed().as_secs_f64(),
@@ -296,15 +398,27 @@ async fn logging_cost(b: &Bench) -> Result<Value, String> {
     let path = format!("/api/orders/{}", b.order_id);
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for _ in 0..b.reps {
-        with.push(wrk::run(&format!("{}{path}", on.url()), HTTP_CONNECTIONS, b.dur, None)?);
-        without.push(wrk::run(&format!("{}{path}", off.url()), HTTP_CONNECTIONS, b.dur, None)?);
+        with.push(wrk::run(
+            &format!("{}{path}", on.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        without.push(wrk::run(
+            &format!("{}{path}", off.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
     }
     Ok(json!({"logging_on": wrk_json(&with), "logging_off": wrk_json(&without)}))
 }
 
 /// 4: CloudEvents/s through payments-events, and publish → order.paid latency end to end.
 async fn event_path(b: &Bench) -> Result<Value, String> {
-    say("event path: CloudEvents/s through payments-events; payment published → order.paid received");
+    say(
+        "event path: CloudEvents/s through payments-events; payment published → order.paid received",
+    );
     let consumer = b.start("payments-events", &[])?;
     let url = format!("{}/events/payments", consumer.url());
     let ids = b.seed_orders(if b.quick { 20_000 } else { 60_000 }).await?;
@@ -336,7 +450,8 @@ async fn event_path(b: &Bench) -> Result<Value, String> {
         errors += e;
     }
     let throughput = lat.len() as f64 / start.elapsed().as_secs_f64();
-    let e2e = drills::end_to_end_latency(b, &consumer.url(), if b.quick { 50 } else { 200 }).await?;
+    let e2e =
+        drills::end_to_end_latency(b, &consumer.url(), if b.quick { 50 } else { 200 }).await?;
     Ok(json!({
         "cloudevents_per_s": throughput,
         "p50_ms": percentile(&lat, 50.0),
@@ -385,7 +500,8 @@ async fn cold_start(b: &Bench) -> Result<Value, String> {
         let t = Instant::now();
         let port = free_port();
         let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        cmd.args(["bare-hyper", "--port", &port.to_string()]).stdout(Stdio::null());
+        cmd.args(["bare-hyper", "--port", &port.to_string()])
+            .stdout(Stdio::null());
         let child = cmd.spawn().map_err(|e| e.to_string())?;
         while tern_cli::local::http_status(port, "/") != Some(200) {
             if t.elapsed() > Duration::from_secs(10) {
@@ -408,13 +524,30 @@ async fn footprint(b: &Bench) -> Result<Value, String> {
     say("footprint");
     let mut idle = serde_json::Map::new();
     let mut size = serde_json::Map::new();
-    for name in ["orders-create", "orders-get", "orders-list", "web", "payments-events", "outbox-relay"] {
+    for name in [
+        "orders-create",
+        "orders-get",
+        "orders-list",
+        "web",
+        "payments-events",
+        "outbox-relay",
+    ] {
         let p = b.start(name, &[])?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         idle.insert(name.into(), json!(rss_mib(p.pid())));
     }
-    for name in ["orders-create", "orders-get", "orders-list", "web", "payments-events", "outbox-relay", "migrate"] {
-        let bytes = std::fs::metadata(b.bin.join(name)).map(|m| m.len()).unwrap_or(0);
+    for name in [
+        "orders-create",
+        "orders-get",
+        "orders-list",
+        "web",
+        "payments-events",
+        "outbox-relay",
+        "migrate",
+    ] {
+        let bytes = std::fs::metadata(b.bin.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
         size.insert(name.into(), json!(bytes as f64 / 1_048_576.0));
     }
     // Under load: orders-get at full tilt, RSS sampled every 100 ms.
@@ -441,7 +574,11 @@ async fn footprint(b: &Bench) -> Result<Value, String> {
 pub fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kib| kib / 1024.0)
 }
 

@@ -9,7 +9,13 @@ use std::process::Command;
 /// The machine the run was on.
 pub fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim().to_owned();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
     let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse().ok())
@@ -24,12 +30,23 @@ pub fn machine() -> Value {
 
 /// The commit measured.
 pub fn commit(root: &Path) -> String {
-    output("git", &["-C", &root.display().to_string(), "rev-parse", "--short", "HEAD"])
+    output(
+        "git",
+        &[
+            "-C",
+            &root.display().to_string(),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
 }
 
 /// Versions of the tools in the run.
 pub fn tools() -> Value {
-    let pg = tern_cli::local::postgres_bin_dir().map(|d| d.join("postgres").display().to_string()).unwrap_or_default();
+    let pg = tern_cli::local::postgres_bin_dir()
+        .map(|d| d.join("postgres").display().to_string())
+        .unwrap_or_default();
     json!({
         "wrk": output("sh", &["-c", "dpkg-query -W -f='${Version}' wrk 2>/dev/null"]),
         "postgres": output(&pg, &["--version"]),
@@ -38,7 +55,11 @@ pub fn tools() -> Value {
 }
 
 fn output(cmd: &str, args: &[&str]) -> String {
-    Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn f(v: &Value) -> f64 {
@@ -46,7 +67,13 @@ fn f(v: &Value) -> f64 {
 }
 
 fn spread(v: &Value, digits: usize) -> String {
-    format!("{:.d$} ({:.d$}–{:.d$})", f(&v["median"]), f(&v["min"]), f(&v["max"]), d = digits)
+    format!(
+        "{:.d$} ({:.d$}–{:.d$})",
+        f(&v["median"]),
+        f(&v["min"]),
+        f(&v["max"]),
+        d = digits
+    )
 }
 
 /// The headline ratios: (label, ratio, target).
@@ -55,11 +82,46 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
     let med = |v: &Value| f(&v["median"]);
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     vec![
-        ("orders-get ÷ bare hyper+tokio-postgres (req/s)", ratio(med(&rt["tern_orders_get"]["rps"]), med(&rt["bare_hyper_tokio_postgres"]["rps"])), Some(0.9)),
-        ("orders-get ÷ bare hyper constant (req/s)", ratio(med(&rt["tern_orders_get"]["rps"]), med(&rt["bare_hyper_constant"]["rps"])), None),
-        ("SELECTs/s via orders-get ÷ pgbench -S", ratio(med(&rt["tern_selects_per_s"]), med(&rt["pgbench_select_tps"])), Some(0.7)),
-        ("orders-create ÷ bare insert loop (tx/s)", ratio(med(&r["write"]["tern_orders_create"]["rps"]), med(&r["write"]["bare_tokio_postgres_inserts"]["rps"])), None),
-        ("logging on ÷ logging off (req/s)", ratio(med(&r["logging"]["logging_on"]["rps"]), med(&r["logging"]["logging_off"]["rps"])), Some(0.95)),
+        (
+            "orders-get ÷ bare hyper+tokio-postgres (req/s)",
+            ratio(
+                med(&rt["tern_orders_get"]["rps"]),
+                med(&rt["bare_hyper_tokio_postgres"]["rps"]),
+            ),
+            Some(0.9),
+        ),
+        (
+            "orders-get ÷ bare hyper constant (req/s)",
+            ratio(
+                med(&rt["tern_orders_get"]["rps"]),
+                med(&rt["bare_hyper_constant"]["rps"]),
+            ),
+            None,
+        ),
+        (
+            "SELECTs/s via orders-get ÷ pgbench -S",
+            ratio(
+                med(&rt["tern_selects_per_s"]),
+                med(&rt["pgbench_select_tps"]),
+            ),
+            Some(0.7),
+        ),
+        (
+            "orders-create ÷ bare insert loop (tx/s)",
+            ratio(
+                med(&r["write"]["tern_orders_create"]["rps"]),
+                med(&r["write"]["bare_tokio_postgres_inserts"]["rps"]),
+            ),
+            None,
+        ),
+        (
+            "logging on ÷ logging off (req/s)",
+            ratio(
+                med(&r["logging"]["logging_on"]["rps"]),
+                med(&r["logging"]["logging_off"]["rps"]),
+            ),
+            Some(0.95),
+        ),
     ]
 }
 
@@ -71,10 +133,17 @@ pub fn svg(r: &Value) -> String {
     let h = 50.0 + rows.len() as f64 * (bar_h + gap);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"13\">\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Tern ÷ baseline, median of {} runs ({} mode); dashed: target</text>\n",
-        r["repetitions"], r["mode"].as_str().unwrap_or("")
+        r["repetitions"],
+        r["mode"].as_str().unwrap_or("")
     );
     let one = left + scale;
-    let _ = writeln!(s, "<line x1=\"{one}\" y1=\"34\" x2=\"{one}\" y2=\"{}\" stroke=\"#888\"/><text x=\"{}\" y=\"{}\" fill=\"#555\">1.0</text>", h - 8.0, one - 8.0, h - 1.0);
+    let _ = writeln!(
+        s,
+        "<line x1=\"{one}\" y1=\"34\" x2=\"{one}\" y2=\"{}\" stroke=\"#888\"/><text x=\"{}\" y=\"{}\" fill=\"#555\">1.0</text>",
+        h - 8.0,
+        one - 8.0,
+        h - 1.0
+    );
     for (i, (label, ratio, target)) in rows.iter().enumerate() {
         let y = 40.0 + i as f64 * (bar_h + gap);
         let len = (ratio.min(1.2)) * scale;
@@ -93,7 +162,12 @@ pub fn svg(r: &Value) -> String {
         );
         if let Some(t) = target {
             let x = left + t * scale;
-            let _ = writeln!(s, "<line x1=\"{x:.1}\" y1=\"{:.0}\" x2=\"{x:.1}\" y2=\"{:.0}\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>", y - 3.0, y + bar_h + 3.0);
+            let _ = writeln!(
+                s,
+                "<line x1=\"{x:.1}\" y1=\"{:.0}\" x2=\"{x:.1}\" y2=\"{:.0}\" stroke=\"#000\" stroke-dasharray=\"4 3\"/>",
+                y - 3.0,
+                y + bar_h + 3.0
+            );
         }
     }
     s.push_str("</svg>\n");
@@ -115,7 +189,12 @@ pub fn markdown(r: &Value) -> String {
         m["memory_gib"],
         m["kernel"].as_str().unwrap_or("?"),
         r["commit"].as_str().unwrap_or("?"),
-        r["date"].as_str().unwrap_or("?").split('T').next().unwrap_or(""),
+        r["date"]
+            .as_str()
+            .unwrap_or("?")
+            .split('T')
+            .next()
+            .unwrap_or(""),
         r["repetitions"],
         r["seconds_per_run"],
         r["tools"]["wrk"].as_str().unwrap_or("?"),
@@ -123,22 +202,50 @@ pub fn markdown(r: &Value) -> String {
         r["db_connections"],
     );
     let _ = writeln!(s, "![headline ratios](performance.svg)\n");
-    let _ = writeln!(s, "## Headline ratios\n\n| ratio | measured | target |\n|---|---|---|");
+    let _ = writeln!(
+        s,
+        "## Headline ratios\n\n| ratio | measured | target |\n|---|---|---|"
+    );
     for (label, ratio, target) in headlines(r) {
         let t = target.map_or("—".to_owned(), |t| format!("≥ {t}"));
         let _ = writeln!(s, "| {label} | {ratio:.2} | {t} |");
     }
-    let _ = writeln!(s, "\n## Throughput and latency\n\n| what | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "\n## Throughput and latency\n\n| what | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|"
+    );
     for (label, v) in [
-        ("orders-get (Tern: pool, middleware, JSON logs)", &rt["tern_orders_get"]),
-        ("baseline (b): bare hyper + tokio-postgres, same SELECTs", &rt["bare_hyper_tokio_postgres"]),
-        ("baseline (a): bare hyper, constant body", &rt["bare_hyper_constant"]),
-        ("orders-create (Tern: transaction + outbox + publish)", &r["write"]["tern_orders_create"]),
-        ("baseline: bare tokio-postgres insert loop, same rows", &r["write"]["bare_tokio_postgres_inserts"]),
+        (
+            "orders-get (Tern: pool, middleware, JSON logs)",
+            &rt["tern_orders_get"],
+        ),
+        (
+            "baseline (b): bare hyper + tokio-postgres, same SELECTs",
+            &rt["bare_hyper_tokio_postgres"],
+        ),
+        (
+            "baseline (a): bare hyper, constant body",
+            &rt["bare_hyper_constant"],
+        ),
+        (
+            "orders-create (Tern: transaction + outbox + publish)",
+            &r["write"]["tern_orders_create"],
+        ),
+        (
+            "baseline: bare tokio-postgres insert loop, same rows",
+            &r["write"]["bare_tokio_postgres_inserts"],
+        ),
         ("orders-get, access log on", &r["logging"]["logging_on"]),
         ("orders-get, access log off", &r["logging"]["logging_off"]),
     ] {
-        let _ = writeln!(s, "| {label} | {} | {} | {} | {} |", spread(&v["rps"], 0), spread(&v["p50_ms"], 2), spread(&v["p99_ms"], 2), v["errors"]);
+        let _ = writeln!(
+            s,
+            "| {label} | {} | {} | {} | {} |",
+            spread(&v["rps"], 0),
+            spread(&v["p50_ms"], 2),
+            spread(&v["p99_ms"], 2),
+            v["errors"]
+        );
     }
     let _ = writeln!(
         s,
@@ -150,31 +257,66 @@ pub fn markdown(r: &Value) -> String {
     let _ = writeln!(
         s,
         "## Event path\n\n- CloudEvents through payments-events (decode, dedupe, update, outbox, publish): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors.\n- Payment published to the emulator → `order.paid` received on a subscription (local push delivery): p50 {:.1} ms, p99 {:.1} ms over {} events ({} received).\n",
-        f(&ev["cloudevents_per_s"]), f(&ev["p50_ms"]), f(&ev["p99_ms"]), ev["errors"],
-        f(&ev["end_to_end_ms"]["p50_ms"]), f(&ev["end_to_end_ms"]["p99_ms"]), ev["end_to_end_ms"]["events"], ev["end_to_end_ms"]["received"]
+        f(&ev["cloudevents_per_s"]),
+        f(&ev["p50_ms"]),
+        f(&ev["p99_ms"]),
+        ev["errors"],
+        f(&ev["end_to_end_ms"]["p50_ms"]),
+        f(&ev["end_to_end_ms"]["p99_ms"]),
+        ev["end_to_end_ms"]["events"],
+        ev["end_to_end_ms"]["received"]
     );
     let cs = &r["cold_start"];
     let _ = writeln!(
         s,
         "## Cold start ({} starts)\n\n| from process start to | ms | target |\n|---|---|---|\n| first 200 on `/_tern/ready` (includes the first PostgreSQL connection) | {} | ≤ 20 |\n| first 200 on `GET /api/orders/{{id}}` | {} | ≤ 50 |\n| bare hyper's first response | {} | — |\n",
-        cs["starts"], spread(&cs["tern_start_to_ready_ms"], 1), spread(&cs["tern_start_to_first_get_ms"], 1), spread(&cs["bare_hyper_start_to_first_response_ms"], 1)
+        cs["starts"],
+        spread(&cs["tern_start_to_ready_ms"], 1),
+        spread(&cs["tern_start_to_first_get_ms"], 1),
+        spread(&cs["bare_hyper_start_to_first_response_ms"], 1)
     );
     let fp = &r["footprint"];
-    let _ = writeln!(s, "## Footprint\n\n| function | idle RSS MiB (target ≤ 10) | stripped binary MiB |\n|---|---|---|");
+    let _ = writeln!(
+        s,
+        "## Footprint\n\n| function | idle RSS MiB (target ≤ 10) | stripped binary MiB |\n|---|---|---|"
+    );
     if let Some(idle) = fp["idle_rss_mib"].as_object() {
         for (name, rss) in idle {
-            let _ = writeln!(s, "| {name} | {:.1} | {:.1} |", f(rss), f(&fp["binary_mib"][name]));
+            let _ = writeln!(
+                s,
+                "| {name} | {:.1} | {:.1} |",
+                f(rss),
+                f(&fp["binary_mib"][name])
+            );
         }
     }
-    let _ = writeln!(s, "\norders-get under load: {:.1} MiB RSS at peak.\n", f(&fp["orders_get_rss_under_load_mib"]));
+    let _ = writeln!(
+        s,
+        "\norders-get under load: {:.1} MiB RSS at peak.\n",
+        f(&fp["orders_get_rss_under_load_mib"])
+    );
     let d = &r["drills"];
     let _ = writeln!(
         s,
         "## Drills\n\n| drill | result |\n|---|---|\n| revision swap under load (new process ready → router switched → SIGTERM old, 1 s drain) | {} requests, {} failed; old process: {} |\n| burst from idle: {} clients at once on a fresh orders-get | first success after {:.1} ms, {} errors in {} requests, p99 {:.1} ms |\n| Pub/Sub down while {} orders are created | {} created, backlog published in {:.0} ms after the emulator returned, {} `order.created` received for {} distinct orders |\n| PostgreSQL stopped 2 s under load | {} requests during the outage: {} fast 503s, {} hung, {} other errors; first success {:.0} ms after PostgreSQL was back |\n",
-        d["drain"]["requests"], d["drain"]["failed"], d["drain"]["old_process_exit"].as_str().unwrap_or("?"),
-        d["burst"]["clients"], f(&d["burst"]["first_success_ms"]), d["burst"]["errors"], d["burst"]["requests"], f(&d["burst"]["p99_ms"]),
-        d["pubsub_outage"]["orders_created"], d["pubsub_outage"]["orders_created"], f(&d["pubsub_outage"]["backlog_drain_ms"]), d["pubsub_outage"]["order_created_received"], d["pubsub_outage"]["distinct_orders"],
-        d["database_restart"]["during_outage"], d["database_restart"]["failed_fast_503"], d["database_restart"]["hung"], d["database_restart"]["other_errors"], f(&d["database_restart"]["back_to_first_success_ms"]),
+        d["drain"]["requests"],
+        d["drain"]["failed"],
+        d["drain"]["old_process_exit"].as_str().unwrap_or("?"),
+        d["burst"]["clients"],
+        f(&d["burst"]["first_success_ms"]),
+        d["burst"]["errors"],
+        d["burst"]["requests"],
+        f(&d["burst"]["p99_ms"]),
+        d["pubsub_outage"]["orders_created"],
+        d["pubsub_outage"]["orders_created"],
+        f(&d["pubsub_outage"]["backlog_drain_ms"]),
+        d["pubsub_outage"]["order_created_received"],
+        d["pubsub_outage"]["distinct_orders"],
+        d["database_restart"]["during_outage"],
+        d["database_restart"]["failed_fast_503"],
+        d["database_restart"]["hung"],
+        d["database_restart"]["other_errors"],
+        f(&d["database_restart"]["back_to_first_success_ms"]),
     );
     let _ = writeln!(
         s,

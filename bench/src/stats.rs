@@ -20,8 +20,16 @@ impl Spread {
         let mut v = xs.to_vec();
         v.sort_by(|a, b| a.total_cmp(b));
         let mid = v.len() / 2;
-        let median = if v.len() % 2 == 0 { (v[mid - 1] + v[mid]) / 2.0 } else { v[mid] };
-        Self { median, min: v[0], max: v[v.len() - 1] }
+        let median = if v.len().is_multiple_of(2) {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        };
+        Self {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
     }
 }
 
@@ -45,6 +53,9 @@ mod tests {
         let s = Spread::of(&[3.0, 1.0, 2.0]);
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
         assert_eq!(Spread::of(&[1.0, 2.0, 3.0, 4.0]).median, 2.5);
-        assert_eq!(percentile(&(1..=100).map(f64::from).collect::<Vec<_>>(), 99.0), 99.0);
+        assert_eq!(
+            percentile(&(1..=100).map(f64::from).collect::<Vec<_>>(), 99.0),
+            99.0
+        );
     }
 }

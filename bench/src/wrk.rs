@@ -18,16 +18,33 @@ pub struct WrkResult {
 }
 
 /// Runs `wrk` against `url` with `connections` for `duration`, optionally with a Lua script.
-pub fn run(url: &str, connections: u32, duration: Duration, script: Option<&Path>) -> Result<WrkResult, String> {
+pub fn run(
+    url: &str,
+    connections: u32,
+    duration: Duration,
+    script: Option<&Path>,
+) -> Result<WrkResult, String> {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{}s", duration.as_secs().max(1)), "--latency", "--timeout", "10s"]);
+    cmd.args([
+        "-t1",
+        &format!("-c{connections}"),
+        &format!("-d{}s", duration.as_secs().max(1)),
+        "--latency",
+        "--timeout",
+        "10s",
+    ]);
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
     cmd.arg(url);
-    let out = cmd.output().map_err(|e| format!("cannot run wrk (apt-get install wrk): {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run wrk (apt-get install wrk): {e}"))?;
     if !out.status.success() {
-        return Err(format!("wrk failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "wrk failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     parse(&String::from_utf8_lossy(&out.stdout))
 }
@@ -51,14 +68,20 @@ pub fn parse(text: &str) -> Result<WrkResult, String> {
             }
         }
         if let Some(v) = t.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().map_err(|_| format!("bad Requests/sec: {t}"))?;
+            r.rps = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad Requests/sec: {t}"))?;
         }
         if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             r.errors += v.trim().parse::<u64>().unwrap_or(0);
         }
         if let Some(v) = t.strip_prefix("Socket errors:") {
             // connect 0, read 0, write 0, timeout 0
-            r.errors += v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
+            r.errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
         }
     }
     if r.rps == 0.0 {
@@ -68,7 +91,9 @@ pub fn parse(text: &str) -> Result<WrkResult, String> {
 }
 
 fn duration_ms(v: &str) -> Result<f64, String> {
-    let split = v.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| format!("bad duration {v}"))?;
+    let split = v
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or_else(|| format!("bad duration {v}"))?;
     let (n, unit) = v.split_at(split);
     let n: f64 = n.parse().map_err(|_| format!("bad duration {v}"))?;
     Ok(match unit {
@@ -86,7 +111,9 @@ pub fn post_script(dir: &Path, name: &str, body: &str) -> std::io::Result<std::p
     let escaped = body.replace('\\', "\\\\").replace('"', "\\\"");
     std::fs::write(
         &path,
-        format!("wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = \"{escaped}\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+        ),
     )?;
     Ok(path)
 }

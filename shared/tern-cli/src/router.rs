@@ -72,7 +72,11 @@ impl Router {
                 return res;
             }
         };
-        let port = self.ports.read().ok().and_then(|p| p.get(function).copied());
+        let port = self
+            .ports
+            .read()
+            .ok()
+            .and_then(|p| p.get(function).copied());
         let Some(port) = port else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
