@@ -152,10 +152,10 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     let n = if b.quick { 100 } else { 300 };
     let c = load::client();
     let body = json!({"customer_email": "outage@example.com", "currency": "EUR", "items": [{"sku": "TEA", "quantity": 1, "unit_price_cents": 100}]}).to_string();
-    let mut created = 0;
+    let mut ids = BTreeSet::new();
     for _ in 0..n {
-        if load::one(&c, &format!("{}/api/orders", create.url()), Some(&body)).await == 201 {
-            created += 1;
+        if let Some(id) = create_order(&c, &format!("{}/api/orders", create.url()), &body).await {
+            ids.insert(id);
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -191,24 +191,41 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     }
     let drained_ms = t.elapsed().as_secs_f64() * 1000.0;
     let msgs = collect(b, "bench-outage", n * 2, Duration::from_secs(3)).await?;
-    let outage: Vec<_> = msgs
+    let ours: Vec<&String> = msgs
         .iter()
         .filter(|m| {
             m.attributes
                 .get("ce-type")
                 .is_some_and(|t| t == "com.example.order.created")
         })
+        .filter_map(|m| m.attributes.get("ce-subject"))
+        .filter(|s| ids.contains(*s))
         .collect();
-    let distinct: BTreeSet<String> = outage
-        .iter()
-        .filter_map(|m| m.attributes.get("ce-subject").cloned())
-        .collect();
+    let distinct: BTreeSet<&String> = ours.iter().copied().collect();
     Ok(json!({
-        "orders_created": created,
-        "order_created_received": outage.len(),
+        "orders_created": ids.len(),
+        "order_created_received": ours.len(),
         "distinct_orders": distinct.len(),
         "backlog_drain_ms": drained_ms,
     }))
+}
+
+/// POSTs an order and returns its id.
+async fn create_order(c: &load::HttpClient, url: &str, body: &str) -> Option<String> {
+    use http_body_util::BodyExt;
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))
+        .ok()?;
+    let res = c.request(req).await.ok()?;
+    if res.status() != 201 {
+        return None;
+    }
+    let bytes = res.into_body().collect().await.ok()?.to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v["id"].as_str().map(str::to_owned)
 }
 
 async fn collect(

@@ -19,8 +19,11 @@ pub struct Sample {
     pub status: u16,
 }
 
+/// The client type.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
 /// A pooled HTTP/1.1 client.
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 

@@ -137,26 +137,25 @@ pub async fn create(
 }
 
 /// One order with its items, or `None`.
+///
+/// The two SELECTs are sent together: tokio-postgres pipelines them on the connection, so the
+/// request costs one round trip to PostgreSQL, not two.
 pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>, Problem> {
     let stmt = client
         .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
         .await
         .or_problem()?;
-    let Some(row) = client.query_opt(&stmt, &[&id]).await.or_problem()? else {
-        return Ok(None);
-    };
     let items_stmt = client
         .prepare_cached("SELECT sku, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY line")
         .await
         .or_problem()?;
-    let items = client
-        .query(&items_stmt, &[&id])
-        .await
-        .or_problem()?
-        .iter()
-        .map(to_item)
-        .collect();
-    Ok(Some(to_order(&row, items)))
+    let params: [&(dyn tern_db::tokio_postgres::types::ToSql + Sync); 1] = [&id];
+    let (row, items) = futures::try_join!(
+        client.query_opt(&stmt, &params),
+        client.query(&items_stmt, &params)
+    )
+    .or_problem()?;
+    Ok(row.map(|row| to_order(&row, items.iter().map(to_item).collect())))
 }
 
 /// A page of orders, newest first, and the cursor of the next page.

@@ -423,7 +423,7 @@ impl FunctionProcess {
             if http_status(self.port, path) == Some(want) {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
         Err(format!(
             "{} did not answer {want} on {path} within {timeout:?}",

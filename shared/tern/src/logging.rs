@@ -32,6 +32,9 @@ pub const TRACE_SAMPLED: &str = "trace_sampled";
 /// Event fields with this prefix form the `httpRequest` object.
 pub const HTTP_PREFIX: &str = "http.";
 
+/// Lines that may wait for the writer thread before a logging call blocks.
+pub const LOG_QUEUE_LINES: usize = 8192;
+
 /// Flushes buffered log lines when dropped.
 #[must_use = "logs are flushed when the guard is dropped"]
 pub struct LogGuard {
@@ -54,8 +57,12 @@ pub fn init(
     let filter = EnvFilter::try_new(filter).map_err(|e| {
         crate::config::ConfigError::new("TERN_LOG", format!("not a valid log filter: {e}"))
     })?;
+    // The queue between request threads and the writer thread. crossbeam preallocates (and
+    // touches) every slot, so tracing-appender's default of 128 000 lines costs ~4 MiB of RSS
+    // in every idle instance; 8 192 lines still absorb a burst of 8 192 requests.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .finish(std::io::stdout());
     let json = match format {
         LogFormat::Json => true,
@@ -83,7 +90,8 @@ pub fn init(
 /// The Cloud Logging JSON layer.
 pub struct CloudLogging<W> {
     writer: W,
-    labels: Map<String, Value>,
+    /// `"logging.googleapis.com/labels":{...}`, serialized once.
+    labels: String,
     project_id: Option<String>,
 }
 
@@ -98,6 +106,10 @@ impl<W> CloudLogging<W> {
         if let Some(c) = &identity.configuration {
             labels.insert("configuration".into(), c.clone().into());
         }
+        let labels = format!(
+            "\"logging.googleapis.com/labels\":{}",
+            serde_json::to_string(&Value::Object(labels)).unwrap_or_else(|_| "{}".into())
+        );
         Self {
             writer,
             labels,
@@ -187,91 +199,108 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        let mut payload = Map::new();
+        let mut fields = Map::new();
         // Span fields first (outermost to innermost), so event fields win.
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
-                if let Some(fields) = span.extensions().get::<SpanFields>() {
-                    for (k, v) in &fields.0 {
-                        payload.insert(k.clone(), v.clone());
+                if let Some(span_fields) = span.extensions().get::<SpanFields>() {
+                    for (k, v) in &span_fields.0 {
+                        fields.insert(k.clone(), v.clone());
                     }
                 }
             }
         }
-        let mut event_fields = Map::new();
-        event.record(&mut JsonVisitor(&mut event_fields));
-        let mut http = Map::new();
-        for (k, v) in event_fields {
+        event.record(&mut JsonVisitor(&mut fields));
+
+        // The line is written straight into one buffer; only values go through serde_json.
+        let mut line = String::with_capacity(512);
+        line.push_str("{\"severity\":\"");
+        line.push_str(severity(meta.level()));
+        line.push_str("\",\"message\":");
+        push_json(
+            &mut line,
+            fields.remove("message").as_ref().unwrap_or(&Value::Null),
+        );
+        line.push_str(",\"time\":\"");
+        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        line.push('"');
+
+        let trace_id = fields.remove(TRACE_ID);
+        let span_id = fields.remove(SPAN_ID);
+        let sampled = fields.remove(TRACE_SAMPLED);
+        if let (Some(project), Some(Value::String(trace))) = (&self.project_id, &trace_id) {
+            line.push_str(",\"logging.googleapis.com/trace\":\"projects/");
+            line.push_str(project);
+            line.push_str("/traces/");
+            line.push_str(trace);
+            line.push('"');
+            if let Some(span) = &span_id {
+                line.push_str(",\"logging.googleapis.com/spanId\":");
+                push_json(&mut line, span);
+            }
+            if let Some(s) = &sampled {
+                line.push_str(",\"logging.googleapis.com/trace_sampled\":");
+                push_json(&mut line, s);
+            }
+        }
+
+        let mut http_open = false;
+        let mut rest = Vec::new();
+        for (k, v) in &fields {
             match k.strip_prefix(HTTP_PREFIX) {
                 Some(name) => {
-                    // LogEntry wants sizes as strings (int64 in JSON).
-                    let v = match (name, v) {
+                    line.push_str(if http_open { "," } else { ",\"httpRequest\":{" });
+                    http_open = true;
+                    push_json(&mut line, &Value::String(http_request_key(name).to_owned()));
+                    line.push(':');
+                    match (name, v) {
+                        // LogEntry wants sizes as strings (int64 in JSON).
                         ("response_size" | "request_size", Value::Number(n)) => {
-                            Value::String(n.to_string())
+                            line.push('"');
+                            line.push_str(&n.to_string());
+                            line.push('"');
                         }
-                        (_, v) => v,
-                    };
-                    http.insert(http_request_key(name).into(), v);
+                        _ => push_json(&mut line, v),
+                    }
                 }
-                None => {
-                    payload.insert(k, v);
-                }
+                None => rest.push((k, v)),
             }
+        }
+        if http_open {
+            line.push('}');
         }
 
-        let mut entry = Map::new();
-        entry.insert("severity".into(), severity(meta.level()).into());
-        let message = payload
-            .remove("message")
-            .unwrap_or(Value::String(String::new()));
-        entry.insert("message".into(), message);
-        entry.insert(
-            "time".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .into(),
-        );
-        if !http.is_empty() {
-            entry.insert("httpRequest".into(), Value::Object(http));
-        }
-        let trace_id = payload.remove(TRACE_ID);
-        let span_id = payload.remove(SPAN_ID);
-        let sampled = payload.remove(TRACE_SAMPLED);
-        if let (Some(project), Some(Value::String(trace))) = (&self.project_id, trace_id) {
-            entry.insert(
-                "logging.googleapis.com/trace".into(),
-                format!("projects/{project}/traces/{trace}").into(),
-            );
-            if let Some(span) = span_id {
-                entry.insert("logging.googleapis.com/spanId".into(), span);
-            }
-            if let Some(s) = sampled {
-                entry.insert("logging.googleapis.com/trace_sampled".into(), s);
-            }
-        }
-        let mut location = Map::new();
+        line.push_str(",\"logging.googleapis.com/sourceLocation\":{");
         if let Some(file) = meta.file() {
-            location.insert("file".into(), file.into());
+            line.push_str("\"file\":");
+            push_json(&mut line, &Value::String(file.to_owned()));
+            line.push(',');
         }
-        if let Some(line) = meta.line() {
-            location.insert("line".into(), line.to_string().into());
+        if let Some(n) = meta.line() {
+            line.push_str("\"line\":\"");
+            line.push_str(&n.to_string());
+            line.push_str("\",");
         }
-        location.insert("function".into(), meta.target().into());
-        entry.insert(
-            "logging.googleapis.com/sourceLocation".into(),
-            Value::Object(location),
-        );
-        entry.insert(
-            "logging.googleapis.com/labels".into(),
-            Value::Object(self.labels.clone()),
-        );
-        for (k, v) in payload {
-            entry.entry(k).or_insert(v);
-        }
+        line.push_str("\"function\":");
+        push_json(&mut line, &Value::String(meta.target().to_owned()));
+        line.push_str("},");
+        line.push_str(&self.labels);
 
-        let mut line = serde_json::to_vec(&Value::Object(entry)).unwrap_or_default();
-        line.push(b'\n');
-        let _ = self.writer.make_writer().write_all(&line);
+        for (k, v) in rest {
+            line.push(',');
+            push_json(&mut line, &Value::String(k.clone()));
+            line.push(':');
+            push_json(&mut line, v);
+        }
+        line.push_str("}\n");
+        let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
+fn push_json(out: &mut String, v: &Value) {
+    // Serializing a serde_json::Value into a String cannot fail.
+    if let Ok(s) = serde_json::to_string(v) {
+        out.push_str(&s);
     }
 }
 
