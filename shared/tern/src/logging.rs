@@ -66,7 +66,10 @@ pub fn init(
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
