@@ -145,8 +145,8 @@ pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
 
     let mut b = Bench {
         quick,
-        reps: if quick { 3 } else { 5 },
-        dur: Duration::from_secs(if quick { 3 } else { 10 }),
+        reps: 3,
+        dur: Duration::from_secs(if quick { 2 } else { 8 }),
         bin,
         scratch,
         pg,

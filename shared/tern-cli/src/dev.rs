@@ -72,6 +72,14 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         "PostgreSQL at {database_url}, Pub/Sub emulator at {emulator_host}"
     ));
     create_topology(&ps, &table).await?;
+    // The tap that prints every event; only the local run has one (unread, it would hold every
+    // message in the emulator).
+    let tap_admin = Admin::new(&ps).await?;
+    for t in &table.topics {
+        tap_admin
+            .subscription(&format!("tern-dev-tap-{}", t.name), &t.name)
+            .await?;
+    }
     step("topics and subscriptions created from routes.toml");
 
     // Migrate, as the deploy's migrate job would.
@@ -225,9 +233,6 @@ pub async fn create_topology(ps: &PubSubConfig, table: &RouteTable) -> Result<()
     for t in &table.topics {
         admin.topic(&t.name).await?;
         admin.topic(&format!("{}-dead-letter", t.name)).await?;
-        admin
-            .subscription(&format!("tern-dev-tap-{}", t.name), &t.name)
-            .await?;
     }
     for f in &table.functions {
         for s in &f.subscriptions {
