@@ -236,6 +236,17 @@ impl System {
         client
     }
 
+    /// `SELECT count(*) FROM <table>`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        self.sql()
+            .await
+            .query_one(&sql, &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+
     /// Creates subscription `name` on `topic` in this world's project.
     pub async fn subscribe(&self, name: &str, topic: &str) {
         let admin = tern_cli::pubsub::Admin::new(&self.pubsub)

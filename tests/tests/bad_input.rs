@@ -111,13 +111,7 @@ async fn orders_create_rejects_bad_input_with_problems() {
 
     // Still serving, and nothing was written.
     assert_eq!(sys.create_order(&create, &order_body()).await.status(), 201);
-    let n: i64 = sys
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = sys.count("orders").await;
     assert_eq!(n, 1);
 }
 

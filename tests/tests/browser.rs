@@ -159,13 +159,7 @@ async fn create_an_order_in_the_browser_and_look_it_up() {
     assert!(errors.text().await.unwrap().contains("email"));
     c.close().await.unwrap();
 
-    let n: i64 = sys
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = sys.count("orders").await;
     assert_eq!(n, 1);
 }
 
@@ -256,13 +250,7 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
             .unwrap()
             .starts_with("/orders/ord_")
     );
-    let n: i64 = sys
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = sys.count("orders").await;
     assert_eq!(n, 1);
 }
 

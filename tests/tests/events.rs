@@ -187,12 +187,7 @@ async fn mismatched_or_unknown_payments_are_permanent_errors() {
     assert_eq!(s, 422);
     assert_eq!(status_of(&sys, &id).await, "pending");
     // A rejected event left no inbox record: a fixed redelivery would still apply.
-    let db = sys.sql().await;
-    let inbox: i64 = db
-        .query_one("SELECT count(*) FROM tern_inbox", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let inbox = sys.count("tern_inbox").await;
     assert_eq!(inbox, 0);
 }
 

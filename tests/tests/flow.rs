@@ -156,18 +156,9 @@ async fn idempotency_keys_replay_or_refuse() {
     let p: serde_json::Value = conflict.json().await.unwrap();
     assert_eq!(p["type"], "urn:tern:problem:idempotency-key-reused");
 
-    let db = sys.sql().await;
-    let n: i64 = db
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = sys.count("orders").await;
     assert_eq!(n, 2);
-    let outbox: i64 = db
-        .query_one("SELECT count(*) FROM tern_outbox", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let outbox = sys.count("tern_outbox").await;
     assert_eq!(outbox, 2, "one order.created per order");
 }
 

@@ -235,13 +235,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         "exit took {:?}",
         started.elapsed()
     );
-    let n: i64 = sys
-        .sql()
-        .await
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n = sys.count("orders").await;
     assert_eq!(n, 3);
 }
 
