@@ -4,6 +4,8 @@
 //! One PostgreSQL cluster and one emulator serve every test of a test binary; tests that stop
 //! them start their own ([`Postgres::start`], [`Emulator::start`]).
 
+pub mod oidc;
+
 use google_cloud_pubsub::model::Message;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -26,8 +26,11 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
         batch_size: i64::from(batch_size),
         max_batches,
     };
+    // In Google Cloud the caller is Cloud Scheduler with an OIDC token (TERN_OIDC=google).
+    let oidc = tern::GoogleOidc::from_env(ctx.env())?;
     Ok(Router::new()
         .route("/internal/outbox/flush", post(flush))
+        .layer(oidc.layer())
         .with_state(app))
 }
 

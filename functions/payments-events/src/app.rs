@@ -20,8 +20,12 @@ struct App {
 pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
+    // In Google Cloud the caller is a Pub/Sub push subscription with an OIDC token
+    // (TERN_OIDC=google); the token is checked before the body is read.
+    let oidc = tern::GoogleOidc::from_env(ctx.env())?;
     Ok(Router::new()
         .route("/events/payments", post(handle))
+        .layer(oidc.layer())
         .with_state(App { db, outbox }))
 }
 

@@ -30,6 +30,7 @@ mod context;
 pub mod health;
 pub mod json;
 pub mod logging;
+pub mod oidc;
 pub mod problem;
 pub mod secrets;
 pub mod server;
@@ -40,6 +41,7 @@ pub use auth::ApiKeys;
 pub use config::{ConfigError, Env, RuntimeConfig};
 pub use context::{Context, ReadinessCheck};
 pub use json::Json;
+pub use oidc::GoogleOidc;
 pub use problem::{FieldError, Problem};
 
 use axum::extract::Request;

@@ -1,0 +1,514 @@
+//! Google-signed OIDC tokens on requests that Google services make: Pub/Sub push subscriptions
+//! and Cloud Scheduler jobs. Both send `Authorization: Bearer <ID token>`, an RS256 JWT signed
+//! with one of Google's published keys, whose `aud` is the audience configured on the
+//! subscription or job and whose `email` is the service account it was told to use.
+//!
+//! Settings (all read at start; a bad one stops the start with one line):
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `TERN_OIDC` | `google` to require tokens, `off` (default) to accept unauthenticated calls, as `scripts/dev` does |
+//! | `TERN_OIDC_AUDIENCE` | the expected `aud` (required with `google`), usually the function's public URL |
+//! | `TERN_OIDC_SERVICE_ACCOUNTS` | comma-separated service-account emails allowed to call (required with `google`) |
+//! | `TERN_OIDC_JWKS_URL` | where the keys are published (default Google's); `https`, or `http` on loopback for tests |
+//! | `TERN_OIDC_REFRESH_INTERVAL` | the shortest time between two key fetches caused by unknown key ids (default 10s) |
+//!
+//! The keys are fetched on first use and cached for the response's `Cache-Control: max-age`
+//! (1 hour when absent, 24 hours at most). A token whose `kid` is not in the cache triggers one
+//! refresh, at most every `TERN_OIDC_REFRESH_INTERVAL`, so forged key ids cannot turn into a request flood
+//! towards Google. A missing or invalid token is a 401 problem; keys that cannot be fetched are a
+//! 503 problem with `Retry-After`, so Pub/Sub retries rather than dead-letters the event.
+
+use crate::config::{ConfigError, Env, Setting};
+use crate::problem::Problem;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use http::header;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, RwLock};
+use tower::{Layer, Service};
+
+/// Google's published signing keys for ID tokens.
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+/// The issuers Google puts in ID tokens.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+/// The default shortest time between two key fetches caused by unknown key ids.
+pub const MIN_REFRESH: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+const LONGEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// `TERN_OIDC`: whether calls must carry a Google-signed token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OidcMode {
+    /// Accept calls without a token (local development).
+    Off,
+    /// Require a Google-signed token.
+    Google,
+}
+
+impl Setting for OidcMode {
+    const EXPECTED: &'static str = "google or off";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "google" => Ok(Self::Google),
+            "off" => Ok(Self::Off),
+            other => Err(format!("expected google or off, got {other:?}")),
+        }
+    }
+}
+
+/// What a verified token says about its caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The service account the token was issued to.
+    pub email: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+/// The verifier for one function: `off`, or the audience, the accepted callers and the keys.
+#[derive(Clone, Debug)]
+pub struct GoogleOidc {
+    verifier: Option<Arc<Verifier>>,
+}
+
+#[derive(Debug)]
+struct Verifier {
+    audience: String,
+    accounts: Vec<String>,
+    jwks_url: String,
+    refresh_interval: Duration,
+    http: reqwest::Client,
+    keys: RwLock<KeyCache>,
+    refresh: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct KeyCache {
+    keys: HashMap<String, DecodingKey>,
+    fetched_at: Option<Instant>,
+    max_age: Duration,
+}
+
+impl KeyCache {
+    fn fresh(&self) -> bool {
+        self.fetched_at
+            .is_some_and(|at| at.elapsed() < self.max_age)
+    }
+    fn fetched_within(&self, interval: Duration) -> bool {
+        self.fetched_at.is_some_and(|at| at.elapsed() < interval)
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    /// No usable `Authorization: Bearer` header.
+    #[error("no bearer token")]
+    Missing,
+    /// The token is malformed, expired, for another audience or issuer, badly signed, or from a
+    /// caller that is not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// The keys could not be fetched; the call may succeed later.
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+}
+
+impl From<OidcError> for Problem {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Missing => Problem::unauthorized(
+                "Send Authorization: Bearer <Google-signed OIDC token> (a Pub/Sub push subscription or Cloud Scheduler job with an OIDC token).",
+            ),
+            OidcError::Invalid(why) => {
+                Problem::unauthorized(format!("The OIDC token is not accepted: {why}."))
+            }
+            OidcError::KeysUnavailable(why) => Problem::unavailable(
+                format!("Google's signing keys could not be fetched ({why}); retry later."),
+                RETRY_AFTER,
+            ),
+        }
+    }
+}
+
+impl GoogleOidc {
+    /// A verifier that accepts every call.
+    pub fn off() -> Self {
+        Self { verifier: None }
+    }
+
+    /// Reads the `TERN_OIDC*` settings.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        if env.or("TERN_OIDC", OidcMode::Off)? == OidcMode::Off {
+            return Ok(Self::off());
+        }
+        let audience: String = env.required("TERN_OIDC_AUDIENCE")?;
+        let accounts: String = env.required("TERN_OIDC_SERVICE_ACCOUNTS")?;
+        let accounts: Vec<String> = accounts
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = accounts.iter().find(|a| !a.contains('@')) {
+            return Err(ConfigError::new(
+                "TERN_OIDC_SERVICE_ACCOUNTS",
+                format!("expected comma-separated service-account emails, got {bad:?}"),
+            ));
+        }
+        if accounts.is_empty() {
+            return Err(ConfigError::new(
+                "TERN_OIDC_SERVICE_ACCOUNTS",
+                "lists no service accounts",
+            ));
+        }
+        let jwks_url = env
+            .raw("TERN_OIDC_JWKS_URL")
+            .unwrap_or(GOOGLE_JWKS_URL)
+            .trim()
+            .to_owned();
+        check_jwks_url(&jwks_url)?;
+        let refresh_interval = env.or("TERN_OIDC_REFRESH_INTERVAL", MIN_REFRESH)?;
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| ConfigError::new("TERN_OIDC_JWKS_URL", format!("HTTP client: {e}")))?;
+        Ok(Self {
+            verifier: Some(Arc::new(Verifier {
+                audience,
+                accounts,
+                jwks_url,
+                refresh_interval,
+                http,
+                keys: RwLock::new(KeyCache::default()),
+                refresh: Mutex::new(()),
+            })),
+        })
+    }
+
+    /// Whether tokens are required.
+    pub fn enabled(&self) -> bool {
+        self.verifier.is_some()
+    }
+
+    /// Verifies the request's token. `Ok(None)` when verification is off.
+    pub async fn verify_request(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Caller>, OidcError> {
+        let Some(v) = &self.verifier else {
+            return Ok(None);
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(OidcError::Missing)?;
+        v.verify(token).await.map(Some)
+    }
+
+    /// A layer that answers 401 (or 503 while keys cannot be fetched) unless the request carries
+    /// an accepted token; a no-op when verification is off.
+    pub fn layer(&self) -> RequireGoogleOidc {
+        RequireGoogleOidc { oidc: self.clone() }
+    }
+}
+
+fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| ConfigError::new("TERN_OIDC_JWKS_URL", format!("{why}, got {url:?}"));
+    let uri: http::Uri = url.parse().map_err(|_| bad("expected a URL"))?;
+    let host = uri.host().unwrap_or_default();
+    match uri.scheme_str() {
+        Some("https") if !host.is_empty() => Ok(()),
+        Some("http") if host == "127.0.0.1" || host == "[::1]" || host == "localhost" => Ok(()),
+        _ => Err(bad("expected an https URL (http only on loopback)")),
+    }
+}
+
+impl Verifier {
+    async fn verify(&self, token: &str) -> Result<Caller, OidcError> {
+        let head = jsonwebtoken::decode_header(token)
+            .map_err(|e| OidcError::Invalid(format!("malformed token ({e})")))?;
+        if head.alg != Algorithm::RS256 {
+            return Err(OidcError::Invalid(format!(
+                "algorithm {:?} is not RS256",
+                head.alg
+            )));
+        }
+        let kid = head
+            .kid
+            .ok_or_else(|| OidcError::Invalid("the token names no key (kid)".into()))?;
+        let key = self.key(&kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&GOOGLE_ISSUERS);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
+        validation.leeway = 60;
+        validation.validate_nbf = true;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .map_err(|e| OidcError::Invalid(describe(&e)))?;
+        let email = data
+            .claims
+            .email
+            .ok_or_else(|| OidcError::Invalid("the token carries no email claim".into()))?;
+        if !data.claims.email_verified {
+            return Err(OidcError::Invalid(
+                "the token's email is not verified".into(),
+            ));
+        }
+        if !self.accounts.iter().any(|a| a.eq_ignore_ascii_case(&email)) {
+            tracing::warn!(caller = %email, "OIDC token from a service account that is not allowed");
+            return Err(OidcError::Invalid(format!(
+                "{email} is not an allowed caller"
+            )));
+        }
+        Ok(Caller { email })
+    }
+
+    /// The key for `kid`, refreshing the cache when it is stale or does not know `kid`.
+    async fn key(&self, kid: &str) -> Result<DecodingKey, OidcError> {
+        {
+            let cache = self.keys.read().await;
+            if cache.fresh()
+                && let Some(k) = cache.keys.get(kid)
+            {
+                return Ok(k.clone());
+            }
+        }
+        let _single_flight = self.refresh.lock().await;
+        {
+            // Another request may have refreshed while this one waited.
+            let cache = self.keys.read().await;
+            if let Some(k) = cache.keys.get(kid)
+                && cache.fresh()
+            {
+                return Ok(k.clone());
+            }
+            if cache.fresh() && cache.fetched_within(self.refresh_interval) {
+                return Err(OidcError::Invalid(format!("unknown signing key {kid:?}")));
+            }
+        }
+        match self.fetch().await {
+            Ok((keys, max_age)) => {
+                tracing::info!(
+                    keys = keys.len(),
+                    max_age_s = max_age.as_secs(),
+                    "fetched OIDC signing keys"
+                );
+                let mut cache = self.keys.write().await;
+                *cache = KeyCache {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                    max_age,
+                };
+                cache
+                    .keys
+                    .get(kid)
+                    .cloned()
+                    .ok_or_else(|| OidcError::Invalid(format!("unknown signing key {kid:?}")))
+            }
+            Err(why) => {
+                tracing::warn!(url = %self.jwks_url, error = %why, "could not fetch OIDC signing keys");
+                // Stale keys are better than none while Google's endpoint is unreachable.
+                let cache = self.keys.read().await;
+                match cache.keys.get(kid) {
+                    Some(k) => Ok(k.clone()),
+                    None => Err(OidcError::KeysUnavailable(why)),
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<(HashMap<String, DecodingKey>, Duration), String> {
+        let res = self
+            .http
+            .get(&self.jwks_url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("HTTP {}", res.status().as_u16()));
+        }
+        let max_age = res
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(DEFAULT_MAX_AGE)
+            .min(LONGEST_MAX_AGE);
+        let body = res.bytes().await.map_err(|e| e.to_string())?;
+        let set: JwkSet =
+            serde_json::from_slice(&body).map_err(|e| format!("not a JWK set: {e}"))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let (Some(kid), AlgorithmParameters::RSA(rsa)) = (&jwk.common.key_id, &jwk.algorithm)
+            else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_rsa_components(&rsa.n, &rsa.e) {
+                keys.insert(kid.clone(), key);
+            }
+        }
+        if keys.is_empty() {
+            return Err("the key set has no RSA keys".into());
+        }
+        Ok((keys, max_age))
+    }
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired".into(),
+        ErrorKind::InvalidAudience => "the token is for another audience".into(),
+        ErrorKind::InvalidIssuer => "the token is not issued by Google".into(),
+        ErrorKind::InvalidSignature => "the signature does not verify".into(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
+        ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c} claim"),
+        other => format!("invalid token ({other:?})"),
+    }
+}
+
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control
+        .split(',')
+        .filter_map(|d| d.trim().strip_prefix("max-age="))
+        .find_map(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// See [`GoogleOidc::layer`].
+#[derive(Clone, Debug)]
+pub struct RequireGoogleOidc {
+    oidc: GoogleOidc,
+}
+
+impl<S> Layer<S> for RequireGoogleOidc {
+    type Service = RequireGoogleOidcService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireGoogleOidcService {
+            oidc: self.oidc.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`RequireGoogleOidc`] produces. A verified caller is put in the request's
+/// extensions as [`Caller`].
+#[derive(Clone, Debug)]
+pub struct RequireGoogleOidcService<S> {
+    oidc: GoogleOidc,
+    inner: S,
+}
+
+impl<S> Service<Request> for RequireGoogleOidcService<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if !self.oidc.enabled() {
+            return Box::pin(self.inner.call(req));
+        }
+        // The clone that was polled ready serves this call; a fresh clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let oidc = self.oidc.clone();
+        Box::pin(async move {
+            match oidc.verify_request(req.headers()).await {
+                Ok(caller) => {
+                    if let Some(caller) = caller {
+                        req.extensions_mut().insert(caller);
+                    }
+                    inner.call(req).await
+                }
+                Err(e) => {
+                    tracing::info!(reason = %e, "call refused: OIDC");
+                    Ok(Problem::from(e).into_response())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_at_start() {
+        let env = |pairs: &[(&str, &str)]| Env::from_pairs(pairs.iter().copied());
+        assert!(!GoogleOidc::from_env(&env(&[])).unwrap().enabled());
+        let e = GoogleOidc::from_env(&env(&[("TERN_OIDC", "yes")])).unwrap_err();
+        assert_eq!(e.var, "TERN_OIDC");
+        let e = GoogleOidc::from_env(&env(&[("TERN_OIDC", "google")])).unwrap_err();
+        assert_eq!(e.var, "TERN_OIDC_AUDIENCE");
+        let e = GoogleOidc::from_env(&env(&[
+            ("TERN_OIDC", "google"),
+            ("TERN_OIDC_AUDIENCE", "https://x"),
+            ("TERN_OIDC_SERVICE_ACCOUNTS", "push"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "TERN_OIDC_SERVICE_ACCOUNTS");
+        let e = GoogleOidc::from_env(&env(&[
+            ("TERN_OIDC", "google"),
+            ("TERN_OIDC_AUDIENCE", "https://x"),
+            (
+                "TERN_OIDC_SERVICE_ACCOUNTS",
+                "push@p.iam.gserviceaccount.com",
+            ),
+            ("TERN_OIDC_JWKS_URL", "http://keys.example.com/certs"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "TERN_OIDC_JWKS_URL");
+        assert!(
+            GoogleOidc::from_env(&env(&[
+                ("TERN_OIDC", "google"),
+                ("TERN_OIDC_AUDIENCE", "https://x"),
+                (
+                    "TERN_OIDC_SERVICE_ACCOUNTS",
+                    "push@p.iam.gserviceaccount.com"
+                ),
+            ]))
+            .unwrap()
+            .enabled()
+        );
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=22155, must-revalidate, no-transform"),
+            Some(Duration::from_secs(22155))
+        );
+        assert_eq!(max_age("no-store"), None);
+    }
+}
