@@ -8,5 +8,6 @@ pub mod delivery;
 pub mod dev;
 pub mod local;
 pub mod pubsub;
+pub mod render;
 pub mod router;
 pub mod scaffold;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tern_cli::delivery::Mode;
-use tern_cli::{dev, local, scaffold};
+use tern_cli::{dev, local, render, scaffold};
 use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
 use tern_routes::RouteTable;
 
@@ -56,7 +56,11 @@ enum Command {
         id: Option<String>,
     },
     /// Print the route table as JSON.
-    Routes,
+    Routes {
+        /// With the runtime contract, as the Helm chart and infra/ read it.
+        #[arg(long)]
+        deploy: bool,
+    },
     /// Create a new function crate and its route-table entry.
     New {
         /// The function's name, such as `orders-cancel`.
@@ -104,7 +108,8 @@ async fn main() -> ExitCode {
             source,
             id,
         } => publish(&topic, &data, ty, source, id).await,
-        Command::Routes => table().map(|t| println!("{}", t.to_json())),
+        Command::Routes { deploy: false } => table().map(|t| println!("{}", t.to_json())),
+        Command::Routes { deploy: true } => table().map(|t| print!("{}", render::deploy_json(&t))),
         Command::New { name, route } => new_function(&name, &route),
         Command::ApiKey => {
             let key = format!("tern_{}", hex::encode(rand::random::<[u8; 24]>()));

@@ -1,0 +1,87 @@
+{{/* The rendered route table and runtime contract (files/routes.json). */}}
+{{- define "tern.deploy" -}}
+{{- .Files.Get "files/routes.json" -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "tern.labels" -}}
+app.kubernetes.io/part-of: tern
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+tern.dev/environment: {{ .Values.environment }}
+tern.dev/cluster: {{ .Values.cluster }}
+tern.dev/region: {{ .Values.region }}
+{{- end -}}
+
+{{/* The Google service account a function runs as: fn-<name>@<project>.iam.gserviceaccount.com. */}}
+{{- define "tern.gsa" -}}
+{{- printf "fn-%s@%s.iam.gserviceaccount.com" .name .root.Values.gcp.project -}}
+{{- end -}}
+
+{{/* The image of a function pinned by digest; fails when the digest is missing or malformed. */}}
+{{- define "tern.image" -}}
+{{- $digest := required (printf "images.digests.%s is required (sha256:...)" .name) (index .root.Values.images.digests .name) -}}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" $digest) -}}
+{{- fail (printf "images.digests.%s must be sha256:<64 hex>, got %q" .name $digest) -}}
+{{- end -}}
+{{- printf "%s/%s@%s" (required "images.repository is required" .root.Values.images.repository) .name $digest -}}
+{{- end -}}
+
+{{/* The Gateway API path match for a route-table path: Exact, or PathPrefix up to the first {param}. */}}
+{{- define "tern.pathMatch" -}}
+{{- if contains "{" . -}}
+type: PathPrefix
+value: {{ index (splitList "{" .) 0 | quote }}
+{{- else -}}
+type: Exact
+value: {{ . | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* The public URL Google callers (push subscriptions, scheduler) use as the token audience. */}}
+{{- define "tern.audience" -}}
+{{- printf "https://%s%s" (required "hosts needs at least one host name" (first .root.Values.hosts)) .path -}}
+{{- end -}}
+
+{{/* Environment every function and the migrate job share: project and database. */}}
+{{- define "tern.commonEnv" -}}
+- name: GOOGLE_CLOUD_PROJECT
+  value: {{ .Values.gcp.project | quote }}
+- name: TERN_LOG_FORMAT
+  value: json
+- name: TERN_LOG
+  value: {{ .Values.defaults.logLevel | quote }}
+{{- end -}}
+
+{{- define "tern.dbEnv" -}}
+- name: DB_HOST
+  value: {{ required "database.host is required" .Values.database.host | quote }}
+- name: DB_PORT
+  value: {{ .Values.database.port | quote }}
+- name: DB_NAME
+  value: {{ .Values.database.name | quote }}
+- name: DB_USER
+  value: {{ .Values.database.user | quote }}
+- name: DB_PASSWORD_SECRET
+  value: {{ printf "projects/%s/secrets/%s/versions/latest" .Values.gcp.project .Values.database.passwordSecret | quote }}
+- name: DB_SSLMODE
+  value: {{ .Values.database.sslMode | quote }}
+- name: DB_SSL_ROOT_CERT
+  value: /etc/tern/cloudsql/ca.pem
+- name: DB_POOL_SIZE
+  value: {{ .Values.database.poolSize | quote }}
+{{- end -}}
+
+{{/* The restricted container security context every container runs with. */}}
+{{- define "tern.securityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
