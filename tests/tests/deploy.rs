@@ -1,0 +1,676 @@
+//! The Kubernetes side, validated offline with the real tools `scripts/tools` builds from their Go
+//! modules: `helm lint --strict` and `helm template` of every chart for every environment and
+//! cluster, `kubeconform -strict` of everything rendered and of the Argo CD manifests against the
+//! schemas of the pinned Kubernetes and CRD versions, and the policies the deployment must keep.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tern_e2e::{root, table};
+
+/// Environment and cluster combinations, with the functions chart's value files for each.
+const TARGETS: [(&str, &[&str]); 4] = [
+    ("dev", &["env/dev.yaml"]),
+    ("staging", &["env/staging.yaml"]),
+    ("prod", &["env/prod.yaml"]),
+    ("prod-standby", &["env/prod.yaml", "env/prod-standby.yaml"]),
+];
+const FUNCTIONS_CHART: &str = "knative/chart/tern-functions";
+const PLATFORM_CHART: &str = "knative/platform";
+const PLATFORM_APPS_CHART: &str = "knative/argocd/platform-apps";
+const COMPONENTS: [&str; 4] = ["namespaces", "serving", "gateway", "monitoring"];
+
+fn tool(name: &str) -> PathBuf {
+    let path = root().join(".local/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/tools (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a tool in the repository root; returns (success, stdout, stderr).
+fn run(name: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(tool(name))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run tool");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn helm_template(chart: &str, values: &[&str], set: &[&str]) -> Result<String, String> {
+    let mut args = vec!["template", "tern", chart, "--namespace", "tern"];
+    let files: Vec<String> = values.iter().map(|v| format!("{chart}/{v}")).collect();
+    for f in &files {
+        args.extend(["-f", f.as_str()]);
+    }
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    let (ok, out, err) = run("helm", &args);
+    if ok { Ok(out) } else { Err(err) }
+}
+
+fn functions(target: &str) -> String {
+    let (_, values) = TARGETS.iter().find(|(t, _)| *t == target).expect("target");
+    helm_template(FUNCTIONS_CHART, values, &[]).unwrap_or_else(|e| panic!("{target}: {e}"))
+}
+
+fn platform_values(target: &str) -> Vec<&'static str> {
+    match target {
+        "prod-standby" => vec!["env/prod.yaml", "env/prod-standby.yaml"],
+        "dev" => vec!["env/dev.yaml"],
+        "staging" => vec!["env/staging.yaml"],
+        _ => vec!["env/prod.yaml"],
+    }
+}
+
+/// Every YAML document of a rendered stream, as JSON values.
+fn docs(yaml: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(yaml)
+        .filter_map(|d| Value::deserialize(d).ok())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn kubeconform(files: &[&Path]) -> (bool, String) {
+    let schemas = root().join(".local/schemas");
+    assert!(
+        schemas.exists(),
+        "run scripts/tools: .local/schemas is missing"
+    );
+    let location = format!(
+        "{}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+        schemas.display()
+    );
+    let mut args = vec!["-strict", "-summary", "-schema-location", location.as_str()];
+    let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let (ok, out, err) = run("kubeconform", &args);
+    (ok, format!("{out}{err}"))
+}
+
+fn write_scratch(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+#[test]
+fn the_rendered_route_table_matches_routes_toml() {
+    let committed = std::fs::read_to_string(root().join(tern_cli::render::DEPLOY_JSON))
+        .expect("the rendered route table");
+    assert_eq!(
+        committed,
+        tern_cli::render::deploy_json(&table()),
+        "{} drifted from routes.toml: run scripts/render",
+        tern_cli::render::DEPLOY_JSON
+    );
+}
+
+#[test]
+fn every_chart_lints_strictly_for_every_target() {
+    for (target, values) in TARGETS {
+        let files: Vec<String> = values
+            .iter()
+            .map(|v| format!("{FUNCTIONS_CHART}/{v}"))
+            .collect();
+        let mut args = vec!["lint", "--strict", FUNCTIONS_CHART];
+        for f in &files {
+            args.extend(["-f", f.as_str()]);
+        }
+        let (ok, out, err) = run("helm", &args);
+        assert!(ok, "helm lint {target}: {out}{err}");
+        for component in COMPONENTS {
+            let set = format!("component={component}");
+            let files: Vec<String> = platform_values(target)
+                .iter()
+                .map(|v| format!("{PLATFORM_CHART}/{v}"))
+                .collect();
+            let mut args = vec!["lint", "--strict", PLATFORM_CHART, "--set", set.as_str()];
+            for f in &files {
+                args.extend(["-f", f.as_str()]);
+            }
+            let (ok, out, err) = run("helm", &args);
+            assert!(ok, "helm lint platform {component} {target}: {out}{err}");
+        }
+    }
+    let (ok, out, err) = run(
+        "helm",
+        &[
+            "lint",
+            "--strict",
+            PLATFORM_APPS_CHART,
+            "--set",
+            "cluster.name=tern-prod-primary,cluster.environment=prod",
+        ],
+    );
+    assert!(ok, "helm lint platform-apps: {out}{err}");
+}
+
+#[test]
+fn everything_rendered_and_the_argo_cd_manifests_pass_kubeconform_strict() {
+    let dir = tern_e2e::scratch("deploy-kubeconform");
+    let mut files = Vec::new();
+    for (target, _) in TARGETS {
+        files.push(write_scratch(
+            &dir,
+            &format!("functions-{target}.yaml"),
+            &functions(target),
+        ));
+        let mut platform = String::new();
+        for component in COMPONENTS {
+            let set = format!("component={component}");
+            platform += &helm_template(PLATFORM_CHART, &platform_values(target), &[set.as_str()])
+                .unwrap_or_else(|e| panic!("platform {component} {target}: {e}"));
+        }
+        files.push(write_scratch(
+            &dir,
+            &format!("platform-{target}.yaml"),
+            &platform,
+        ));
+        let (env, role) = target.split_once('-').unwrap_or((target, "primary"));
+        let apps = helm_template(
+            PLATFORM_APPS_CHART,
+            &[],
+            &[&format!(
+                "cluster.name=tern-{target},cluster.environment={env},cluster.role={role}"
+            )],
+        )
+        .unwrap_or_else(|e| panic!("platform apps {target}: {e}"));
+        files.push(write_scratch(
+            &dir,
+            &format!("platform-apps-{target}.yaml"),
+            &apps,
+        ));
+    }
+    for dir in ["knative/argocd/bootstrap", "knative/argocd/apps"] {
+        files.push(root().join(dir));
+    }
+    files.push(root().join("knative/argocd/install/argocd-cm.yaml"));
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (ok, out) = kubeconform(&refs);
+    assert!(ok, "kubeconform -strict:\n{out}");
+    assert!(out.contains("Invalid: 0, Errors: 0, Skipped: 0"), "{out}");
+    eprintln!("{}", out.trim());
+}
+
+#[test]
+fn kubeconform_rejects_what_the_cluster_would_reject() {
+    // The schemas are strict: a misspelled field, a wrong type or a bad enum fails.
+    let dir = tern_e2e::scratch("deploy-reject");
+    let good = functions("dev");
+    let cases = [
+        ("containerConcurrency:", "containerConcurency:"),
+        (
+            "readOnlyRootFilesystem: true",
+            "readOnlyRootFilesystem: \"yes\"",
+        ),
+        ("type: PathPrefix", "type: Prefix"),
+    ];
+    for (from, to) in cases {
+        assert!(good.contains(from), "{from}");
+        let bad = write_scratch(&dir, "bad.yaml", &good.replacen(from, to, 1));
+        let (ok, out) = kubeconform(&[&bad]);
+        assert!(!ok, "kubeconform accepted {to:?}:\n{out}");
+    }
+}
+
+#[test]
+fn bad_values_fail_at_render_time_with_a_message() {
+    let cases = [
+        ("database.sslMode=disable", "/database/sslMode"),
+        ("images.digests.web=latest", "/images/digests/web"),
+        (
+            "database.passwordSecret=hunter2 pw",
+            "/database/passwordSecret",
+        ),
+        ("hosts=null", "hosts"),
+        ("defaults.timeoutSeconds=15", "below its timeoutSeconds"),
+        ("images.candidates.web.percent=0", "/images/candidates/web"),
+        ("environment=qa", "/environment"),
+    ];
+    for (set, says) in cases {
+        let err = helm_template(FUNCTIONS_CHART, &["env/dev.yaml"], &[set])
+            .err()
+            .unwrap_or_else(|| panic!("{set} rendered"));
+        assert!(err.contains(says), "{set}: {err}");
+    }
+}
+
+#[test]
+fn every_function_has_its_service_and_routes() {
+    let table = table();
+    for (target, _) in TARGETS {
+        let docs = docs(&functions(target));
+        let services: BTreeMap<String, &Value> = of_kind(&docs, "Service")
+            .into_iter()
+            .map(|s| {
+                (
+                    s["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    s,
+                )
+            })
+            .collect();
+        let route = of_kind(&docs, "HTTPRoute")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "tern-functions")
+            .expect("the functions HTTPRoute");
+        for f in &table.functions {
+            let name = f.name.as_str();
+            if f.kind == tern_routes::Kind::Job {
+                let jobs = of_kind(&docs, "Job");
+                let job = jobs.iter().find(|j| j["metadata"]["name"] == name);
+                let job = job.unwrap_or_else(|| panic!("{target}: no Job for {name}"));
+                assert_eq!(
+                    job["metadata"]["annotations"]["argocd.argoproj.io/hook"], "PreSync",
+                    "{target}: {name} must run before each sync"
+                );
+                continue;
+            }
+            let svc = services
+                .get(name)
+                .unwrap_or_else(|| panic!("{target}: no Knative Service for {name}"));
+            assert_eq!(
+                svc["metadata"]["labels"]["networking.knative.dev/visibility"], "cluster-local",
+                "{target}: {name}"
+            );
+            let rev = &svc["spec"]["template"];
+            assert_eq!(
+                rev["spec"]["containerConcurrency"], f.scale.concurrency,
+                "{target}: {name}"
+            );
+            assert_eq!(
+                rev["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"],
+                f.scale.max.to_string(),
+                "{target}: {name}"
+            );
+            let routed = f.visibility == tern_routes::Visibility::Public || f.schedule.is_some();
+            let rule = route["spec"]["rules"].as_array().and_then(|rules| {
+                rules.iter().find(|r| {
+                    r["filters"][0]["urlRewrite"]["hostname"]
+                        == format!("{name}.tern.svc.cluster.local")
+                })
+            });
+            match (routed, rule) {
+                (true, None) => panic!("{target}: no HTTPRoute rule for {name}"),
+                (false, Some(_)) => panic!("{target}: {name} is internal but routed"),
+                (true, Some(rule)) => {
+                    for r in &f.routes {
+                        let prefix = r.path.split('{').next().unwrap_or_default();
+                        let (ty, value) = if r.path.contains('{') {
+                            ("PathPrefix", prefix)
+                        } else {
+                            ("Exact", r.path.as_str())
+                        };
+                        let found = rule["matches"].as_array().is_some_and(|ms| {
+                            ms.iter().any(|m| {
+                                m["method"] == r.method.as_str()
+                                    && m["path"]["type"] == ty
+                                    && m["path"]["value"] == value
+                            })
+                        });
+                        assert!(
+                            found,
+                            "{target}: {} {} not routed to {name}",
+                            r.method, r.path
+                        );
+                    }
+                }
+                (false, None) => {}
+            }
+        }
+        assert_eq!(
+            services.len(),
+            table
+                .functions
+                .iter()
+                .filter(|f| f.kind == tern_routes::Kind::Http)
+                .count(),
+            "{target}: a Service without a route-table entry"
+        );
+    }
+}
+
+fn containers(docs: &[Value]) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for d in docs {
+        let (name, spec) = match d["kind"].as_str() {
+            Some("Service") => (&d["metadata"]["name"], &d["spec"]["template"]["spec"]),
+            Some("Job") => (&d["metadata"]["name"], &d["spec"]["template"]["spec"]),
+            _ => continue,
+        };
+        for c in spec["containers"].as_array().into_iter().flatten() {
+            out.push((
+                format!(
+                    "{} {}",
+                    d["kind"].as_str().unwrap_or(""),
+                    name.as_str().unwrap_or("")
+                ),
+                c,
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_container_is_restricted_with_resources_and_probes() {
+    for (target, _) in TARGETS {
+        let docs = docs(&functions(target));
+        let all = containers(&docs);
+        assert!(all.len() >= 7, "{target}: {} containers", all.len());
+        for (who, c) in all {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["runAsNonRoot"], true, "{target} {who}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{target} {who}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{target} {who}");
+            assert_eq!(
+                sc["seccompProfile"]["type"], "RuntimeDefault",
+                "{target} {who}"
+            );
+            assert!(
+                sc["capabilities"]["drop"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x == "ALL")),
+                "{target} {who}: capabilities not dropped"
+            );
+            for kind in ["requests", "limits"] {
+                for res in ["cpu", "memory"] {
+                    assert!(
+                        !c["resources"][kind][res].is_null(),
+                        "{target} {who}: no resources.{kind}.{res}"
+                    );
+                }
+            }
+            if who.starts_with("Service") {
+                assert!(
+                    c["readinessProbe"]["httpGet"]["path"].is_string(),
+                    "{target} {who}"
+                );
+                assert!(
+                    c["livenessProbe"]["httpGet"]["path"].is_string(),
+                    "{target} {who}"
+                );
+            }
+        }
+    }
+}
+
+fn env_of(c: &Value) -> BTreeMap<String, String> {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn seconds(s: &str) -> u64 {
+    s.trim_end_matches('s').parse().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn shutdown_timing_oidc_and_images_are_consistent() {
+    let table = table();
+    for (target, _) in TARGETS {
+        let docs = docs(&functions(target));
+        for svc in of_kind(&docs, "Service") {
+            let name = svc["metadata"]["name"].as_str().unwrap_or_default();
+            let spec = &svc["spec"]["template"]["spec"];
+            let c = &spec["containers"][0];
+            let env = env_of(c);
+            // Knative gives the pod timeoutSeconds of termination grace: drain + grace must fit.
+            let timeout = spec["timeoutSeconds"].as_u64().unwrap_or_default();
+            let used = seconds(&env["TERN_DRAIN_DELAY"]) + seconds(&env["TERN_GRACE_PERIOD"]);
+            assert!(
+                used < timeout,
+                "{target} {name}: drain+grace {used}s >= {timeout}s"
+            );
+            assert!(
+                seconds(&env["TERN_REQUEST_TIMEOUT"]) < timeout,
+                "{target} {name}"
+            );
+            // Functions that Google services call require their OIDC token.
+            let f = table
+                .functions
+                .iter()
+                .find(|f| f.name == name)
+                .expect("in the table");
+            if !f.subscriptions.is_empty() || f.schedule.is_some() {
+                assert_eq!(
+                    env.get("TERN_OIDC").map(String::as_str),
+                    Some("google"),
+                    "{target} {name}"
+                );
+                assert!(
+                    env["TERN_OIDC_AUDIENCE"].starts_with("https://"),
+                    "{target} {name}"
+                );
+            }
+        }
+        // Production images are pinned by digest.
+        if target.starts_with("prod") {
+            for (who, c) in containers(&docs) {
+                let image = c["image"].as_str().unwrap_or_default();
+                let digest = image
+                    .rsplit_once("@sha256:")
+                    .map(|(_, d)| d)
+                    .unwrap_or_default();
+                assert!(
+                    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{target} {who}: image {image} is not pinned by digest"
+                );
+            }
+        }
+    }
+}
+
+/// Names that hold credentials. A manifest may name where a secret is (`*_SECRET`, `*_FILE`, a
+/// Secret Manager secret id) but never carry one.
+fn looks_like_secret(key: &str, value: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    let named = [
+        "PASSWORD",
+        "PASSWD",
+        "TOKEN",
+        "API_KEY",
+        "APIKEY",
+        "PRIVATE_KEY",
+        "CREDENTIALS",
+        "HASHES",
+        "CSRF",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+        || k.ends_with("SECRET");
+    let pointer = k.ends_with("_SECRET") && value.starts_with("projects/")
+        || k.ends_with("_FILE")
+        || k.ends_with("PASSWORDSECRET")
+        || value.is_empty();
+    let shaped = value.contains("-----BEGIN")
+        || value.starts_with("AIza")
+        || value.starts_with("ghp_")
+        || value.starts_with("tern_")
+        || value.contains("\"private_key\"")
+        || (value.len() >= 40
+            && !value.contains('/')
+            && !value.starts_with("sha256:")
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'=' || b == b'_'));
+    (named && !pointer) || shaped
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                flatten(
+                    &format!("{prefix}{}{k}", if prefix.is_empty() { "" } else { "." }),
+                    v,
+                    out,
+                );
+            }
+        }
+        Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn values_file(chart: &str, file: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(chart).join(file)).expect("values file");
+    docs(&text).into_iter().next().unwrap_or(Value::Null)
+}
+
+#[test]
+fn no_value_or_manifest_carries_a_secret() {
+    // The detector itself: it must catch these and let the pointers through.
+    assert!(looks_like_secret("DB_PASSWORD", "hunter2"));
+    assert!(looks_like_secret("database.password", "hunter2"));
+    assert!(looks_like_secret(
+        "ORDERS_API_KEY_HASHES",
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    ));
+    assert!(looks_like_secret("note", "-----BEGIN PRIVATE KEY-----"));
+    assert!(!looks_like_secret(
+        "DB_PASSWORD_SECRET",
+        "projects/p/secrets/db/versions/latest"
+    ));
+    assert!(!looks_like_secret(
+        "database.passwordSecret",
+        "tern-db-password"
+    ));
+    assert!(!looks_like_secret(
+        "images.digests.web",
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+    ));
+
+    let mut found = Vec::new();
+    for chart in [FUNCTIONS_CHART, PLATFORM_CHART] {
+        let dir = root().join(chart).join("env");
+        for entry in std::fs::read_dir(&dir).expect("env dir").flatten() {
+            let file = format!("env/{}", entry.file_name().to_string_lossy());
+            let mut pairs = Vec::new();
+            flatten("", &values_file(chart, &file), &mut pairs);
+            flatten("", &values_file(chart, "values.yaml"), &mut pairs);
+            for (k, v) in pairs {
+                if looks_like_secret(&k, &v) {
+                    found.push(format!("{chart}/{file}: {k}"));
+                }
+            }
+        }
+    }
+    for (target, _) in TARGETS {
+        for (who, c) in containers(&docs(&functions(target))) {
+            for (k, v) in env_of(c) {
+                if looks_like_secret(&k, &v) {
+                    found.push(format!("{target} {who}: env {k}"));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "values that look like secrets:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
+    let allowed = [
+        "cluster",
+        "region",
+        "scale.",
+        "hosts",
+        "database.host",
+        "gateway.addressName",
+    ];
+    for chart in [FUNCTIONS_CHART, PLATFORM_CHART] {
+        let mut pairs = Vec::new();
+        flatten("", &values_file(chart, "env/prod-standby.yaml"), &mut pairs);
+        for (k, _) in pairs {
+            assert!(
+                allowed
+                    .iter()
+                    .any(|a| k == *a || k.starts_with(a) || k.starts_with(&format!("{a}["))),
+                "{chart}/env/prod-standby.yaml sets {k}, which must stay as in prod"
+            );
+        }
+    }
+    // Rendered: the same Services with the same spec, except labels, scale and the database host.
+    let normalize = |docs: Vec<Value>| -> BTreeMap<String, Value> {
+        docs.into_iter()
+            .map(|mut d| {
+                let key = format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap_or(""),
+                    d["metadata"]["name"].as_str().unwrap_or("")
+                );
+                let mut text = d.to_string();
+                for (from, to) in [
+                    ("europe-west4", "REGION"),
+                    ("europe-west1", "REGION"),
+                    ("\"standby\"", "\"CLUSTER\""),
+                    ("\"primary\"", "\"CLUSTER\""),
+                    ("10.61.0.3", "DBHOST"),
+                    ("10.60.0.3", "DBHOST"),
+                ] {
+                    text = text.replace(from, to);
+                }
+                d = serde_json::from_str(&text).unwrap_or(Value::Null);
+                if let Some(a) = d["spec"]["template"]["metadata"]["annotations"].as_object_mut() {
+                    a.remove("autoscaling.knative.dev/min-scale");
+                }
+                if let Some(h) = d["spec"]["hostnames"].as_array_mut() {
+                    h.clear();
+                }
+                (key, d)
+            })
+            .collect()
+    };
+    let prod = normalize(docs(&functions("prod")));
+    let standby_docs = docs(&functions("prod-standby"));
+    for svc in of_kind(&standby_docs, "Service") {
+        assert_eq!(
+            svc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"],
+            "0",
+            "standby {} must be at min-scale 0",
+            svc["metadata"]["name"]
+        );
+    }
+    let standby = normalize(standby_docs);
+    assert_eq!(
+        prod.keys().collect::<BTreeSet<_>>(),
+        standby.keys().collect::<BTreeSet<_>>()
+    );
+    for (k, v) in &prod {
+        assert_eq!(v, &standby[k], "{k} differs between prod and its standby");
+    }
+}
