@@ -1,0 +1,74 @@
+# Shared by the operations scripts (scripts/canary, rollback, pin-scale, selfheal, replay-dead-letters,
+# failover). Source it; then `parse_common "$@"` and `run CMD...`.
+#
+# Every script prints each command before it runs it, and by default only prints (dry run):
+# pass --execute to run them. Targets come from the committed values, so the printed commands
+# are the exact ones for that environment.
+
+set -euo pipefail
+ops_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+EXECUTE=0
+ENVIRONMENT=prod
+CLUSTER_ROLE=primary
+NAMESPACE=tern
+ARGS=()
+
+# parse_common "$@": takes --execute, --dry-run, --env ENV, --cluster primary|standby; the rest
+# goes to ARGS.
+parse_common() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --execute) EXECUTE=1 ;;
+      --dry-run) EXECUTE=0 ;;
+      --env) ENVIRONMENT="${2:?--env needs dev, staging or prod}"; shift ;;
+      --cluster) CLUSTER_ROLE="${2:?--cluster needs primary or standby}"; shift ;;
+      *) ARGS+=("$1") ;;
+    esac
+    shift
+  done
+  case "$ENVIRONMENT" in dev|staging|prod) ;; *) die "--env must be dev, staging or prod, not $ENVIRONMENT" ;; esac
+  case "$CLUSTER_ROLE" in primary|standby) ;; *) die "--cluster must be primary or standby, not $CLUSTER_ROLE" ;; esac
+  [[ "$CLUSTER_ROLE" == standby && "$ENVIRONMENT" != prod ]] && die "only prod has a standby cluster"
+  local values="$ops_root/knative/chart/tern-functions/env/$ENVIRONMENT.yaml"
+  PROJECT="$(value "$values" project)"
+  REGION="$(value "$values" region)"
+  HOST="$(sed -n '/^hosts:/{n;s/^ *- *//p;}' "$values")"
+  if [[ "$CLUSTER_ROLE" == standby ]]; then
+    REGION="$(value "$ops_root/knative/chart/tern-functions/env/$ENVIRONMENT-standby.yaml" region)"
+  fi
+  CLUSTER="tern-$ENVIRONMENT-$CLUSTER_ROLE"
+  KUBE_CONTEXT="gke_${PROJECT}_${REGION}_${CLUSTER}"
+  ARGO_APP="tern-functions-$CLUSTER"
+  if [[ $EXECUTE == 0 ]]; then
+    echo "# dry run: printing the commands for $ENVIRONMENT/$CLUSTER_ROLE ($KUBE_CONTEXT); --execute runs them"
+  fi
+}
+
+# value FILE KEY: the first `KEY: value` in a values file.
+value() { sed -n "s/^ *$2: *//p" "$1" | head -1 | tr -d '"'; }
+
+die() { echo "$(basename "$0"): $*" >&2; exit 2; }
+
+# run CMD...: prints the command, and runs it with --execute.
+run() {
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  if [[ $EXECUTE == 1 ]]; then "$@"; fi
+}
+
+# capture VAR PLACEHOLDER CMD...: prints the command; with --execute stores its output in VAR,
+# otherwise stores PLACEHOLDER (so later printed commands show where the value goes).
+capture() {
+  local var=$1 placeholder=$2; shift 2
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  if [[ $EXECUTE == 1 ]]; then
+    printf -v "$var" '%s' "$("$@")"
+  else
+    printf -v "$var" '%s' "$placeholder"
+  fi
+}
+
+# say TEXT: a step heading.
+say() { echo "# $*"; }
+
+# The kn and kubectl context flags for the chosen cluster.
+kn_ctx() { echo "--context=$KUBE_CONTEXT"; }

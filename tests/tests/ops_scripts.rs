@@ -1,0 +1,215 @@
+//! The operations scripts in dry-run mode (their default): each answers --help, prints every
+//! command it would run for the chosen environment and cluster, refuses bad arguments, and every
+//! `kn` command it prints is accepted by the real `kn` (built by scripts/tools), flags included.
+
+use std::process::Command;
+use tern_e2e::root;
+
+/// Runs a script; returns (exit code, stdout, stderr).
+fn script(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(root().join("scripts").join(name))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run script");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The printed commands (`+ cmd args...`), split into argv the way bash would.
+fn commands(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("+ "))
+        .map(|line| {
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(format!("printf '%s\\0' {line}"))
+                .output()
+                .expect("bash");
+            String::from_utf8_lossy(&out.stdout)
+                .split('\0')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// kn parses its flags before --help, so an unknown subcommand or flag fails here.
+fn kn_accepts(argv: &[String]) {
+    let kn = root().join(".local/bin/kn");
+    assert!(
+        kn.exists(),
+        "run scripts/tools: {} is missing",
+        kn.display()
+    );
+    let out = Command::new(&kn)
+        .args(&argv[1..])
+        .arg("--help")
+        .output()
+        .expect("kn");
+    assert!(
+        out.status.success(),
+        "kn rejects {argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+#[test]
+fn every_script_answers_help() {
+    for name in [
+        "canary",
+        "rollback",
+        "pin-scale",
+        "selfheal",
+        "replay-dead-letters",
+    ] {
+        let (code, out, _) = script(name, &["--help"]);
+        assert_eq!(code, 0, "{name} --help");
+        assert!(
+            out.contains(&format!("scripts/{name}")),
+            "{name} --help: {out}"
+        );
+        assert!(
+            out.contains("--execute"),
+            "{name} --help must say how to run for real"
+        );
+    }
+}
+
+#[test]
+fn dry_runs_print_every_command_and_run_none() {
+    let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "rollback",
+            vec!["web", "--env", "prod"],
+            vec![
+                "kubectl",
+                "kn revision list",
+                "kn service update web",
+                "--traffic",
+            ],
+        ),
+        (
+            "rollback",
+            vec!["web", "web-00003", "--env", "staging"],
+            vec![
+                "--traffic web-00003=100",
+                "gke_tern-staging_europe-west1_tern-staging-primary",
+            ],
+        ),
+        (
+            "canary",
+            vec!["start", "orders-get", DIGEST],
+            vec!["kn revision list -s orders-get"],
+        ),
+        (
+            "canary",
+            vec!["smoke", "web", "/"],
+            vec![
+                "Knative-Serving-Tag: candidate",
+                "https://orders.example.com/",
+            ],
+        ),
+        (
+            "canary",
+            vec!["shift", "web", "10"],
+            vec!["candidate=10,current=90"],
+        ),
+        ("canary", vec!["promote", "web"], vec!["candidate=100"]),
+        (
+            "canary",
+            vec!["status", "web", "--env", "dev"],
+            vec!["kn service describe web"],
+        ),
+        (
+            "pin-scale",
+            vec!["web", "3"],
+            vec!["--scale-min 3", "selfHeal"],
+        ),
+        (
+            "selfheal",
+            vec!["pause", "--cluster", "standby"],
+            vec![
+                "tern-functions-tern-prod-standby",
+                "\"selfHeal\":false",
+                "tern-prod-primary",
+            ],
+        ),
+        (
+            "selfheal",
+            vec!["resume"],
+            vec!["\"selfHeal\":true", "refresh=hard"],
+        ),
+        (
+            "replay-dead-letters",
+            vec!["payments", "--limit", "3"],
+            vec![
+                "payments-dead-letter-inspect",
+                "--limit=3",
+                "topics publish",
+                "subscriptions ack",
+            ],
+        ),
+    ];
+    let mut kn_checked = 0;
+    for (name, args, expect) in cases {
+        let (code, out, err) = script(name, &args);
+        assert_eq!(code, 0, "{name} {args:?}: {err}");
+        assert!(
+            out.starts_with("# dry run"),
+            "{name} {args:?} must default to a dry run: {out}"
+        );
+        let cmds = commands(&out);
+        assert!(!cmds.is_empty(), "{name} {args:?} printed no command");
+        let joined = cmds
+            .iter()
+            .map(|c| c.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for e in expect {
+            assert!(joined.contains(e), "{name} {args:?}: no {e:?} in\n{joined}");
+        }
+        for c in cmds.iter().filter(|c| c[0] == "kn") {
+            kn_accepts(c);
+            kn_checked += 1;
+        }
+    }
+    assert!(kn_checked >= 10, "only {kn_checked} kn commands checked");
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_message() {
+    let cases: Vec<(&str, Vec<&str>, &str)> = vec![
+        ("rollback", vec!["web", "--env", "qa"], "--env must be"),
+        (
+            "selfheal",
+            vec!["pause", "--env", "dev", "--cluster", "standby"],
+            "only prod has a standby",
+        ),
+        ("selfheal", vec!["stop"], "pause or resume"),
+        ("pin-scale", vec!["web", "many"], "MIN must be a number"),
+        ("canary", vec!["start", "web", "latest"], "sha256"),
+        ("canary", vec!["shift", "web", "150"], "PERCENT"),
+        (
+            "replay-dead-letters",
+            vec!["nosuchtopic"],
+            "no topic nosuchtopic",
+        ),
+    ];
+    for (name, args, says) in cases {
+        let (code, out, err) = script(name, &args);
+        assert_ne!(code, 0, "{name} {args:?} accepted: {out}");
+        assert!(err.contains(says), "{name} {args:?}: {err}");
+        assert!(
+            !out.contains("\n+ "),
+            "{name} {args:?} printed commands before refusing"
+        );
+    }
+}
