@@ -558,7 +558,10 @@ fn no_value_or_manifest_carries_a_secret() {
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     ));
     assert!(looks_like_secret("note", "-----BEGIN PRIVATE KEY-----"));
-    assert!(!looks_like_secret("database.serverCa", "-----BEGIN CERTIFICATE-----"));
+    assert!(!looks_like_secret(
+        "database.serverCa",
+        "-----BEGIN CERTIFICATE-----"
+    ));
     assert!(!looks_like_secret(
         "DB_PASSWORD_SECRET",
         "projects/p/secrets/db/versions/latest"
