@@ -1,0 +1,11 @@
+# Example inputs for dev: every required input, with the values the rest of the repository
+# assumes (knative/chart/tern-functions/env/dev.yaml). Replace the project and domain with yours.
+project_id = "tern-dev"
+hosts      = ["dev.orders.example.com"]
+dns_zone = {
+  name     = "tern-dev"
+  dns_name = "dev.orders.example.com."
+}
+external_publishers = {
+  payments = ["serviceAccount:payments-integration@payments-provider-dev.iam.gserviceaccount.com"]
+}

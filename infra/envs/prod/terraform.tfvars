@@ -1,0 +1,14 @@
+# Example inputs for prod: every required input, with the values the rest of the repository
+# assumes (knative/chart/tern-functions/env/prod.yaml). Replace the project and domain with yours.
+project_id = "tern-prod"
+hosts      = ["orders.example.com", "standby.orders.example.com"]
+dns_zone = {
+  name     = "tern-prod"
+  dns_name = "orders.example.com."
+}
+external_publishers = {
+  payments = ["serviceAccount:payments-integration@payments-provider-prod.iam.gserviceaccount.com"]
+}
+# primary; "standby" after a region failover (scripts/failover switches DNS at once; commit this too).
+active_region  = "primary"
+alert_channels = []

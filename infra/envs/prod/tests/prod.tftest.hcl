@@ -1,0 +1,95 @@
+# The whole prod environment, planned against the real provider schemas with mocked APIs; the
+# inputs are terraform.tfvars.
+mock_provider "google" {
+  mock_resource "google_service_account" {
+    defaults = {
+      name  = "projects/tern-test/serviceAccounts/mock-account@tern-test.iam.gserviceaccount.com"
+      email = "mock-account@tern-test.iam.gserviceaccount.com"
+    }
+  }
+  mock_resource "google_compute_network" {
+    defaults = {
+      id = "projects/tern-test/global/networks/mock-network"
+    }
+  }
+  mock_resource "google_sql_database_instance" {
+    defaults = {
+      server_ca_cert     = [{ cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", common_name = "mock", create_time = "", expiration_time = "", sha1_fingerprint = "" }]
+      private_ip_address = "10.30.32.3"
+    }
+  }
+  mock_resource "google_certificate_manager_dns_authorization" {
+    defaults = {
+      dns_resource_record = [{ name = "_acme-challenge.orders.example.com.", type = "CNAME", data = "mock.authorize.certificatemanager.goog." }]
+    }
+  }
+  mock_data "google_project" {
+    defaults = {
+      number = "123456789012"
+    }
+  }
+}
+mock_provider "random" {}
+
+run "prod_has_a_standby_region" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(module.tern.clusters)) == toset(["primary", "standby"])
+    error_message = "prod needs the standby cluster"
+  }
+  assert {
+    condition     = module.tern.clusters["standby"].region == "europe-west4" && module.tern.clusters["primary"].region == "europe-west1"
+    error_message = "the clusters are in two regions"
+  }
+  assert {
+    condition     = module.tern.cloudsql_instances.replica == "tern-prod-replica"
+    error_message = "prod needs the cross-region replica"
+  }
+  assert {
+    condition     = length(module.tern.schedules.standby) == 1
+    error_message = "a (paused) scheduler waits in the standby region"
+  }
+}
+
+run "data_is_protected_and_identities_hold_only_their_roles" {
+  command = plan
+
+  assert {
+    condition     = module.tern.data_protection.cloudsql && alltrue(module.tern.data_protection.clusters)
+    error_message = "deletion protection on the database, the replica and both clusters"
+  }
+  assert {
+    condition     = module.tern.function_grants["orders-get"] == tolist(["secretAccessor:tern-db-password"])
+    error_message = "orders-get only reads the database password"
+  }
+  assert {
+    condition     = module.tern.function_grants["orders-list"] == tolist(["secretAccessor:orders-api-key-hashes", "secretAccessor:tern-db-password"])
+    error_message = "orders-list reads its API key hashes and the database password"
+  }
+  assert {
+    condition     = module.tern.function_grants["web"] == tolist(["publisher:orders", "secretAccessor:tern-db-password", "secretAccessor:web-csrf-secret"])
+    error_message = "web publishes orders, reads its CSRF secret and the database password"
+  }
+  assert {
+    condition     = module.tern.function_grants["payments-events"] == tolist(["publisher:orders", "secretAccessor:tern-db-password"])
+    error_message = "payments-events publishes orders and reads the database password, nothing on payments"
+  }
+  assert {
+    condition     = module.tern.function_grants["migrate"] == tolist(["secretAccessor:tern-db-password"])
+    error_message = "migrate only reads the database password"
+  }
+}
+
+run "events_reach_consumers_through_authenticated_push" {
+  command = plan
+
+  assert {
+    condition     = module.tern.subscriptions == { "payments-events-payments" = "https://orders.example.com/events/payments" }
+    error_message = "the route table's subscription, pushed to the public host"
+  }
+  assert {
+    condition     = module.tern.schedules.primary == { "outbox-relay" = "https://orders.example.com/internal/outbox/flush" }
+    error_message = "the route table's schedule"
+  }
+}

@@ -1,0 +1,35 @@
+variable "project_id" {
+  description = "The prod project (its own, separate from the other environments)."
+  type        = string
+}
+
+variable "hosts" {
+  description = "Public host names of prod."
+  type        = list(string)
+}
+
+variable "dns_zone" {
+  description = "The public zone of the hosts: resource name and domain (with a trailing dot)."
+  type = object({
+    name     = string
+    dns_name = string
+  })
+}
+
+variable "external_publishers" {
+  description = "Topic -> members outside Tern allowed to publish (the payment provider's integration on payments)."
+  type        = map(list(string))
+  default     = {}
+}
+
+variable "active_region" {
+  description = "Which region serves the public hosts: primary, or standby after a failover (docs/operations.md, \"Region failover\")."
+  type        = string
+  default     = "primary"
+}
+
+variable "alert_channels" {
+  description = "Cloud Monitoring notification channels paged when the public host stops answering."
+  type        = list(string)
+  default     = []
+}

@@ -1,0 +1,2 @@
+bucket = "tern-tfstate"
+prefix = "envs/staging"

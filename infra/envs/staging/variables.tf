@@ -1,0 +1,23 @@
+variable "project_id" {
+  description = "The staging project (its own, separate from the other environments)."
+  type        = string
+}
+
+variable "hosts" {
+  description = "Public host names of staging."
+  type        = list(string)
+}
+
+variable "dns_zone" {
+  description = "The public zone of the hosts: resource name and domain (with a trailing dot)."
+  type = object({
+    name     = string
+    dns_name = string
+  })
+}
+
+variable "external_publishers" {
+  description = "Topic -> members outside Tern allowed to publish (the payment provider's integration on payments)."
+  type        = map(list(string))
+  default     = {}
+}

@@ -1,0 +1,119 @@
+variable "environment" {
+  description = "dev, staging or prod."
+  type        = string
+  validation {
+    condition     = contains(["dev", "staging", "prod"], var.environment)
+    error_message = "environment must be dev, staging or prod."
+  }
+}
+
+variable "project_id" {
+  description = "The environment's own project (separate per environment)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id."
+  }
+}
+
+variable "region" {
+  description = "The primary region."
+  type        = string
+}
+
+variable "zones" {
+  description = "The primary region's three zones."
+  type        = list(string)
+}
+
+variable "standby" {
+  description = "The standby region (prod): a second cluster at scale zero, the Cloud SQL replica, replicated secrets, DNS failover. null elsewhere."
+  type = object({
+    region = string
+    zones  = list(string)
+  })
+  default = null
+}
+
+variable "network" {
+  description = "Address plan: a subnet per region (nodes, pods, services) and the private services range for Cloud SQL."
+  type = object({
+    subnets = map(object({
+      cidr          = string
+      pods_cidr     = string
+      services_cidr = string
+    }))
+    private_services_cidr = string
+  })
+}
+
+variable "hosts" {
+  description = "Public host names of the environment (the first one is what push subscriptions and the scheduler call)."
+  type        = list(string)
+}
+
+variable "dns_zone" {
+  description = "The public zone the hosts live in."
+  type = object({
+    name     = string
+    dns_name = string
+  })
+}
+
+variable "node_pool" {
+  description = "GKE node pool sizing (per cluster)."
+  type = object({
+    machine_type = optional(string, "e2-standard-4")
+    disk_size_gb = optional(number, 50)
+    min_nodes    = optional(number, 3)
+    max_nodes    = optional(number, 12)
+    spot         = optional(bool, false)
+  })
+  default = {}
+}
+
+variable "database" {
+  description = "Cloud SQL sizing and retention."
+  type = object({
+    tier                   = optional(string, "db-custom-2-8192")
+    disk_size_gb           = optional(number, 20)
+    backup_retention_count = optional(number, 14)
+  })
+  default = {}
+}
+
+variable "generated_secrets" {
+  description = "Route-table secrets whose value is generated (random) rather than provided by an operator."
+  type        = list(string)
+  default     = ["WEB_CSRF_SECRET"]
+}
+
+variable "database_password_secret" {
+  description = "Secret Manager id of the database password (the chart's database.passwordSecret)."
+  type        = string
+  default     = "tern-db-password"
+}
+
+variable "external_publishers" {
+  description = "Topic -> members outside Tern that publish to it (the payment provider's integration on payments)."
+  type        = map(list(string))
+  default     = {}
+}
+
+variable "active_region" {
+  description = "Which region's Gateway the public hosts answer with: primary, or standby after a failover."
+  type        = string
+  default     = "primary"
+}
+
+variable "alert_channels" {
+  description = "Cloud Monitoring notification channels for the public uptime alert."
+  type        = list(string)
+  default     = []
+}
+
+variable "deletion_protection" {
+  description = "Protect the cluster(s) and the database from deletion."
+  type        = bool
+  default     = true
+}

@@ -1,0 +1,232 @@
+//! `infra/`, validated offline with the real OpenTofu and provider builds from `scripts/tools`:
+//! `tofu fmt`, `tofu init -backend=false` + `tofu validate` and `tofu test` (mock providers, real
+//! schemas) in every root, and checkov with no failed check.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tern_e2e::root;
+
+fn local(path: &str) -> PathBuf {
+    let p = root().join(".local").join(path);
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/tools (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// Runs tofu in `dir` with the offline CLI configuration; returns (success, combined output).
+fn tofu(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(local("bin/tofu"))
+        .args(args)
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", local("tofu/tofurc"))
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1")
+        .env_remove("TF_DATA_DIR")
+        .output()
+        .expect("run tofu");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every root: each module, the stack, each environment, the bootstrap.
+fn roots(under: &str) -> Vec<PathBuf> {
+    let dir = root().join("infra").join(under);
+    if dir.join("versions.tf").exists() {
+        return vec![dir];
+    }
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("infra dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("versions.tf").exists())
+        .collect();
+    out.sort();
+    out
+}
+
+/// init, validate, and test (where tests exist); returns the runs passed.
+fn check(dir: &Path) -> usize {
+    let name = dir
+        .strip_prefix(root())
+        .unwrap_or(dir)
+        .display()
+        .to_string();
+    let (ok, out) = tofu(
+        dir,
+        &["init", "-backend=false", "-input=false", "-no-color"],
+    );
+    assert!(ok, "{name}: tofu init\n{out}");
+    let (ok, out) = tofu(dir, &["validate", "-no-color"]);
+    assert!(ok, "{name}: tofu validate\n{out}");
+    if !dir.join("tests").exists() {
+        return 0;
+    }
+    let (ok, out) = tofu(dir, &["test", "-no-color"]);
+    assert!(ok, "{name}: tofu test\n{out}");
+    // "Success! N passed, 0 failed."
+    let passed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Success! "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: no test summary in\n{out}"));
+    eprintln!("{name}: validate ok, tofu test {passed} runs passed");
+    passed
+}
+
+fn assertions_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir.join("tests")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|t| t.matches("assert {").count())
+        .sum()
+}
+
+#[test]
+fn infra_is_formatted() {
+    let (ok, out) = tofu(
+        &root(),
+        &["fmt", "-check", "-recursive", "-diff", "-no-color", "infra"],
+    );
+    assert!(ok, "run `tofu fmt -recursive infra`:\n{out}");
+}
+
+#[test]
+fn every_module_validates_and_passes_its_tests() {
+    let mut runs = 0;
+    let mut assertions = 0;
+    for dir in roots("modules") {
+        assert!(
+            dir.join("README.md").exists(),
+            "{} has no README",
+            dir.display()
+        );
+        assert!(
+            assertions_in(&dir) > 0,
+            "{} has no tofu test assertions",
+            dir.display()
+        );
+        runs += check(&dir);
+        assertions += assertions_in(&dir);
+    }
+    eprintln!("modules: {runs} test runs passed, {assertions} assertions");
+    assert!(runs >= 13);
+}
+
+#[test]
+fn every_environment_and_the_bootstrap_validate_and_pass_their_tests() {
+    let mut runs = 0;
+    let mut assertions = 0;
+    check(&root().join("infra/stack"));
+    for dir in roots("envs").into_iter().chain(roots("bootstrap")) {
+        assert!(
+            dir.join("terraform.tfvars").exists(),
+            "{} has no example tfvars",
+            dir.display()
+        );
+        assert!(
+            dir.join("backend.hcl").exists(),
+            "{} has no backend config",
+            dir.display()
+        );
+        runs += check(&dir);
+        assertions += assertions_in(&dir);
+    }
+    eprintln!("environments and bootstrap: {runs} test runs passed, {assertions} assertions");
+    assert!(runs >= 7);
+}
+
+#[test]
+fn every_environment_has_its_own_state_prefix_and_project() {
+    let mut prefixes = Vec::new();
+    let mut projects = Vec::new();
+    for dir in roots("envs") {
+        let backend = std::fs::read_to_string(dir.join("backend.hcl")).expect("backend.hcl");
+        let env = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            backend.contains(&format!("prefix = \"envs/{env}\"")),
+            "{env}: {backend}"
+        );
+        prefixes.push(env.clone());
+        let tfvars = std::fs::read_to_string(dir.join("terraform.tfvars")).expect("tfvars");
+        let project = tfvars
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("project_id"))
+            .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+            .expect("project_id");
+        projects.push(project);
+    }
+    projects.sort();
+    projects.dedup();
+    assert_eq!(projects.len(), 3, "separate projects: {projects:?}");
+    assert_eq!(prefixes, ["dev", "prod", "staging"]);
+}
+
+#[test]
+fn checkov_finds_no_failed_check() {
+    let out = Command::new(local("venv/bin/checkov"))
+        .args([
+            "-d",
+            "infra",
+            "--framework",
+            "terraform",
+            "--quiet",
+            "--compact",
+            "--output",
+            "json",
+            "--skip-download",
+        ])
+        .current_dir(root())
+        .env("BC_SKIP_MAPPING", "TRUE")
+        .output()
+        .expect("run checkov");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "checkov output is not JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let summary = report
+        .as_array()
+        .map_or(&report["summary"], |reports| &reports[0]["summary"]);
+    let failed = summary["failed"].as_u64().unwrap_or(u64::MAX);
+    eprintln!(
+        "checkov: {} passed, {} failed, {} skipped",
+        summary["passed"], summary["failed"], summary["skipped"]
+    );
+    if failed != 0 {
+        let checks =
+            report.as_array().map_or(
+                &report["results"]["failed_checks"],
+                |r| &r[0]["results"]["failed_checks"],
+            );
+        let list: Vec<String> = checks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{} {} {}", c["check_id"], c["resource"], c["file_path"]))
+            .collect();
+        panic!("checkov failed checks:\n{}", list.join("\n"));
+    }
+    assert!(
+        summary["passed"].as_u64().unwrap_or_default() > 50,
+        "{summary}"
+    );
+}
