@@ -643,8 +643,8 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
                     ("europe-west1", "REGION"),
                     ("\"standby\"", "\"CLUSTER\""),
                     ("\"primary\"", "\"CLUSTER\""),
-                    ("10.61.0.3", "DBHOST"),
-                    ("10.60.0.3", "DBHOST"),
+                    ("10.30.32.5", "DBHOST"),
+                    ("10.30.32.3", "DBHOST"),
                 ] {
                     text = text.replace(from, to);
                 }

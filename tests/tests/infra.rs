@@ -230,3 +230,72 @@ fn checkov_finds_no_failed_check() {
         "{summary}"
     );
 }
+
+/// Facts both sides state must agree: the chart's values and the environments' OpenTofu.
+#[test]
+fn chart_values_agree_with_the_infrastructure() {
+    let read = |p: &str| std::fs::read_to_string(root().join(p)).expect(p);
+    let yaml = |p: &str| -> serde_json::Value {
+        use serde::Deserialize;
+        serde_json::Value::deserialize(serde_norway::Deserializer::from_str(&read(p))).expect(p)
+    };
+    for env in ["dev", "staging", "prod"] {
+        let values = yaml(&format!("knative/chart/tern-functions/env/{env}.yaml"));
+        let main = read(&format!("infra/envs/{env}/main.tf"));
+        let tfvars = read(&format!("infra/envs/{env}/terraform.tfvars"));
+        let cidr = values["networkPolicy"]["databaseCidr"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            main.contains(&format!("private_services_cidr = \"{cidr}\"")),
+            "{env}: the chart's databaseCidr {cidr} is not infra's private services range"
+        );
+        let host = values["database"]["host"].as_str().unwrap_or_default();
+        let prefix = cidr.rsplit_once('.').map(|(p, _)| p).unwrap_or_default();
+        assert!(
+            host.starts_with(prefix),
+            "{env}: database.host {host} outside {cidr}"
+        );
+        let project = values["gcp"]["project"].as_str().unwrap_or_default();
+        assert!(
+            tfvars.contains(&format!("project_id = \"{project}\"")),
+            "{env}: project {project}"
+        );
+        let first_host = values["hosts"][0].as_str().unwrap_or_default();
+        assert!(
+            tfvars.contains(&format!("hosts      = [\"{first_host}\"")),
+            "{env}: the first host {first_host} differs (push and scheduler audiences use it)"
+        );
+        assert!(main.contains(&format!(
+            "region      = \"{}\"",
+            values["region"].as_str().unwrap_or_default()
+        )));
+        assert_eq!(
+            values["images"]["repository"], "europe-docker.pkg.dev/tern-ops/tern",
+            "{env}: the bootstrap's registry"
+        );
+    }
+    let standby = yaml("knative/chart/tern-functions/env/prod-standby.yaml");
+    let prod_main = read("infra/envs/prod/main.tf");
+    assert!(prod_main.contains(&format!(
+        "region = \"{}\"",
+        standby["region"].as_str().unwrap_or_default()
+    )));
+    let defaults = yaml("knative/chart/tern-functions/values.yaml");
+    let stack = read("infra/stack/variables.tf");
+    assert!(stack.contains(&format!(
+        "default     = \"{}\"",
+        defaults["database"]["passwordSecret"].as_str().unwrap_or_default()
+    )));
+    let identity = read("infra/modules/identity/main.tf");
+    for account in [
+        &defaults["oidc"]["pushServiceAccount"],
+        &defaults["oidc"]["schedulerServiceAccount"],
+    ] {
+        let account = account.as_str().unwrap_or_default();
+        assert!(
+            identity.contains(&format!("account_id   = \"{account}\"")),
+            "{account}"
+        );
+    }
+}

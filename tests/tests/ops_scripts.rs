@@ -69,6 +69,7 @@ fn every_script_answers_help() {
         "pin-scale",
         "selfheal",
         "replay-dead-letters",
+        "failover",
     ] {
         let (code, out, _) = script(name, &["--help"]);
         assert_eq!(code, 0, "{name} --help");
@@ -148,6 +149,21 @@ fn dry_runs_print_every_command_and_run_none() {
             vec!["\"selfHeal\":true", "refresh=hard"],
         ),
         (
+            "failover",
+            vec![],
+            vec![
+                "gcloud sql instances promote-replica tern-prod-replica",
+                "gcloud scheduler jobs resume outbox-relay-standby --location=europe-west4",
+                "kn service update web -n tern --context=gke_tern-prod_europe-west4_tern-prod-standby --scale-min 1",
+                "gcloud dns record-sets update orders.example.com.",
+            ],
+        ),
+        (
+            "failover",
+            vec!["status"],
+            vec!["tern-prod-replica", "kn service list"],
+        ),
+        (
             "replay-dead-letters",
             vec!["payments", "--limit", "3"],
             vec![
@@ -202,6 +218,7 @@ fn bad_arguments_are_refused_with_a_message() {
             vec!["nosuchtopic"],
             "no topic nosuchtopic",
         ),
+        ("failover", vec!["sideways"], "failover (default) or status"),
     ];
     for (name, args, says) in cases {
         let (code, out, err) = script(name, &args);
