@@ -31,7 +31,7 @@ async fn drain(b: &Bench) -> Result<Value, String> {
     let old = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
     let ports = Arc::new(RwLock::new(HashMap::from([(
         "orders-get".to_owned(),
-        old.port,
+        format!("127.0.0.1:{}", old.port),
     )])));
     let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml"))
         .map_err(|e| e.to_string())?;
@@ -53,7 +53,7 @@ async fn drain(b: &Bench) -> Result<Value, String> {
     tokio::time::sleep(dur / 3).await;
     let new = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
     if let Ok(mut p) = ports.write() {
-        p.insert("orders-get".into(), new.port);
+        p.insert("orders-get".into(), format!("127.0.0.1:{}", new.port));
     }
     let mut old = old;
     let exit = tokio::task::spawn_blocking(move || old.terminate())

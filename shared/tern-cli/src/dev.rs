@@ -72,14 +72,6 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         "PostgreSQL at {database_url}, Pub/Sub emulator at {emulator_host}"
     ));
     create_topology(&ps, &table).await?;
-    // The tap that prints every event; only the local run has one (unread, it would hold every
-    // message in the emulator).
-    let tap_admin = Admin::new(&ps).await?;
-    for t in &table.topics {
-        tap_admin
-            .subscription(&format!("tern-dev-tap-{}", t.name), &t.name)
-            .await?;
-    }
     step("topics and subscriptions created from routes.toml");
 
     // Migrate, as the deploy's migrate job would.
@@ -110,50 +102,25 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
         p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(30))?;
     }
 
-    let stop = StopToken::default();
-    // Deliveries to the consumers, and a tap that prints every event on every topic.
-    let dlq = EventPublisher::new(ps.clone()).await?;
-    for f in &table.functions {
-        for s in &f.subscriptions {
-            let target = Target {
-                subscription: s.id(&f.name),
-                topic: s.topic.clone(),
-                url: format!("http://127.0.0.1:{}{}", ports[&f.name], s.path),
-            };
-            tokio::spawn(log_err(delivery::run(
-                opts.mode,
-                ps.clone(),
-                target,
-                5,
-                dlq.clone(),
-                stop.clone(),
-            )));
-        }
-    }
-    for t in &table.topics {
-        tokio::spawn(log_err(tap(ps.clone(), t.name.clone(), stop.clone())));
-    }
-    // The scheduler: call each scheduled function's route.
-    for f in table.functions.iter().filter(|f| f.schedule.is_some()) {
-        if let Some(route) = f.routes.first() {
-            let url = format!("http://127.0.0.1:{}{}", ports[&f.name], route.path);
-            tokio::spawn(schedule(url, opts.relay_interval, stop.clone()));
-        }
-    }
-
+    let upstreams: HashMap<String, String> = ports
+        .iter()
+        .map(|(f, p)| (f.clone(), format!("127.0.0.1:{p}")))
+        .collect();
     let listener = tern::server::bind(([127, 0, 0, 1], opts.port).into())
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
-    print_banner(&opts, &table, &ports, &database_url, &emulator_host);
-    let router = Router::new(table, std::sync::Arc::new(std::sync::RwLock::new(ports)));
-    router
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    print_banner(&opts, &table, &upstreams, &database_url, &emulator_host);
+    edge(
+        table,
+        ps,
+        upstreams,
+        opts.mode,
+        opts.relay_interval,
+        listener,
+    )
+    .await?;
 
     println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
-    stop.cancel();
     for mut p in procs {
         let status = p.terminate();
         println!(
@@ -162,6 +129,78 @@ pub async fn run(root: &Path, opts: DevOptions) -> Result<(), String> {
             status.map_or("?".into(), |s| s.to_string())
         );
     }
+    Ok(())
+}
+
+/// The parts around the functions, as in the cloud: event deliveries to the consumers (push or
+/// CloudEvents), a tap printing every event, the scheduler calling scheduled functions, and the
+/// router mapping method + path to each function's upstream (`host:port`). Runs until Ctrl-C or
+/// SIGTERM.
+pub async fn edge(
+    table: RouteTable,
+    ps: PubSubConfig,
+    upstreams: HashMap<String, String>,
+    mode: Mode,
+    relay_interval: Duration,
+    listener: tokio::net::TcpListener,
+) -> Result<(), String> {
+    let stop = StopToken::default();
+    let dlq = EventPublisher::new(ps.clone()).await?;
+    let url = |f: &str, path: &str| -> Result<String, String> {
+        upstreams
+            .get(f)
+            .map(|u| format!("http://{u}{path}"))
+            .ok_or_else(|| format!("no upstream for {f}"))
+    };
+    for f in &table.functions {
+        for s in &f.subscriptions {
+            let target = Target {
+                subscription: s.id(&f.name),
+                topic: s.topic.clone(),
+                url: url(&f.name, &s.path)?,
+            };
+            tokio::spawn(log_err(delivery::run(
+                mode,
+                ps.clone(),
+                target,
+                5,
+                dlq.clone(),
+                stop.clone(),
+            )));
+        }
+    }
+    // The tap that prints every event; only local runs have one (unread, it would hold every
+    // message in the emulator).
+    let tap_admin = Admin::new(&ps).await?;
+    for t in &table.topics {
+        tap_admin
+            .subscription(&format!("tern-dev-tap-{}", t.name), &t.name)
+            .await?;
+        tokio::spawn(log_err(tap(ps.clone(), t.name.clone(), stop.clone())));
+    }
+    for f in table.functions.iter().filter(|f| f.schedule.is_some()) {
+        if let Some(route) = f.routes.first() {
+            tokio::spawn(schedule(
+                url(&f.name, &route.path)?,
+                relay_interval,
+                stop.clone(),
+            ));
+        }
+    }
+    let router = Router::new(
+        table,
+        std::sync::Arc::new(std::sync::RwLock::new(upstreams)),
+    );
+    router
+        .serve(listener, async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        })
+        .await;
+    stop.cancel();
     Ok(())
 }
 
@@ -250,8 +289,10 @@ async fn tap(ps: PubSubConfig, topic: String, stop: StopToken) -> Result<(), Str
     loop {
         let next =
             tokio::select! { n = stream.next() => n, () = stop.cancelled() => return Ok(()) };
-        let Some(Ok((msg, handler))) = next else {
-            continue;
+        let (msg, handler) = match next {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(format!("event tap on {topic}: {e}")),
+            None => return Ok(()),
         };
         handler.ack();
         let a = |k: &str| msg.attributes.get(k).cloned().unwrap_or_default();
@@ -277,7 +318,7 @@ async fn schedule(url: String, every: Duration, stop: StopToken) {
 fn print_banner(
     opts: &DevOptions,
     table: &RouteTable,
-    ports: &HashMap<String, u16>,
+    upstreams: &HashMap<String, String>,
     db: &str,
     emulator: &str,
 ) {
@@ -301,9 +342,9 @@ fn print_banner(
             .map(|r| format!("{} {}", r.method, r.path))
             .collect();
         println!(
-            "    {:<16} 127.0.0.1:{:<5} {}",
+            "    {:<16} {:<15} {}",
             f.name,
-            ports[&f.name],
+            upstreams[&f.name],
             routes.join(", ")
         );
     }

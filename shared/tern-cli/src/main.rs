@@ -39,6 +39,27 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         schedule_seconds: u64,
     },
+    /// Only the parts around the functions (router, event delivery, scheduler) for functions that
+    /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
+    /// Needs PUBSUB_EMULATOR_HOST.
+    Edge {
+        /// The address the router listens on.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// The port every function listens on, under its own host name.
+        #[arg(long, default_value_t = 8080)]
+        upstream_port: u16,
+        /// How subscription messages reach consumers.
+        #[arg(long, value_enum, default_value_t = Mode::Push)]
+        delivery: Mode,
+        /// How often scheduled functions (the outbox relay) are called.
+        #[arg(long, default_value_t = 10)]
+        schedule_seconds: u64,
+        /// Where a function listens instead of <name>:<upstream-port>, as NAME=HOST:PORT
+        /// (repeatable).
+        #[arg(long = "upstream", value_name = "NAME=HOST:PORT")]
+        upstreams: Vec<String>,
+    },
     /// Publish an event to a topic as a producer would (CloudEvents Pub/Sub binding).
     Publish {
         /// The topic, such as `payments`.
@@ -60,6 +81,9 @@ enum Command {
         /// With the runtime contract, as the Helm chart and infra/ read it.
         #[arg(long)]
         deploy: bool,
+        /// As the local container check's Compose file.
+        #[arg(long, conflicts_with = "deploy")]
+        compose: bool,
     },
     /// Create a new function crate and its route-table entry.
     New {
@@ -101,6 +125,22 @@ async fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Edge {
+            listen,
+            upstream_port,
+            delivery,
+            schedule_seconds,
+            upstreams,
+        } => {
+            edge(
+                listen,
+                upstream_port,
+                &upstreams,
+                delivery,
+                schedule_seconds,
+            )
+            .await
+        }
         Command::Publish {
             topic,
             data,
@@ -108,8 +148,13 @@ async fn main() -> ExitCode {
             source,
             id,
         } => publish(&topic, &data, ty, source, id).await,
-        Command::Routes { deploy: false } => table().map(|t| println!("{}", t.to_json())),
-        Command::Routes { deploy: true } => table().map(|t| print!("{}", render::deploy_json(&t))),
+        Command::Routes { deploy: true, .. } => {
+            table().map(|t| print!("{}", render::deploy_json(&t)))
+        }
+        Command::Routes { compose: true, .. } => {
+            table().map(|t| print!("{}", render::compose_yaml(&t)))
+        }
+        Command::Routes { .. } => table().map(|t| println!("{}", t.to_json())),
         Command::New { name, route } => new_function(&name, &route),
         Command::ApiKey => {
             let key = format!("tern_{}", hex::encode(rand::random::<[u8; 24]>()));
@@ -126,7 +171,70 @@ async fn main() -> ExitCode {
     }
 }
 
+async fn edge(
+    listen: std::net::SocketAddr,
+    upstream_port: u16,
+    overrides: &[String],
+    mode: Mode,
+    every: u64,
+) -> Result<(), String> {
+    let table = table()?;
+    let emulator = std::env::var("PUBSUB_EMULATOR_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .ok_or("PUBSUB_EMULATOR_HOST is required (host:port of the Pub/Sub emulator)")?;
+    let ps = PubSubConfig {
+        project: std::env::var("PUBSUB_PROJECT").unwrap_or_else(|_| dev::LOCAL_PROJECT.to_owned()),
+        emulator_host: Some(emulator),
+        publish_timeout: Duration::from_secs(5),
+    };
+    // The emulator may still be starting (containers start together): retry for a while.
+    let mut tries = 0;
+    while let Err(e) = dev::create_topology(&ps, &table).await {
+        tries += 1;
+        if tries > 60 {
+            return Err(format!("cannot create the Pub/Sub topology: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut upstreams: std::collections::HashMap<String, String> = table
+        .functions
+        .iter()
+        .filter(|f| f.kind == tern_routes::Kind::Http)
+        .map(|f| (f.name.clone(), format!("{}:{upstream_port}", f.name)))
+        .collect();
+    for o in overrides {
+        let (name, addr) = o
+            .split_once('=')
+            .ok_or_else(|| format!("--upstream {o:?}: expected NAME=HOST:PORT"))?;
+        if !upstreams.contains_key(name) {
+            return Err(format!(
+                "--upstream {o:?}: no HTTP function {name} in the route table"
+            ));
+        }
+        upstreams.insert(name.to_owned(), addr.to_owned());
+    }
+    let listener = tern::server::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    println!("tern edge: routing {listen} to the functions, deliveries as {mode:?}");
+    dev::edge(
+        table,
+        ps,
+        upstreams,
+        mode,
+        Duration::from_secs(every),
+        listener,
+    )
+    .await
+}
+
+/// The route table: TERN_ROUTES (a path, as in the container image), or routes.toml of the
+/// repository around the current directory.
 fn table() -> Result<RouteTable, String> {
+    if let Some(path) = std::env::var_os("TERN_ROUTES") {
+        return RouteTable::load(std::path::Path::new(&path)).map_err(|e| e.to_string());
+    }
     let root = local::repo_root()?;
     RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())
 }

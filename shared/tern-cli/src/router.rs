@@ -16,25 +16,26 @@ use tern_routes::{Match, Matcher, RouteTable};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Where each function listens; shared, so a new revision's port can be swapped in while serving.
-pub type Ports = Arc<RwLock<HashMap<String, u16>>>;
+/// Where each function listens (`host:port`); shared, so a new revision's address can be swapped
+/// in while serving.
+pub type Upstreams = Arc<RwLock<HashMap<String, String>>>;
 
 /// The routing state.
 pub struct Router {
     table: &'static RouteTable,
-    ports: Ports,
+    upstreams: Upstreams,
     client: Client<HttpConnector, Incoming>,
 }
 
 impl Router {
-    /// A router over `table`, sending each function's routes to `127.0.0.1:<port>`.
-    pub fn new(table: RouteTable, ports: Ports) -> Self {
+    /// A router over `table`, sending each function's routes to its upstream `host:port`.
+    pub fn new(table: RouteTable, upstreams: Upstreams) -> Self {
         let table: &'static RouteTable = Box::leak(Box::new(table));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Self {
             table,
-            ports,
+            upstreams,
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
@@ -72,12 +73,12 @@ impl Router {
                 return res;
             }
         };
-        let port = self
-            .ports
+        let upstream = self
+            .upstreams
             .read()
             .ok()
-            .and_then(|p| p.get(function).copied());
-        let Some(port) = port else {
+            .and_then(|u| u.get(function).cloned());
+        let Some(upstream) = upstream else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
@@ -89,7 +90,7 @@ impl Router {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let Ok(uri) = format!("http://127.0.0.1:{port}{pq}").parse() else {
+        let Ok(uri) = format!("http://{upstream}{pq}").parse() else {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
