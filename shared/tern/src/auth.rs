@@ -7,16 +7,13 @@
 
 use crate::config::ConfigError;
 use crate::context::Context;
+use crate::guard::{Guard, GuardLayer};
 use crate::problem::Problem;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
 use http::header;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use subtle::ConstantTimeEq;
-use tower::{Layer, Service};
 
 /// The accepted key hashes.
 #[derive(Clone, Debug)]
@@ -80,52 +77,16 @@ impl ApiKeys {
 
     /// A layer that answers 401 unless `Authorization: Bearer <key>` carries an accepted key.
     pub fn layer(&self) -> RequireApiKey {
-        RequireApiKey { keys: self.clone() }
+        GuardLayer::new(self.clone())
     }
 }
 
 /// See [`ApiKeys::layer`].
-#[derive(Clone, Debug)]
-pub struct RequireApiKey {
-    keys: ApiKeys,
-}
+pub type RequireApiKey = GuardLayer<ApiKeys>;
 
-impl<S> Layer<S> for RequireApiKey {
-    type Service = RequireApiKeyService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireApiKeyService {
-            keys: self.keys.clone(),
-            inner,
-        }
-    }
-}
-
-/// The service [`RequireApiKey`] produces.
-#[derive(Clone, Debug)]
-pub struct RequireApiKeyService<S> {
-    keys: ApiKeys,
-    inner: S,
-}
-
-impl<S> Service<Request> for RequireApiKeyService<S>
-where
-    S: Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let verdict = check(&self.keys, &req);
-        match verdict {
-            Ok(()) => Box::pin(self.inner.call(req)),
-            Err(problem) => Box::pin(async move { Ok(problem.into_response()) }),
-        }
+impl Guard for ApiKeys {
+    async fn admit(&self, req: &mut Request) -> Result<(), Problem> {
+        check(self, req)
     }
 }
 
@@ -157,7 +118,8 @@ fn check(keys: &ApiKeys, req: &Request) -> Result<(), Problem> {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use tower::ServiceExt;
+    use axum::response::{IntoResponse, Response};
+    use tower::{Layer, Service, ServiceExt};
 
     fn service()
     -> impl Service<Request, Response = Response, Error = std::convert::Infallible> + Clone {

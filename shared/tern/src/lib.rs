@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod config;
 mod context;
+pub mod guard;
 pub mod health;
 pub mod json;
 pub mod logging;

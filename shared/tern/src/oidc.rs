@@ -20,20 +20,17 @@
 //! 503 problem with `Retry-After`, so Pub/Sub retries rather than dead-letters the event.
 
 use crate::config::{ConfigError, Env, Setting};
+use crate::guard::{Guard, GuardLayer};
 use crate::problem::Problem;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
 use http::header;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
-use tower::{Layer, Service};
 
 /// Google's published signing keys for ID tokens.
 pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
@@ -230,7 +227,7 @@ impl GoogleOidc {
     /// A layer that answers 401 (or 503 while keys cannot be fetched) unless the request carries
     /// an accepted token; a no-op when verification is off.
     pub fn layer(&self) -> RequireGoogleOidc {
-        RequireGoogleOidc { oidc: self.clone() }
+        GuardLayer::new(self.clone())
     }
 }
 
@@ -397,65 +394,28 @@ fn max_age(cache_control: &str) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// See [`GoogleOidc::layer`].
-#[derive(Clone, Debug)]
-pub struct RequireGoogleOidc {
-    oidc: GoogleOidc,
-}
+/// See [`GoogleOidc::layer`]. A verified caller is put in the request's extensions as
+/// [`Caller`].
+pub type RequireGoogleOidc = GuardLayer<GoogleOidc>;
 
-impl<S> Layer<S> for RequireGoogleOidc {
-    type Service = RequireGoogleOidcService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireGoogleOidcService {
-            oidc: self.oidc.clone(),
-            inner,
-        }
-    }
-}
-
-/// The service [`RequireGoogleOidc`] produces. A verified caller is put in the request's
-/// extensions as [`Caller`].
-#[derive(Clone, Debug)]
-pub struct RequireGoogleOidcService<S> {
-    oidc: GoogleOidc,
-    inner: S,
-}
-
-impl<S> Service<Request> for RequireGoogleOidcService<S>
-where
-    S: Service<Request, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+impl Guard for GoogleOidc {
+    fn active(&self) -> bool {
+        self.enabled()
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        if !self.oidc.enabled() {
-            return Box::pin(self.inner.call(req));
-        }
-        // The clone that was polled ready serves this call; a fresh clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let oidc = self.oidc.clone();
-        Box::pin(async move {
-            match oidc.verify_request(req.headers()).await {
-                Ok(caller) => {
-                    if let Some(caller) = caller {
-                        req.extensions_mut().insert(caller);
-                    }
-                    inner.call(req).await
+    async fn admit(&self, req: &mut Request) -> Result<(), Problem> {
+        match self.verify_request(req.headers()).await {
+            Ok(caller) => {
+                if let Some(caller) = caller {
+                    req.extensions_mut().insert(caller);
                 }
-                Err(e) => {
-                    tracing::info!(reason = %e, "call refused: OIDC");
-                    Ok(Problem::from(e).into_response())
-                }
+                Ok(())
             }
-        })
+            Err(e) => {
+                tracing::info!(reason = %e, "call refused: OIDC");
+                Err(Problem::from(e))
+            }
+        }
     }
 }
 
