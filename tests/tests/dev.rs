@@ -1,0 +1,220 @@
+//! The main job as a user runs it: `tern dev` (what `scripts/dev` runs after building) starts
+//! every function behind the router, delivers events, calls the scheduled outbox relay, and
+//! Ctrl-C stops all of it. Only PostgreSQL and the emulator are the test's (through
+//! `DATABASE_URL` and `PUBSUB_EMULATOR_HOST`, which `tern dev` honours), so the run does not
+//! touch a developer's `.local/dev` or the fixed local ports.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_cli::dev::{LOCAL_API_KEY, LOCAL_PROJECT};
+use tern_e2e::*;
+use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
+use tern_routes::Kind;
+
+/// Kills `tern dev` if the test fails before stopping it (its functions die with it).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `n` consecutive free loopback ports.
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..50 {
+        let base = free_port();
+        if base.checked_add(n).is_some()
+            && (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `limit`.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
+    let sys = System::new().await;
+    let emulator = sys.pubsub.emulator_host.clone().unwrap();
+    let http_functions = table()
+        .functions
+        .iter()
+        .filter(|f| f.kind == Kind::Http)
+        .count() as u16;
+    let port = free_port();
+    let first = free_ports(http_functions);
+    let out = scratch("tern-dev");
+    let mut cmd = Command::new(bin_dir().join("tern"));
+    cmd.current_dir(root())
+        .args(["dev", "--port", &port.to_string()])
+        .args(["--function-port", &first.to_string()])
+        .args(["--schedule-seconds", "1", "--bin-dir"])
+        .arg(bin_dir())
+        .env("DATABASE_URL", &sys.database_url)
+        .env("PUBSUB_EMULATOR_HOST", &emulator)
+        .env("TERN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(out.join("stderr")).unwrap());
+    let mut dev = Running(cmd.spawn().expect("spawn tern dev"));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = &sys.http;
+
+    // Up: the web page through the router.
+    eventually("the router serving GET /", Duration::from_secs(90), || {
+        if let Ok(Some(status)) = dev.0.try_wait() {
+            panic!(
+                "tern dev exited early ({status}): {}",
+                std::fs::read_to_string(out.join("stderr")).unwrap_or_default()
+            );
+        }
+        async {
+            let res = http.get(format!("{base}/")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        }
+    })
+    .await;
+    for p in first..first + http_functions {
+        assert!(accepts(p), "function port {p} is not listening");
+    }
+
+    // A request through the router to orders-create, then orders-get.
+    let res = sys.create_order(&base, &order_body()).await;
+    assert_eq!(res.status(), 201);
+    let order: serde_json::Value = res.json().await.unwrap();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let unknown = http.get(format!("{base}/nowhere")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // A payment producer publishes; the delivery loop pushes it to payments-events.
+    let producer = PubSubConfig {
+        project: LOCAL_PROJECT.to_owned(),
+        emulator_host: Some(emulator.clone()),
+        publish_timeout: Duration::from_secs(5),
+    };
+    let event = OutgoingEvent {
+        id: format!("pay-{id}"),
+        source: "//payments-provider".into(),
+        ty: "com.example.payment.completed".into(),
+        subject: Some(id.clone()),
+        time: chrono::Utc::now(),
+        data: payment(&id, 1250, "EUR"),
+    };
+    EventPublisher::new(producer)
+        .await
+        .unwrap()
+        .publish("payments", &event)
+        .await
+        .unwrap();
+    eventually(
+        "the order becoming paid",
+        Duration::from_secs(30),
+        || async {
+            let now: serde_json::Value = http
+                .get(format!("{base}/api/orders/{id}"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (now["status"] == "paid").then_some(())
+        },
+    )
+    .await;
+
+    // The functions publish after commit; a row they could not publish waits for the relay, which
+    // the scheduler calls every second. Such a row, written here, must leave the outbox.
+    let db = sys.sql().await;
+    let stranded = format!("stranded-{id}");
+    db.execute(
+        "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data) \
+         VALUES ('orders', $1, 'com.example.order.created', '//tern/orders-create', $2, $3)",
+        &[
+            &stranded,
+            &id,
+            &serde_json::json!({"order_id": id, "total_cents": 1250, "currency": "EUR", "items": 1}),
+        ],
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the relay publishing the stranded row",
+        Duration::from_secs(30),
+        || async {
+            let row = db
+                .query_one(
+                    "SELECT published_at IS NOT NULL FROM tern_outbox WHERE event_id = $1",
+                    &[&stranded],
+                )
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
+    let pending: i64 = db
+        .query_one(
+            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pending, 0);
+
+    // The back-office list with the local API key printed in the banner.
+    let list: serde_json::Value = http
+        .get(format!("{base}/api/orders"))
+        .bearer_auth(LOCAL_API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(list.to_string().contains(&id), "{list}");
+
+    // Ctrl-C: everything stops, with a zero exit.
+    let pid = i32::try_from(dev.0.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = eventually("tern dev exiting", Duration::from_secs(60), || {
+        let exited = dev.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(status.success(), "tern dev exited with {status}: {stdout}");
+    assert!(stdout.contains("stopping"), "{stdout}");
+    assert!(!accepts(port), "the router still listens");
+    for p in first..first + http_functions {
+        assert!(!accepts(p), "function port {p} still listens");
+    }
+}
