@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 pub use tern_cli::local::{Emulator, FunctionProcess, Postgres, free_port};
-use tern_events::PubSubConfig;
+use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
 use tern_routes::RouteTable;
 
 /// The API key the harness configures for `orders-list`.
@@ -270,6 +270,41 @@ impl System {
             .get(0)
     }
 
+    /// Outbox rows not yet published.
+    pub async fn pending_outbox(&self) -> i64 {
+        self.sql()
+            .await
+            .query_one(
+                "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await
+            .expect("count pending outbox rows")
+            .get(0)
+    }
+
+    /// `GET {base}/api/orders/{id}` as JSON (`null` when the call or the body fails).
+    pub async fn order(&self, base: &str, id: &str) -> serde_json::Value {
+        let res = self
+            .http
+            .get(format!("{base}/api/orders/{id}"))
+            .send()
+            .await;
+        match res {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+
+    /// Waits until orders-get at `base` reports order `id` paid; returns the order.
+    pub async fn until_paid(&self, base: &str, id: &str, limit: Duration) -> serde_json::Value {
+        eventually("the order becoming paid", limit, || async {
+            let order = self.order(base, id).await;
+            (order["status"] == "paid").then_some(order)
+        })
+        .await
+    }
+
     /// Creates subscription `name` on `topic` in this world's project.
     pub async fn subscribe(&self, name: &str, topic: &str) {
         let admin = tern_cli::pubsub::Admin::new(&self.pubsub)
@@ -309,6 +344,46 @@ impl System {
             .await
             .expect("POST /api/orders")
     }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; panics naming `what` after `limit`.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes a completed payment of 1250 EUR-cents for `order_id` on the `payments` topic of
+/// `pubsub`'s project, as the payment provider does; returns the event.
+pub async fn publish_payment(
+    pubsub: &PubSubConfig,
+    event_id: &str,
+    order_id: &str,
+) -> OutgoingEvent {
+    let event = OutgoingEvent {
+        id: event_id.to_owned(),
+        source: "//payments-provider".into(),
+        ty: "com.example.payment.completed".into(),
+        subject: Some(order_id.to_owned()),
+        time: chrono::Utc::now(),
+        data: payment(order_id, 1250, "EUR"),
+    };
+    EventPublisher::new(pubsub.clone())
+        .await
+        .expect("publisher")
+        .publish("payments", &event)
+        .await
+        .expect("publish the payment");
+    event
 }
 
 /// A valid order body with total 1250 EUR-cents.

@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tern_e2e::{System, bin_dir, free_port, order_body, payment, root, table};
-use tern_events::{EventPublisher, OutgoingEvent};
+use tern_e2e::{System, bin_dir, free_port, order_body, publish_payment, root, table};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -333,37 +332,9 @@ async fn the_system_runs_with_the_images_user_read_only_root_and_compose_environ
     );
 
     // A payment event, delivered by `tern edge` to payments-events: the order becomes paid.
-    let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    let event = OutgoingEvent {
-        id: "container-pay-1".into(),
-        source: "//payments-provider".into(),
-        ty: "com.example.payment.completed".into(),
-        subject: Some(id.clone()),
-        time: chrono::Utc::now(),
-        data: payment(&id, 1250, "EUR"),
-    };
-    publisher.publish("payments", &event).await.unwrap();
+    publish_payment(&sys.pubsub, "container-pay-1", &id).await;
     eprintln!("containers: order {id} created and read; payment published");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now: Value = sys
-            .http
-            .get(format!("{base}/api/orders/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if now["status"] == "paid" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the payment was not delivered: {now}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    sys.until_paid(&base, &id, Duration::from_secs(20)).await;
     drop(edge);
     drop(running);
 }

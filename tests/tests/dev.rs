@@ -6,10 +6,10 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_cli::dev::{LOCAL_API_KEY, LOCAL_PROJECT};
 use tern_e2e::*;
-use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
+use tern_events::PubSubConfig;
 use tern_routes::Kind;
 
 /// Kills `tern dev` if the test fails before stopping it (its functions die with it).
@@ -37,22 +37,6 @@ fn free_ports(n: u16) -> u16 {
 
 fn accepts(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, or panics with `what` after `limit`.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,36 +103,9 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         emulator_host: Some(emulator.clone()),
         publish_timeout: Duration::from_secs(5),
     };
-    let event = OutgoingEvent {
-        id: format!("pay-{id}"),
-        source: "//payments-provider".into(),
-        ty: "com.example.payment.completed".into(),
-        subject: Some(id.clone()),
-        time: chrono::Utc::now(),
-        data: payment(&id, 1250, "EUR"),
-    };
-    EventPublisher::new(producer)
-        .await
-        .unwrap()
-        .publish("payments", &event)
-        .await
-        .unwrap();
-    eventually(
-        "the order becoming paid",
-        Duration::from_secs(30),
-        || async {
-            let now: serde_json::Value = http
-                .get(format!("{base}/api/orders/{id}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (now["status"] == "paid").then_some(())
-        },
-    )
-    .await;
+    let event = publish_payment(&producer, &format!("pay-{id}"), &id).await;
+    let paid = sys.until_paid(&base, &id, Duration::from_secs(30)).await;
+    assert_eq!(paid["payment_id"], event.data["payment_id"]);
 
     // The functions publish after commit; a row they could not publish waits for the relay, which
     // the scheduler calls every second. Such a row, written here, must leave the outbox.
@@ -180,15 +137,7 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         },
     )
     .await;
-    let pending: i64 = db
-        .query_one(
-            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pending, 0);
+    assert_eq!(sys.pending_outbox().await, 0);
 
     // The back-office list with the local API key printed in the banner.
     let list: serde_json::Value = http

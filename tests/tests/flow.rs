@@ -64,16 +64,7 @@ async fn flow(mode: Mode) {
     assert_eq!(data["order_id"], id.as_str());
 
     // A producer publishes the payment.
-    let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    let event = OutgoingEvent {
-        id: "pay-event-1".into(),
-        source: "//payments-provider".into(),
-        ty: "com.example.payment.completed".into(),
-        subject: Some(id.clone()),
-        time: chrono::Utc::now(),
-        data: payment(&id, 1250, "EUR"),
-    };
-    publisher.publish("payments", &event).await.unwrap();
+    let event = publish_payment(&sys.pubsub, "pay-event-1", &id).await;
 
     let paid = sys
         .collect("watch-orders", 1, Duration::from_secs(10))
@@ -82,15 +73,7 @@ async fn flow(mode: Mode) {
     assert_eq!(attr(&paid[0], "ce-type"), "com.example.order.paid");
     assert_eq!(attr(&paid[0], "ce-subject"), id);
 
-    let now: serde_json::Value = sys
-        .http
-        .get(format!("{get}{location}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let now = sys.order(&get, &id).await;
     assert_eq!(now["status"], "paid");
     assert_eq!(now["payment_id"], event.data["payment_id"]);
     stop.cancel();

@@ -118,16 +118,7 @@ async fn pubsub_down_loses_nothing_and_publishes_nothing_twice() {
     }
     // Let the after-commit publishes fail.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let db = sys.sql().await;
-    let pending: i64 = db
-        .query_one(
-            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(pending, 5);
+    assert_eq!(sys.pending_outbox().await, 5);
     let relay_down = sys
         .http
         .post(format!("{relay}/internal/outbox/flush"))

@@ -193,11 +193,7 @@ pub async fn edge(
     );
     router
         .serve(listener, async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-            }
+            tern::server::stop_signal().await;
         })
         .await;
     stop.cancel();

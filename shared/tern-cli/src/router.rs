@@ -73,24 +73,20 @@ impl Router {
                 return res;
             }
         };
-        let upstream = self
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let target = self
             .upstreams
             .read()
             .ok()
-            .and_then(|u| u.get(function).cloned());
-        let Some(upstream) = upstream else {
+            .and_then(|u| u.get(function).map(|up| format!("http://{up}{pq}")));
+        let Some(target) = target else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
                 &format!("{function} is not running"),
             );
         };
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let Ok(uri) = format!("http://{upstream}{pq}").parse() else {
+        let Ok(uri) = target.parse() else {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",

@@ -93,7 +93,8 @@ async fn wait_for_signal(ctx: Context) {
     ctx.stopping().cancel();
 }
 
-async fn stop_signal() -> &'static str {
+/// Resolves at the first SIGTERM or SIGINT (Ctrl-C) and names it.
+pub async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
