@@ -1,15 +1,14 @@
 //! The load drills: a revision swap under load, a database restart under load, a Pub/Sub outage
-//! during order creation, and a burst from idle. Plus the event path's end-to-end latency.
+//! during order creation, and a burst from idle.
 
+use crate::harness::Bench;
 use crate::load::{self, Sample};
-use crate::measure::Bench;
 use crate::stats::percentile;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tern_cli::delivery::{self, Mode, Target, stop::StopToken};
-use tern_events::{EventPublisher, OutgoingEvent};
+use tern_local::StopToken;
 
 /// All drills, in an order where each leaves the system as it found it.
 pub async fn all(b: &mut Bench) -> Result<Value, String> {
@@ -33,10 +32,8 @@ async fn drain(b: &Bench) -> Result<Value, String> {
         "orders-get".to_owned(),
         format!("127.0.0.1:{}", old.port),
     )])));
-    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml"))
-        .map_err(|e| e.to_string())?;
-    let router = tern_cli::router::Router::new(table, ports.clone());
-    let listener = tern::server::bind(([127, 0, 0, 1], 0).into())
+    let router = tern_local::Router::new(b.world.table.clone(), ports.clone());
+    let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -106,10 +103,10 @@ async fn database_restart(b: &mut Bench) -> Result<Value, String> {
     let load = tokio::spawn(async move { load::run(&url, 16, None, Duration::from_secs(8)).await });
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    b.pg.stop();
+    pg_mut(b)?.stop();
     let down_at = t0.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    b.pg.restart()?;
+    pg_mut(b)?.restart()?;
     let back_at = t0.elapsed();
     let samples = load.await.map_err(|e| e.to_string())?;
     let during: Vec<&Sample> = samples
@@ -148,7 +145,7 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
     println!("drill: Pub/Sub outage during order creation");
     let create = b.start("orders-create", &[("PUBSUB_PUBLISH_TIMEOUT", "1s")])?;
     let relay = b.start("outbox-relay", &[])?;
-    b.emulator.stop();
+    emulator_mut(b)?.stop();
     let n = if b.quick { 100 } else { 300 };
     let c = load::client();
     let body = json!({"customer_email": "outage@example.com", "currency": "EUR", "items": [{"sku": "TEA", "quantity": 1, "unit_price_cents": 100}]}).to_string();
@@ -159,11 +156,9 @@ async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    b.emulator.restart()?;
-    let table = tern_routes::RouteTable::load(&tern_cli::local::repo_root()?.join("routes.toml"))
-        .map_err(|e| e.to_string())?;
-    tern_cli::dev::create_topology(&b.pubsub, &table).await?;
-    let admin = tern_cli::pubsub::Admin::new(&b.pubsub).await?;
+    emulator_mut(b)?.restart()?;
+    tern_local::create_topology(b.pubsub(), &b.world.table).await?;
+    let admin = tern_local::Admin::new(b.pubsub()).await?;
     admin.subscription("bench-outage", "orders").await?;
     let t = Instant::now();
     let db = b.sql().await?;
@@ -234,8 +229,8 @@ async fn collect(
     max: usize,
     quiet: Duration,
 ) -> Result<Vec<google_cloud_pubsub::model::Message>, String> {
-    let s = tern_cli::pubsub::subscriber(&b.pubsub).await?;
-    let mut stream = s.subscribe(b.pubsub.subscription_path(sub)).build();
+    let s = tern_local::subscriber(b.pubsub()).await?;
+    let mut stream = s.subscribe(b.pubsub().subscription_path(sub)).build();
     let mut out = Vec::new();
     while out.len() < max {
         match tokio::time::timeout(quiet, stream.next()).await {
@@ -250,82 +245,14 @@ async fn collect(
     Ok(out)
 }
 
-/// Publishes `n` payments (10 at a time) and times each until its order.paid arrives.
-pub async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<Value, String> {
-    let admin = tern_cli::pubsub::Admin::new(&b.pubsub).await?;
-    admin.subscription("bench-e2e", "orders").await?;
-    let stop = StopToken::default();
-    let dlq = EventPublisher::new(b.pubsub.clone()).await?;
-    let target = Target {
-        subscription: "payments-events-payments".into(),
-        topic: "payments".into(),
-        url: format!("{consumer}/events/payments"),
-    };
-    tokio::spawn(delivery::run(
-        Mode::Push,
-        b.pubsub.clone(),
-        target,
-        5,
-        dlq,
-        stop.clone(),
-    ));
-    let ids = b.seed_orders(n as i64).await?;
-    let publisher = EventPublisher::new(b.pubsub.clone()).await?;
-    let sent: Arc<RwLock<HashMap<String, Instant>>> = Arc::default();
+fn pg_mut(b: &mut Bench) -> Result<&mut tern_local::Postgres, String> {
+    b.world
+        .postgres_mut()
+        .ok_or_else(|| "the bench world has no PostgreSQL of its own".to_owned())
+}
 
-    let receiver = {
-        let sub = tern_cli::pubsub::subscriber(&b.pubsub).await?;
-        let path = b.pubsub.subscription_path("bench-e2e");
-        let sent = sent.clone();
-        tokio::spawn(async move {
-            let mut stream = sub.subscribe(path).build();
-            let mut lat = Vec::new();
-            while lat.len() < n {
-                match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-                    Ok(Some(Ok((m, h)))) => {
-                        h.ack();
-                        if m.attributes
-                            .get("ce-type")
-                            .is_some_and(|t| t == "com.example.order.paid")
-                            && let Some(t) = m
-                                .attributes
-                                .get("ce-subject")
-                                .and_then(|s| sent.read().ok()?.get(s).copied())
-                        {
-                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        }
-                    }
-                    Ok(Some(Err(_))) => {}
-                    _ => break,
-                }
-            }
-            lat
-        })
-    };
-    for chunk in ids.chunks(10) {
-        let sends = chunk.iter().map(|id| {
-            let ev = OutgoingEvent {
-                id: format!("e2e-{id}"),
-                source: "//bench".into(),
-                ty: "com.example.payment.completed".into(),
-                subject: Some(id.clone()),
-                time: chrono::Utc::now(),
-                data: json!({"order_id": id, "payment_id": format!("p-{id}"), "amount_cents": 1250, "currency": "EUR"}),
-            };
-            if let Ok(mut s) = sent.write() {
-                s.insert(id.clone(), Instant::now());
-            }
-            let publisher = publisher.clone();
-            async move { publisher.publish("payments", &ev).await }
-        });
-        for r in futures::future::join_all(sends).await {
-            r.map_err(|e| e.to_string())?;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let lat = receiver.await.map_err(|e| e.to_string())?;
-    stop.cancel();
-    Ok(
-        json!({"events": n, "received": lat.len(), "p50_ms": percentile(&lat, 50.0), "p99_ms": percentile(&lat, 99.0)}),
-    )
+fn emulator_mut(b: &mut Bench) -> Result<&mut tern_local::Emulator, String> {
+    b.world
+        .emulator_mut()
+        .ok_or_else(|| "the bench world has no emulator of its own".to_owned())
 }

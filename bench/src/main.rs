@@ -1,10 +1,17 @@
 //! `tern-bench`: Tern and its baselines measured side by side in one run; see `scripts/bench`.
 
+//!
+//! Module graph (no cycles): `main` → `measure` → {`events`, `startup`, `drills`} → `harness`
+//! → `tern-local`; `load`, `wrk`, `stats`, `report` and `baselines` are leaves.
+
 mod baselines;
 mod drills;
+mod events;
+mod harness;
 mod load;
 mod measure;
 mod report;
+mod startup;
 mod stats;
 mod wrk;
 

@@ -44,7 +44,7 @@ pub fn commit(root: &Path) -> String {
 
 /// Versions of the tools in the run.
 pub fn tools() -> Value {
-    let pg = tern_cli::local::postgres_bin_dir()
+    let pg = tern_local::postgres_bin_dir()
         .map(|d| d.join("postgres").display().to_string())
         .unwrap_or_default();
     json!({

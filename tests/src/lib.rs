@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-pub use tern_cli::local::{Emulator, FunctionProcess, Postgres, free_port};
 use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
+pub use tern_local::{
+    Emulator, FunctionEnv, FunctionProcess, LogFormat, Output, Postgres, World, free_port,
+};
 use tern_routes::RouteTable;
 
 /// The API key the harness configures for `orders-list`.
@@ -85,52 +87,63 @@ fn on_keeper_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
     rx.recv().expect("keeper thread")
 }
 
-struct Shared {
-    pg: Postgres,
-    emulator: Emulator,
-}
-
-fn shared() -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
+/// The PostgreSQL cluster and emulator every test of a test binary shares: a world whose
+/// database, `tern_template`, is migrated once and copied for each test ([`fresh_database`]).
+fn shared() -> &'static World {
+    static SHARED: OnceLock<World> = OnceLock::new();
     SHARED.get_or_init(|| {
         on_keeper_thread(|| {
-            let pg = Postgres::start(&scratch("pg"), 0).expect("start PostgreSQL");
-            let emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0)
-                .expect("start the emulator");
-            let template = pg.url("tern_template");
             let rt = tokio::runtime::Runtime::new().expect("runtime");
-            rt.block_on(tern_cli::dev::ensure_database(
-                &pg.url("postgres"),
-                "tern_template",
-            ))
-            .expect("template db");
-            tern_cli::dev::migrate(
-                &bin_dir(),
-                &[
-                    ("DATABASE_URL".into(), template),
-                    ("TERN_LOG_FORMAT".into(), "json".into()),
-                    ("TERN_LOG".into(), "warn".into()),
-                ],
-            )
-            .expect("migrate the template");
-            Shared { pg, emulator }
+            rt.block_on(World::start(tern_local::WorldOptions {
+                root: root(),
+                bin_dir: bin_dir(),
+                database: tern_local::Database::Throwaway {
+                    dir: scratch("pg"),
+                    port: 0,
+                    name: "tern_template".into(),
+                },
+                pubsub: tern_local::PubSub::Start { port: 0 },
+                project: "tern-template".into(),
+                output: Output::Quiet,
+            }))
+            .expect("start PostgreSQL and the emulator, migrate the template")
         })
     })
+}
+
+/// The environment every test's functions get, on `database_url` and `pubsub`: JSON logs,
+/// the test API key, short database timeouts (the resilience tests stop the database).
+pub fn test_env(database_url: &str, pubsub: PubSubConfig) -> FunctionEnv {
+    FunctionEnv::new(database_url)
+        .pubsub(pubsub)
+        .log_format(LogFormat::Json)
+        .api_key(API_KEY)
+        .set("DB_WAIT_TIMEOUT", "1s")
+        .set("DB_CONNECT_TIMEOUT", "1s")
+        .set("DB_RETRY_AFTER", "1s")
+}
+
+/// A Pub/Sub project of the test's own on the emulator at `host`.
+pub fn test_pubsub(host: &str) -> PubSubConfig {
+    PubSubConfig::emulator(host, format!("test-{}", uuid::Uuid::new_v4().simple()))
+        .with_publish_timeout(Duration::from_secs(2))
 }
 
 /// A PostgreSQL cluster of the test's own (for tests that stop it), with the migrated template
 /// that [`fresh_database`] copies.
 pub async fn own_postgres(name: &str) -> Postgres {
     let pg = Postgres::start(&scratch(name), 0).expect("start PostgreSQL");
-    tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")
+    migrated_template(&pg).await;
+    pg
+}
+
+/// Creates and migrates `tern_template` on `pg`.
+pub async fn migrated_template(pg: &Postgres) {
+    tern_local::ensure_database(&pg.url("postgres"), "tern_template")
         .await
         .expect("template db");
-    let env = [
-        ("DATABASE_URL".to_owned(), pg.url("tern_template")),
-        ("TERN_LOG".to_owned(), "warn".to_owned()),
-    ];
-    tern_cli::dev::migrate(&bin_dir(), &env).expect("migrate the template");
-    pg
+    let env = FunctionEnv::new(pg.url("tern_template")).set("TERN_LOG", "warn");
+    tern_local::run_job(&bin_dir(), "migrate", &env, Output::Quiet).expect("migrate the template");
 }
 
 /// An emulator of the test's own (for tests that stop it).
@@ -167,7 +180,8 @@ pub struct System {
     pub database_url: String,
     pub pubsub: PubSubConfig,
     pub functions: HashMap<String, FunctionProcess>,
-    pub extra_env: Vec<(String, String)>,
+    /// The environment the functions of this world get; add settings with `FunctionEnv::set`.
+    pub env: FunctionEnv,
     pub http: reqwest::Client,
 }
 
@@ -175,25 +189,22 @@ impl System {
     /// A new world on the shared PostgreSQL and emulator, with the route table's topology.
     pub async fn new() -> Self {
         let s = shared();
-        Self::on(&s.pg, &s.emulator.addr).await
+        let host = s.pubsub().emulator_host.clone().expect("emulator");
+        Self::on(s.postgres().expect("shared PostgreSQL"), &host).await
     }
 
     /// A new world on the given PostgreSQL and emulator.
     pub async fn on(pg: &Postgres, emulator_addr: &str) -> Self {
         let database_url = fresh_database(pg).await;
-        let pubsub = PubSubConfig {
-            project: format!("test-{}", uuid::Uuid::new_v4().simple()),
-            emulator_host: Some(emulator_addr.to_owned()),
-            publish_timeout: Duration::from_secs(2),
-        };
-        tern_cli::dev::create_topology(&pubsub, &table())
+        let pubsub = test_pubsub(emulator_addr);
+        tern_local::create_topology(&pubsub, &table())
             .await
             .expect("topics and subscriptions");
         Self {
+            env: test_env(&database_url, pubsub.clone()),
             database_url,
             pubsub,
             functions: HashMap::new(),
-            extra_env: Vec::new(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -201,32 +212,9 @@ impl System {
         }
     }
 
-    /// The environment every function gets.
-    pub fn env(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("DATABASE_URL", self.database_url.clone()),
-            (
-                "PUBSUB_EMULATOR_HOST",
-                self.pubsub.emulator_host.clone().unwrap_or_default(),
-            ),
-            ("PUBSUB_PROJECT", self.pubsub.project.clone()),
-            ("PUBSUB_PUBLISH_TIMEOUT", "2s".to_owned()),
-            ("TERN_LOG_FORMAT", "json".to_owned()),
-            ("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash(API_KEY)),
-            (
-                "WEB_CSRF_SECRET",
-                "test-csrf-secret-0123456789abcdef0123".to_owned(),
-            ),
-            ("WEB_COOKIE_SECURE", "false".to_owned()),
-            ("DB_WAIT_TIMEOUT", "1s".to_owned()),
-            ("DB_CONNECT_TIMEOUT", "1s".to_owned()),
-            ("DB_RETRY_AFTER", "1s".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        env.extend(self.extra_env.iter().cloned());
-        env
+    /// Adds (or replaces) a setting for the functions started after this.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.env = self.env.clone().set(name, value);
     }
 
     /// Starts `name` and waits until it is ready; returns its base URL.
@@ -236,9 +224,14 @@ impl System {
 
     /// Starts another instance of `binary`, known as `key`.
     pub fn start_as(&mut self, key: &str, binary: &str) -> String {
-        let mut p = FunctionProcess::spawn(&bin_dir(), binary, free_port(), &self.env(), false)
-            .expect("spawn");
-        p.wait_for(tern::health::READY_PATH, 200, Duration::from_secs(20))
+        let table = table();
+        let function = table
+            .function(binary)
+            .expect("a function of the route table");
+        let mut p =
+            FunctionProcess::spawn(&bin_dir(), function, free_port(), &self.env, Output::Quiet)
+                .expect("spawn");
+        p.wait_for(tern::platform::READY_PATH, 200, Duration::from_secs(20))
             .expect("ready");
         let url = p.url();
         self.functions.insert(key.to_owned(), p);
@@ -307,15 +300,13 @@ impl System {
 
     /// Creates subscription `name` on `topic` in this world's project.
     pub async fn subscribe(&self, name: &str, topic: &str) {
-        let admin = tern_cli::pubsub::Admin::new(&self.pubsub)
-            .await
-            .expect("admin");
+        let admin = tern_local::Admin::new(&self.pubsub).await.expect("admin");
         admin.subscription(name, topic).await.expect("subscription");
     }
 
     /// Pulls from `subscription` until `want` messages arrived or `quiet` passed with none.
     pub async fn collect(&self, subscription: &str, want: usize, quiet: Duration) -> Vec<Message> {
-        let sub = tern_cli::pubsub::subscriber(&self.pubsub)
+        let sub = tern_local::subscriber(&self.pubsub)
             .await
             .expect("subscriber");
         let mut stream = sub

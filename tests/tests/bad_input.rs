@@ -63,8 +63,7 @@ async fn check(sys: &System, url: &str, cases: Vec<Case>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_create_rejects_bad_input_with_problems() {
     let mut sys = System::new().await;
-    sys.extra_env
-        .push(("TERN_BODY_LIMIT".into(), "4096".into()));
+    sys.set("TERN_BODY_LIMIT", "4096");
     let create = sys.start("orders-create");
     let url = format!("{create}/api/orders");
     let valid = order_body().to_string();

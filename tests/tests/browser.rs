@@ -24,11 +24,11 @@ fn chromedriver() -> Driver {
     cmd.arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    tern_cli::local::die_with_parent(&mut cmd, libc::SIGTERM);
+    tern_local::die_with_parent(&mut cmd, libc::SIGTERM);
     let child = cmd.spawn().expect(
         "chromedriver not found: install Debian's chromium and chromium-driver (.ci/run does)",
     );
-    tern_cli::local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
+    tern_local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
         .expect("chromedriver listens");
     Driver { child, port }
 }

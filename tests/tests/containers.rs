@@ -24,8 +24,8 @@ fn compose() -> Value {
 #[test]
 fn the_compose_file_is_rendered_from_the_route_table() {
     assert_eq!(
-        read(tern_cli::render::COMPOSE_YAML),
-        tern_cli::render::compose_yaml(&table()),
+        read(tern_local::render::COMPOSE_YAML),
+        tern_local::render::compose_yaml(&table()),
         "compose.yaml drifted from routes.toml: run scripts/render"
     );
     let services = compose()["services"]

@@ -110,13 +110,13 @@ fn write_scratch(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 #[test]
 fn the_rendered_route_table_matches_routes_toml() {
-    let committed = std::fs::read_to_string(root().join(tern_cli::render::DEPLOY_JSON))
+    let committed = std::fs::read_to_string(root().join(tern_local::render::DEPLOY_JSON))
         .expect("the rendered route table");
     assert_eq!(
         committed,
-        tern_cli::render::deploy_json(&table()),
+        tern_local::render::deploy_json(&table()),
         "{} drifted from routes.toml: run scripts/render",
-        tern_cli::render::DEPLOY_JSON
+        tern_local::render::DEPLOY_JSON
     );
 }
 

@@ -7,9 +7,9 @@
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tern_cli::dev::{LOCAL_API_KEY, LOCAL_PROJECT};
 use tern_e2e::*;
 use tern_events::PubSubConfig;
+use tern_local::{LOCAL_API_KEY, LOCAL_PROJECT};
 use tern_routes::Kind;
 
 /// Kills `tern dev` if the test fails before stopping it (its functions die with it).
@@ -98,11 +98,7 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
     );
 
     // A payment producer publishes; the delivery loop pushes it to payments-events.
-    let producer = PubSubConfig {
-        project: LOCAL_PROJECT.to_owned(),
-        emulator_host: Some(emulator.clone()),
-        publish_timeout: Duration::from_secs(5),
-    };
+    let producer = PubSubConfig::emulator(emulator.clone(), LOCAL_PROJECT);
     let event = publish_payment(&producer, &format!("pay-{id}"), &id).await;
     let paid = sys.until_paid(&base, &id, Duration::from_secs(30)).await;
     assert_eq!(paid["payment_id"], event.data["payment_id"]);

@@ -205,7 +205,7 @@ async fn concurrent_relays_publish_each_row_exactly_once() {
     )
     .await
     .unwrap();
-    sys.extra_env.push(("RELAY_BATCH_SIZE".into(), "25".into()));
+    sys.set("RELAY_BATCH_SIZE", "25");
     let relays = [
         sys.start_as("relay-1", "outbox-relay"),
         sys.start_as("relay-2", "outbox-relay"),

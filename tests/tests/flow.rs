@@ -2,9 +2,9 @@
 //! CloudEvent → a payment on payments, delivered as Google Cloud delivers it → paid → order.paid.
 
 use std::time::Duration;
-use tern_cli::delivery::{self, Mode, Target, stop::StopToken};
 use tern_e2e::*;
 use tern_events::{EventPublisher, OutgoingEvent};
+use tern_local::{Mode, StopToken, Target};
 
 /// Runs the local delivery loop of the `payments` subscription to `consumer`; cancel to stop.
 async fn deliver_payments(
@@ -20,7 +20,7 @@ async fn deliver_payments(
         url: format!("{consumer}/events/payments"),
     };
     let dlq = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    tokio::spawn(delivery::run(
+    tokio::spawn(tern_local::deliver(
         mode,
         sys.pubsub.clone(),
         target,

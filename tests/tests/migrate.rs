@@ -16,7 +16,7 @@ fn run_migrate(url: &str) -> std::process::Child {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_runs_apply_each_migration_once() {
     let pg = Postgres::start(&scratch("pg-migrate"), 0).unwrap();
-    tern_cli::dev::ensure_database(&pg.url("postgres"), "m")
+    tern_local::ensure_database(&pg.url("postgres"), "m")
         .await
         .unwrap();
     let url = pg.url("m");

@@ -7,7 +7,7 @@ use axum::extract::Extension;
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tern::oidc::Caller;
+use tern::Caller;
 use tern::{Context, Env, GoogleOidc};
 use tern_e2e::oidc::{KeyServer, PUSH_SA, Signer, claims, with};
 use tern_e2e::{System, order_body, payment, push_body};
@@ -35,13 +35,13 @@ async fn serve_function(jwks_url: &str) -> String {
             post(|Extension(caller): Extension<Caller>| async move { caller.email }),
         )
         .layer(oidc.layer());
-    let listener = tern::server::bind(([127, 0, 0, 1], 0).into())
+    let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     let url = format!("http://{}/events/payments", listener.local_addr().unwrap());
-    tokio::spawn(tern::server::serve(
+    tokio::spawn(tern::platform::serve(
         listener,
-        tern::stack::assemble(app, &ctx),
+        tern::platform::assemble(app, &ctx),
         ctx.clone(),
     ));
     url
@@ -212,12 +212,10 @@ async fn the_event_functions_require_tokens_when_configured() {
 
     let mut sys = System::new().await;
     let create = sys.start("orders-create");
-    sys.extra_env = vec![
-        ("TERN_OIDC".into(), "google".into()),
-        ("TERN_OIDC_AUDIENCE".into(), AUDIENCE.into()),
-        ("TERN_OIDC_SERVICE_ACCOUNTS".into(), PUSH_SA.into()),
-        ("TERN_OIDC_JWKS_URL".into(), jwks),
-    ];
+    sys.set("TERN_OIDC", "google");
+    sys.set("TERN_OIDC_AUDIENCE", AUDIENCE);
+    sys.set("TERN_OIDC_SERVICE_ACCOUNTS", PUSH_SA);
+    sys.set("TERN_OIDC_JWKS_URL", jwks);
     let consumer = format!("{}/events/payments", sys.start("payments-events"));
     let relay = format!("{}/internal/outbox/flush", sys.start("outbox-relay"));
 

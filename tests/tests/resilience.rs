@@ -7,17 +7,7 @@ use tern_e2e::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_down_gives_fast_503s_and_recovers_without_a_restart() {
     let mut pg = Postgres::start(&scratch("pg-outage"), 0).unwrap();
-    tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")
-        .await
-        .unwrap();
-    tern_cli::dev::migrate(
-        &bin_dir(),
-        &[
-            ("DATABASE_URL".into(), pg.url("tern_template")),
-            ("TERN_LOG".into(), "warn".into()),
-        ],
-    )
-    .unwrap();
+    migrated_template(&pg).await;
     let emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0).unwrap();
     let mut sys = System::on(&pg, &emulator.addr).await;
     let create = sys.start("orders-create");
@@ -87,20 +77,9 @@ async fn postgres_down_gives_fast_503s_and_recovers_without_a_restart() {
 async fn pubsub_down_loses_nothing_and_publishes_nothing_twice() {
     let mut emulator = Emulator::start(&root().join(".local/bin/pubsub-emulator"), 0).unwrap();
     let pg = Postgres::start(&scratch("pg-pubsub-outage"), 0).unwrap();
-    tern_cli::dev::ensure_database(&pg.url("postgres"), "tern_template")
-        .await
-        .unwrap();
-    tern_cli::dev::migrate(
-        &bin_dir(),
-        &[
-            ("DATABASE_URL".into(), pg.url("tern_template")),
-            ("TERN_LOG".into(), "warn".into()),
-        ],
-    )
-    .unwrap();
+    migrated_template(&pg).await;
     let mut sys = System::on(&pg, &emulator.addr).await;
-    sys.extra_env
-        .push(("PUBSUB_PUBLISH_TIMEOUT".into(), "1s".into()));
+    sys.set("PUBSUB_PUBLISH_TIMEOUT", "1s");
     let create = sys.start("orders-create");
     let relay = sys.start("outbox-relay");
 
@@ -128,7 +107,7 @@ async fn pubsub_down_loses_nothing_and_publishes_nothing_twice() {
     assert_eq!(relay_down.status(), 503, "the relay reports the outage");
 
     emulator.restart().unwrap();
-    tern_cli::dev::create_topology(&sys.pubsub, &table())
+    tern_local::create_topology(&sys.pubsub, &table())
         .await
         .unwrap();
     sys.subscribe("watch-orders", "orders").await;
@@ -167,10 +146,8 @@ async fn pubsub_down_loses_nothing_and_publishes_nothing_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut sys = System::new().await;
-    sys.extra_env
-        .push(("TERN_DRAIN_DELAY".into(), "300ms".into()));
-    sys.extra_env
-        .push(("TERN_GRACE_PERIOD".into(), "10s".into()));
+    sys.set("TERN_DRAIN_DELAY", "300ms");
+    sys.set("TERN_GRACE_PERIOD", "10s");
     let create = sys.start("orders-create");
     let port = sys.functions["orders-create"].port;
 

@@ -1,12 +1,15 @@
 //! `tern`: run the whole system locally, publish events, print the route table, scaffold.
+//! The command only parses, calls `tern-local` (or `scaffold`), and prints.
+
+mod dev;
+mod scaffold;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use tern_cli::delivery::Mode;
-use tern_cli::{dev, local, render, scaffold};
 use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
+use tern_local::{Mode, render, repo_root};
 use tern_routes::RouteTable;
 
 #[derive(Parser)]
@@ -30,7 +33,8 @@ enum Command {
         #[arg(long, default_value_t = 8101)]
         function_port: u16,
         /// How subscription messages reach consumers.
-        #[arg(long, value_enum, default_value_t = Mode::Push)]
+        /// `push` or `cloudevents`.
+        #[arg(long, default_value_t = Mode::Push)]
         delivery: Mode,
         /// Where the function binaries are.
         #[arg(long, default_value = "target/debug")]
@@ -50,7 +54,8 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         upstream_port: u16,
         /// How subscription messages reach consumers.
-        #[arg(long, value_enum, default_value_t = Mode::Push)]
+        /// `push` or `cloudevents`.
+        #[arg(long, default_value_t = Mode::Push)]
         delivery: Mode,
         /// How often scheduled functions (the outbox relay) are called.
         #[arg(long, default_value_t = 10)]
@@ -112,16 +117,16 @@ async fn main() -> ExitCode {
             delivery,
             bin_dir,
             schedule_seconds,
-        } => match local::repo_root() {
+        } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
                     port,
                     first_function_port: function_port,
                     mode: delivery,
                     bin_dir: root.join(bin_dir),
-                    relay_interval: Duration::from_secs(schedule_seconds.max(1)),
+                    schedule_every: Duration::from_secs(schedule_seconds.max(1)),
                 };
-                dev::run(&root, opts).await
+                dev::run(root, opts).await
             }
             Err(e) => Err(e),
         },
@@ -183,14 +188,12 @@ async fn edge(
         .ok()
         .filter(|h| !h.is_empty())
         .ok_or("PUBSUB_EMULATOR_HOST is required (host:port of the Pub/Sub emulator)")?;
-    let ps = PubSubConfig {
-        project: std::env::var("PUBSUB_PROJECT").unwrap_or_else(|_| dev::LOCAL_PROJECT.to_owned()),
-        emulator_host: Some(emulator),
-        publish_timeout: Duration::from_secs(5),
-    };
+    let project =
+        std::env::var("PUBSUB_PROJECT").unwrap_or_else(|_| tern_local::LOCAL_PROJECT.to_owned());
+    let ps = PubSubConfig::emulator(emulator, project);
     // The emulator may still be starting (containers start together): retry for a while.
     let mut tries = 0;
-    while let Err(e) = dev::create_topology(&ps, &table).await {
+    while let Err(e) = tern_local::create_topology(&ps, &table).await {
         tries += 1;
         if tries > 60 {
             return Err(format!("cannot create the Pub/Sub topology: {e}"));
@@ -214,18 +217,20 @@ async fn edge(
         }
         upstreams.insert(name.to_owned(), addr.to_owned());
     }
-    let listener = tern::server::bind(listen)
+    let listener = tern::platform::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     println!("tern edge: routing {listen} to the functions, deliveries as {mode:?}");
-    dev::edge(
+    let edge = tern_local::Edge {
         table,
-        ps,
+        pubsub: ps,
         upstreams,
-        mode,
-        Duration::from_secs(every),
-        listener,
-    )
+        delivery: mode,
+        schedule_every: Duration::from_secs(every.max(1)),
+    };
+    edge.serve(listener, async {
+        tern::platform::stop_signal().await;
+    })
     .await
 }
 
@@ -235,7 +240,7 @@ fn table() -> Result<RouteTable, String> {
     if let Some(path) = std::env::var_os("TERN_ROUTES") {
         return RouteTable::load(std::path::Path::new(&path)).map_err(|e| e.to_string());
     }
-    let root = local::repo_root()?;
+    let root = repo_root()?;
     RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())
 }
 
@@ -243,7 +248,7 @@ fn new_function(name: &str, route: &str) -> Result<(), String> {
     let (method, path) = route
         .split_once(' ')
         .ok_or("--route takes \"METHOD /path\"")?;
-    scaffold::new_function(&local::repo_root()?, name, method.trim(), path.trim())?;
+    scaffold::new_function(&repo_root()?, name, method.trim(), path.trim())?;
     println!("created functions/{name} and its routes.toml entry; `scripts/dev` runs it");
     Ok(())
 }
@@ -278,19 +283,16 @@ async fn publish(
     let data: serde_json::Value =
         serde_json::from_str(data).map_err(|e| format!("the data is not JSON: {e}"))?;
     let env = tern::Env::from_process();
-    let cfg = PubSubConfig {
-        project: env
-            .or("PUBSUB_PROJECT", dev::LOCAL_PROJECT.to_owned())
-            .map_err(|e| e.to_string())?,
-        emulator_host: Some(
-            env.or(
-                "PUBSUB_EMULATOR_HOST",
-                format!("127.0.0.1:{}", dev::EMULATOR_PORT),
-            )
-            .map_err(|e| e.to_string())?,
-        ),
-        publish_timeout: Duration::from_secs(5),
-    };
+    let project = env
+        .or("PUBSUB_PROJECT", tern_local::LOCAL_PROJECT.to_owned())
+        .map_err(|e| e.to_string())?;
+    let host = env
+        .or(
+            "PUBSUB_EMULATOR_HOST",
+            format!("127.0.0.1:{}", tern_local::EMULATOR_PORT),
+        )
+        .map_err(|e| e.to_string())?;
+    let cfg = PubSubConfig::emulator(host, project);
     let event = OutgoingEvent {
         id: id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
         source,

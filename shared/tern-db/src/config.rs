@@ -17,7 +17,7 @@ pub enum SslMode {
     VerifyFull,
 }
 
-impl tern::config::Setting for SslMode {
+impl tern::Setting for SslMode {
     const EXPECTED: &'static str = "disable, verify-ca or verify-full";
     fn parse(raw: &str) -> Result<Self, String> {
         match raw.trim() {
@@ -99,7 +99,7 @@ impl DbConfig {
         }
         let connect_timeout = env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(3))?;
         pg.connect_timeout(connect_timeout);
-        pg.application_name(tern::binary_name());
+        pg.application_name(tern::platform::binary_name());
         let statement_timeout: Duration =
             env.or("DB_STATEMENT_TIMEOUT", Duration::from_secs(10))?;
         pg.options(format!(

@@ -5,8 +5,45 @@
 //! recorded with the SHA-256 of its text; a migration edited after it was applied is an error,
 //! not a silent skip.
 
+use crate::{Db, DbConfig};
 use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+use tern::{Context, StartError};
 use tokio_postgres::Client;
+
+/// The `migrate` job, for [`tern::run_job`]: waits up to `MIGRATE_WAIT` (default 60s) for the
+/// database to accept connections (so it can start beside a database that is still coming up),
+/// then applies `migrations`. A bad setting is a [`StartError::Config`] (exit 2); a database
+/// that stays unreachable or a migration that fails is [`StartError::Failed`] (exit 1).
+pub async fn job(ctx: Context, migrations: &[Migration]) -> Result<(), StartError> {
+    let cfg = DbConfig::from_env(ctx.env()).await?;
+    let wait: Duration = ctx.env().or("MIGRATE_WAIT", Duration::from_secs(60))?;
+    let db = Db::from_config(&cfg)?;
+    let deadline = Instant::now() + wait;
+    let mut client = loop {
+        match db.get().await {
+            Ok(c) => break c,
+            Err(p) if Instant::now() < deadline => {
+                tracing::info!(
+                    reason = p.detail().unwrap_or_default(),
+                    "waiting for the database"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(p) => {
+                return Err(StartError::failed(format!(
+                    "the database did not become reachable within {wait:?}: {p}"
+                )));
+            }
+        }
+    };
+    let report = Migrator::new(migrations.to_vec())
+        .run(&mut client)
+        .await
+        .map_err(StartError::failed)?;
+    tracing::info!(applied = ?report.applied, already = report.already, "database is up to date");
+    Ok(())
+}
 
 /// The advisory lock key ("tern" in ASCII).
 const LOCK_KEY: i64 = 0x7465_726e;

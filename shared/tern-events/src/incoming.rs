@@ -101,7 +101,7 @@ impl<S: Send + Sync> FromRequest<S> for DomainEvent {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
-        let body = tern::json::read_body(req).await?;
+        let body = tern::platform::read_body(req).await?;
         decode(&headers, &body)
     }
 }
@@ -127,7 +127,7 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
         return from_cloudevent(event);
     }
     if content_type.starts_with("application/json") {
-        let envelope: PushEnvelope = tern::json::parse(body).map_err(|p| {
+        let envelope: PushEnvelope = tern::platform::parse_json(body).map_err(|p| {
             invalid(
                 StatusCode::BAD_REQUEST,
                 format!(

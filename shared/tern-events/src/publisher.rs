@@ -57,6 +57,9 @@ impl OutgoingEvent {
     }
 }
 
+/// How long one publish may retry unless `PUBSUB_PUBLISH_TIMEOUT` says otherwise.
+const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Pub/Sub settings.
 #[derive(Debug, Clone)]
 pub struct PubSubConfig {
@@ -70,6 +73,23 @@ pub struct PubSubConfig {
 }
 
 impl PubSubConfig {
+    /// The settings for the emulator at `host` (`host:port`) and project `project`, with the
+    /// default publish timeout: what local runs, tests and the bench use.
+    pub fn emulator(host: impl Into<String>, project: impl Into<String>) -> Self {
+        Self {
+            project: project.into(),
+            emulator_host: Some(host.into()),
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
+        }
+    }
+
+    /// The same settings with another publish timeout.
+    #[must_use]
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
+        self
+    }
+
     /// Reads the settings.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let project = match env.optional::<String>("PUBSUB_PROJECT")? {
@@ -101,7 +121,7 @@ impl PubSubConfig {
         Ok(Self {
             project,
             emulator_host,
-            publish_timeout: env.or("PUBSUB_PUBLISH_TIMEOUT", Duration::from_secs(5))?,
+            publish_timeout: env.or("PUBSUB_PUBLISH_TIMEOUT", DEFAULT_PUBLISH_TIMEOUT)?,
         })
     }
 

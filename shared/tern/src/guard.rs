@@ -2,6 +2,9 @@
 //! (API keys, Google OIDC tokens): the check is a [`Guard`], the plumbing is written once here.
 
 use crate::problem::Problem;
+
+pub use crate::auth::RequireApiKey;
+pub use crate::oidc::RequireGoogleOidc;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;

@@ -22,28 +22,50 @@
 //! `app` runs once at start. It reads its settings through [`Context::env`] (a bad one is a
 //! [`ConfigError`] that [`run`] prints as one line before exiting 2), opens the database pool
 //! (`tern_db::Db::connect`, which makes readiness depend on it) and builds its service.
-//! The middleware stack is in [`stack`]; the shutdown sequence in [`server`].
+//! A run-to-completion binary (the `migrate` job) hands an `async fn` to [`run_job`] instead.
+//!
+//! The middleware stack is assembled in one place, `src/stack.rs`; the shutdown sequence is in
+//! `src/server.rs`. Tools and hosts reach both through [`platform`].
 
-pub mod auth;
-pub mod config;
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
+mod auth;
+mod config;
 mod context;
 pub mod guard;
-pub mod health;
-pub mod json;
-pub mod logging;
-pub mod oidc;
-pub mod problem;
+mod health;
+mod json;
+mod logging;
+mod oidc;
+mod problem;
 pub mod secrets;
-pub mod server;
-pub mod stack;
-pub mod trace_context;
+mod server;
+mod stack;
+mod trace_context;
 
 pub use auth::ApiKeys;
-pub use config::{ConfigError, Env, RuntimeConfig};
+pub use config::{ConfigError, Env, KnativeIdentity, LogFormat, RuntimeConfig, Setting};
 pub use context::{Context, ReadinessCheck};
 pub use json::Json;
-pub use oidc::GoogleOidc;
+pub use oidc::{Caller, GoogleOidc};
 pub use problem::{FieldError, Problem};
+
+/// For hosts and tools, not for function authors: what the local platform, the tests and the
+/// platform's own libraries (`tern-db`, `tern-events`) build on — the reserved paths, the
+/// problem media type, the server and its middleware stack, the JSON body helpers.
+pub mod platform {
+    pub use crate::health::{HEALTH_PREFIX, LIVE_PATH, READY_PATH};
+    pub use crate::json::{parse as parse_json, read_body};
+    pub use crate::problem::{PROBLEM_BASE, PROBLEM_JSON};
+    pub use crate::server::{bind, serve, stop_signal};
+    pub use crate::stack::assemble;
+
+    /// The name of the running binary (`orders-get`), the default `K_SERVICE`.
+    pub fn binary_name() -> String {
+        crate::binary_name()
+    }
+}
 
 use axum::extract::Request;
 use axum::response::IntoResponse;
@@ -89,23 +111,11 @@ where
     S::Future: Send + 'static,
 {
     let started = Instant::now();
-    let env = Env::from_process();
-    let config = match RuntimeConfig::from_env(&env, &binary_name()) {
-        Ok(c) => c,
-        Err(e) => return fail(&StartError::Config(e)),
+    let (ctx, guard) = match start() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
     };
-    let guard = match logging::init(
-        config.log_format,
-        &config.log_filter,
-        &config.knative,
-        config.project_id.as_deref(),
-    ) {
-        Ok(g) => g,
-        Err(e) => return fail(&StartError::Config(e)),
-    };
-    install_panic_hook();
-
-    let ctx = Context::new(env, config.clone());
+    let config = ctx.config().clone();
     let service = match app(ctx.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -134,13 +144,67 @@ where
     ExitCode::SUCCESS
 }
 
+/// Runs a job to completion: reads the settings and sets up logging as [`run`] does, then
+/// runs `job`, then the shutdown hooks (the pool closes). A bad setting exits 2 with one line
+/// naming it; a failed job exits 1 with its error logged and printed; success exits 0.
+///
+/// ```no_run
+/// async fn job(ctx: tern::Context) -> Result<(), tern::StartError> {
+///     let batch: u32 = ctx.env().or("BATCH_SIZE", 100)?;
+///     tracing::info!(batch, "done");
+///     Ok(())
+/// }
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     tern::run_job(job).await
+/// }
+/// ```
+pub async fn run_job<F, Fut>(job: F) -> ExitCode
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<(), StartError>>,
+{
+    let (ctx, guard) = match start() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let result = job(ctx.clone()).await;
+    ctx.run_shutdown_hooks().await;
+    let code = match &result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "job failed");
+            e.exit_code()
+        }
+    };
+    drop(guard);
+    if let Err(e) = result {
+        eprintln!("{}: {e}", binary_name());
+    }
+    code
+}
+
+/// What [`run`] and [`run_job`] share: the settings, the logs, the panic hook.
+fn start() -> Result<(Context, logging::LogGuard), StartError> {
+    let env = Env::from_process();
+    let config = RuntimeConfig::from_env(&env, &binary_name())?;
+    let guard = logging::init(
+        config.log_format,
+        &config.log_filter,
+        &config.knative,
+        config.project_id.as_deref(),
+    )?;
+    install_panic_hook();
+    Ok((Context::new(env, config), guard))
+}
+
 fn fail(e: &StartError) -> ExitCode {
     eprintln!("{}: {e}", binary_name());
     e.exit_code()
 }
 
-/// The name of the running binary (`orders-get`), the default `K_SERVICE`.
-pub fn binary_name() -> String {
+fn binary_name() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))

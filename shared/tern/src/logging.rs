@@ -24,20 +24,20 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// Span fields the layer reads for trace correlation.
-pub const TRACE_ID: &str = "trace_id";
+pub(crate) const TRACE_ID: &str = "trace_id";
 /// See [`TRACE_ID`].
-pub const SPAN_ID: &str = "span_id";
+pub(crate) const SPAN_ID: &str = "span_id";
 /// See [`TRACE_ID`].
-pub const TRACE_SAMPLED: &str = "trace_sampled";
+pub(crate) const TRACE_SAMPLED: &str = "trace_sampled";
 /// Event fields with this prefix form the `httpRequest` object.
-pub const HTTP_PREFIX: &str = "http.";
+pub(crate) const HTTP_PREFIX: &str = "http.";
 
 /// Lines that may wait for the writer thread before a logging call blocks.
-pub const LOG_QUEUE_LINES: usize = 8192;
+pub(crate) const LOG_QUEUE_LINES: usize = 8192;
 
 /// Flushes buffered log lines when dropped.
 #[must_use = "logs are flushed when the guard is dropped"]
-pub struct LogGuard {
+pub(crate) struct LogGuard {
     _worker: tracing_appender::non_blocking::WorkerGuard,
 }
 
@@ -48,7 +48,7 @@ impl std::fmt::Debug for LogGuard {
 }
 
 /// Installs the global subscriber. Returns `Err` with a one-line message when the filter is bad.
-pub fn init(
+pub(crate) fn init(
     format: LogFormat,
     filter: &str,
     identity: &KnativeIdentity,
@@ -94,7 +94,7 @@ pub fn init(
 }
 
 /// The Cloud Logging JSON layer.
-pub struct CloudLogging<W> {
+pub(crate) struct CloudLogging<W> {
     writer: W,
     /// `"logging.googleapis.com/labels":{...}`, serialized once.
     labels: String,
@@ -103,7 +103,7 @@ pub struct CloudLogging<W> {
 
 impl<W> CloudLogging<W> {
     /// A layer writing to `writer`, labelling every line with the Knative identity.
-    pub fn new(writer: W, identity: &KnativeIdentity, project_id: Option<&str>) -> Self {
+    pub(crate) fn new(writer: W, identity: &KnativeIdentity, project_id: Option<&str>) -> Self {
         let mut labels = Map::new();
         labels.insert("service".into(), identity.service.clone().into());
         if let Some(r) = &identity.revision {

@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, RwLock};
 
 /// Google's published signing keys for ID tokens.
-pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+pub(crate) const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 /// The issuers Google puts in ID tokens.
-pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+pub(crate) const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 /// The default shortest time between two key fetches caused by unknown key ids.
-pub const MIN_REFRESH: Duration = Duration::from_secs(10);
+pub(crate) const MIN_REFRESH: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const LONGEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +45,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// `TERN_OIDC`: whether calls must carry a Google-signed token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OidcMode {
+pub(crate) enum OidcMode {
     /// Accept calls without a token (local development).
     Off,
     /// Require a Google-signed token.

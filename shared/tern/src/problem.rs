@@ -245,7 +245,7 @@ impl IntoResponse for Problem {
 }
 
 /// Whether a response already carries a problem document.
-pub fn is_problem(res: &Response) -> bool {
+pub(crate) fn is_problem(res: &Response) -> bool {
     res.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

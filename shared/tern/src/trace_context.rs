@@ -7,7 +7,7 @@ use http::HeaderMap;
 
 /// A trace and span id taken from request headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     /// 32 lowercase hex characters.
     pub trace_id: String,
     /// 16 lowercase hex characters.
@@ -18,7 +18,7 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// Reads `traceparent`, then `X-Cloud-Trace-Context`. Malformed headers are ignored.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
         if let Some(tc) = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
@@ -33,7 +33,7 @@ impl TraceContext {
     }
 
     /// `00-<32 hex trace>-<16 hex span>-<2 hex flags>`.
-    pub fn parse_traceparent(v: &str) -> Option<Self> {
+    pub(crate) fn parse_traceparent(v: &str) -> Option<Self> {
         let mut parts = v.trim().split('-');
         let version = parts.next()?;
         let trace_id = parts.next()?;
@@ -60,7 +60,7 @@ impl TraceContext {
     }
 
     /// `TRACE_ID/SPAN_ID;o=OPTIONS`, where SPAN_ID is decimal.
-    pub fn parse_cloud_trace(v: &str) -> Option<Self> {
+    pub(crate) fn parse_cloud_trace(v: &str) -> Option<Self> {
         let (trace_id, rest) = v.trim().split_once('/')?;
         let (span, opts) = match rest.split_once(';') {
             Some((s, o)) => (s, Some(o)),

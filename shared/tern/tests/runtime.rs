@@ -36,12 +36,12 @@ where
     S::Future: Send + 'static,
 {
     let ctx = Context::for_env(Env::from_pairs(env.iter().copied())).unwrap();
-    let listener = tern::server::bind(([127, 0, 0, 1], 0).into())
+    let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = tern::stack::assemble(app, &ctx);
-    tokio::spawn(tern::server::serve(listener, router, ctx.clone()));
+    let router = tern::platform::assemble(app, &ctx);
+    tokio::spawn(tern::platform::serve(listener, router, ctx.clone()));
     (url, ctx)
 }
 

@@ -4,7 +4,7 @@
 //! `max_attempts` the message goes to the topic's dead-letter topic, like a subscription's
 //! dead-letter policy.
 
-use crate::pubsub;
+use crate::pubsub::{self, dead_letter_topic};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use google_cloud_pubsub::model::Message;
@@ -15,12 +15,32 @@ use tern_events::{
 };
 
 /// How deliveries are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Pub/Sub push requests (`{"message": ..., "subscription": ...}`), as a push subscription sends.
     Push,
     /// Binary-mode CloudEvents of type messagePublished, as Eventarc sends.
     Cloudevents,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "push" => Ok(Self::Push),
+            "cloudevents" => Ok(Self::Cloudevents),
+            other => Err(format!("{other:?}: expected push or cloudevents")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Push => "push",
+            Self::Cloudevents => "cloudevents",
+        })
+    }
 }
 
 /// One subscription's delivery loop.
@@ -91,7 +111,7 @@ pub async fn run(
     let mut stream = subscriber
         .subscribe(cfg.subscription_path(&target.subscription))
         .build();
-    let http = reqwest_like::client();
+    let client = loopback::client();
     let mut attempts: HashMap<String, u32> = HashMap::new();
     loop {
         let next = tokio::select! {
@@ -108,7 +128,7 @@ pub async fn run(
             }
         };
         let (headers, body) = request_for(mode, &cfg, &target, &msg);
-        let status = reqwest_like::post(&http, &target.url, &headers, body).await;
+        let status = loopback::post(&client, &target.url, &headers, body).await;
         let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
         *attempt += 1;
         match status {
@@ -123,7 +143,7 @@ pub async fn run(
                     Err(e) => e,
                 };
                 if *attempt >= max_attempts {
-                    let dlq = format!("{}-dead-letter", target.topic);
+                    let dlq = dead_letter_topic(&target.topic);
                     tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempts = *attempt, topic = %dlq, "giving up: dead-lettered");
                     let event = dead_letter_event(&msg, &target);
                     if let Err(e) = dead_letter.publish(&dlq, &event).await {
@@ -165,7 +185,7 @@ fn dead_letter_event(msg: &Message, target: &Target) -> OutgoingEvent {
 }
 
 /// A cancellation token without pulling tokio-util into this crate's API.
-pub mod stop {
+pub(crate) mod stop {
     use std::sync::Arc;
     use tokio::sync::watch;
 
@@ -194,7 +214,7 @@ pub mod stop {
 }
 
 /// A tiny HTTP/1.1 client over hyper-util for loopback calls.
-pub mod reqwest_like {
+pub mod loopback {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper_util::client::legacy::Client;

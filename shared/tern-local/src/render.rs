@@ -3,8 +3,11 @@
 //! chart (`knative/chart/tern-functions/files/routes.json`), where the chart and `infra/` read it;
 //! a test fails when the committed copy drifts from `routes.toml`.
 
+use crate::env::{FunctionEnv, LogFormat};
+use crate::world::LOCAL_PROJECT;
 use serde_json::{Value, json};
-use tern_routes::RouteTable;
+use tern_events::PubSubConfig;
+use tern_routes::{Function, Kind, RouteTable};
 
 /// Where the rendered document lives, relative to the repository root.
 pub const DEPLOY_JSON: &str = "knative/chart/tern-functions/files/routes.json";
@@ -16,8 +19,8 @@ pub fn deploy_json(table: &RouteTable) -> String {
         "_comment": "Rendered from routes.toml by `scripts/render`; do not edit.",
         "runtime": {
             "port": 8080,
-            "live_path": tern::health::LIVE_PATH,
-            "ready_path": tern::health::READY_PATH,
+            "live_path": tern::platform::LIVE_PATH,
+            "ready_path": tern::platform::READY_PATH,
         },
         "table": table,
     });
@@ -31,15 +34,17 @@ const HARDENED: &str = "    read_only: true\n    user: \"65532:65532\"\n    cap_
 pub const COMPOSE_YAML: &str = "compose.yaml";
 
 /// The local container check as a Compose file: PostgreSQL, the Pub/Sub emulator, the migrate job,
-/// every HTTP function with the environment `scripts/dev` gives it (`dev::function_env`) and the
+/// every HTTP function with the environment every local run gives it ([`FunctionEnv`]) and the
 /// image's runtime settings (non-root, read-only root filesystem), and `tern edge` in front.
 pub fn compose_yaml(table: &RouteTable) -> String {
     use std::fmt::Write as _;
     let pg_image = "docker.io/library/postgres:17-alpine@sha256:742f40ea20b9ff2ff31db5458d127452988a2164df9e17441e191f3b72252193";
-    let env = crate::dev::function_env(
-        "postgres://tern:tern-local@postgres:5432/tern",
-        "pubsub-emulator:8085",
-    );
+    let env = FunctionEnv::new("postgres://tern:tern-local@postgres:5432/tern")
+        .pubsub(PubSubConfig::emulator(
+            "pubsub-emulator:8085",
+            LOCAL_PROJECT,
+        ))
+        .log_format(LogFormat::Json);
     let mut y = String::new();
     let _ = writeln!(
         y,
@@ -63,24 +68,16 @@ pub fn compose_yaml(table: &RouteTable) -> String {
          \x20   build: {{context: ., target: pubsub-emulator}}\n\
          \x20   image: tern-pubsub-emulator:local"
     );
-    let mut function = |name: &str, job: bool| {
+    let mut function = |f: &Function| {
+        let name = &f.name;
         let _ = writeln!(
             y,
             "  {name}:\n{HARDENED}    build: {{context: ., target: function, args: {{FUNCTION: {name}}}}}\n    image: tern-{name}:local\n    environment:"
         );
-        for (k, v) in &env {
-            let v = if k == "TERN_LOG_FORMAT" {
-                "json"
-            } else {
-                v.as_str()
-            };
+        for (k, v) in env.for_function(f, "0.0.0.0", 8080) {
             let _ = writeln!(y, "      {k}: \"{v}\"");
         }
-        let _ = writeln!(
-            y,
-            "      PORT: \"8080\"\n      TERN_BIND: 0.0.0.0\n      K_SERVICE: {name}"
-        );
-        if job {
+        if f.kind == Kind::Job {
             let _ = writeln!(
                 y,
                 "    restart: \"no\"\n    depends_on:\n      postgres: {{condition: service_healthy}}"
@@ -93,18 +90,14 @@ pub fn compose_yaml(table: &RouteTable) -> String {
         }
     };
     for f in &table.functions {
-        function(&f.name, f.kind == tern_routes::Kind::Job);
+        function(f);
     }
     let _ = writeln!(
         y,
         "  edge:\n{HARDENED}    build: {{context: ., target: edge}}\n    image: tern-edge:local\n    environment:\n      PUBSUB_EMULATOR_HOST: pubsub-emulator:8085\n      PUBSUB_PROJECT: {}\n    ports:\n      - \"127.0.0.1:8080:8080\"\n    depends_on:",
-        crate::dev::LOCAL_PROJECT
+        LOCAL_PROJECT
     );
-    for f in table
-        .functions
-        .iter()
-        .filter(|f| f.kind == tern_routes::Kind::Http)
-    {
+    for f in table.functions.iter().filter(|f| f.kind == Kind::Http) {
         let _ = writeln!(y, "      {}: {{condition: service_started}}", f.name);
     }
     y

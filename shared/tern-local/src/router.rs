@@ -136,7 +136,7 @@ impl Router {
 
 fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
     let body = serde_json::json!({
-        "type": format!("{}{slug}", tern::problem::PROBLEM_BASE),
+        "type": format!("{}{slug}", tern::platform::PROBLEM_BASE),
         "title": status.canonical_reason().unwrap_or(""),
         "status": status.as_u16(),
         "detail": detail,
@@ -149,7 +149,7 @@ fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
     *res.status_mut() = status;
     res.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(tern::problem::PROBLEM_JSON),
+        HeaderValue::from_static(tern::platform::PROBLEM_JSON),
     );
     res
 }

@@ -1,0 +1,116 @@
+//! What every measurement and drill shares: a local world (PostgreSQL, the emulator, the
+//! migrated bench database) from `tern-local`, the functions started on it, our baselines as
+//! processes, and seeding.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tern_events::PubSubConfig;
+use tern_local::{FunctionEnv, FunctionProcess, LogFormat, Postgres, World, free_port};
+
+/// Connections from the load generator; database connections per server.
+pub const HTTP_CONNECTIONS: u32 = 32;
+/// Pool size for Tern, connections for baseline (b) and pgbench.
+pub const DB_CONNECTIONS: usize = 8;
+
+/// Everything a measurement needs.
+pub struct Bench {
+    pub quick: bool,
+    pub reps: usize,
+    pub dur: Duration,
+    pub scratch: PathBuf,
+    pub world: World,
+    pub order_id: String,
+}
+
+impl Bench {
+    /// The environment of a function under test: the world's, with JSON logs (to /dev/null), the
+    /// bench's pool size, and `extra` on top.
+    pub fn env(&self, extra: &[(&str, &str)]) -> FunctionEnv {
+        let mut env = self
+            .world
+            .env
+            .clone()
+            .log_format(LogFormat::Json)
+            .api_key("bench")
+            .set("DB_POOL_SIZE", DB_CONNECTIONS.to_string());
+        for (k, v) in extra {
+            env = env.set(*k, *v);
+        }
+        env
+    }
+
+    /// Starts a function (release build) and waits until it is ready.
+    pub fn start(&self, name: &str, extra: &[(&str, &str)]) -> Result<FunctionProcess, String> {
+        self.world.start_function_with(name, &self.env(extra))
+    }
+
+    /// The bench's PostgreSQL cluster.
+    pub fn pg(&self) -> Result<&Postgres, String> {
+        self.world
+            .postgres()
+            .ok_or_else(|| "the bench world has no PostgreSQL of its own".to_owned())
+    }
+
+    /// The bench database's URL.
+    pub fn db_url(&self) -> &str {
+        self.world.env.database_url()
+    }
+
+    /// The bench's Pub/Sub project.
+    pub fn pubsub(&self) -> &PubSubConfig {
+        self.world.pubsub()
+    }
+
+    /// Starts one of our baselines as its own process.
+    pub fn baseline(&self, args: &[&str]) -> Result<(Child, u16), String> {
+        let port = free_port();
+        let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        cmd.args(args)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        tern_local::die_with_parent(&mut cmd, libc::SIGTERM);
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        tern_local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
+        Ok((child, port))
+    }
+
+    /// A connection for set-up and checks.
+    pub async fn sql(&self) -> Result<tokio_postgres::Client, String> {
+        let (c, conn) = tokio_postgres::connect(self.db_url(), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(c)
+    }
+
+    /// Inserts `n` pending orders of 1250 EUR-cents and returns their ids.
+    pub async fn seed_orders(&self, n: i64) -> Result<Vec<String>, String> {
+        let db = self.sql().await?;
+        let rows = db
+            .query(
+                "WITH o AS (
+                   INSERT INTO orders (id, customer_email, currency, total_cents)
+                   SELECT 'ord_' || translate(substr(md5(random()::text || g), 1, 26), '0189', 'wxyz'), 'bench@example.com', 'EUR', 1250
+                   FROM generate_series(1, $1::bigint) g RETURNING id)
+                 INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+                 SELECT id, 0, 'TEA', 2, 625 FROM o RETURNING order_id",
+                &[&n],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// Stops a baseline.
+pub fn stop(mut c: Child) {
+    tern_local::signal(&c, libc::SIGTERM);
+    let _ = c.wait();
+}
+
+/// A progress line.
+pub fn say(what: &str) {
+    println!("[{}] {what}", chrono::Utc::now().format("%H:%M:%S"));
+}

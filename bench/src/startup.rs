@@ -1,0 +1,116 @@
+//! Start-up and footprint: process start to ready and to a first answer against bare hyper's
+//! start, idle and loaded memory per function, binary sizes.
+
+use crate::harness::{Bench, HTTP_CONNECTIONS, say, stop};
+use crate::stats::Spread;
+use crate::wrk;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_local::free_port;
+
+/// 5: process start → first 200 on readiness, → first 200 on orders-get; bare hyper's start.
+pub async fn cold_start(b: &Bench) -> Result<Value, String> {
+    say("cold start");
+    let n = if b.quick { 10 } else { 20 };
+    let (mut ready, mut first, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    let path = format!("/api/orders/{}", b.order_id);
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut p = b.world.spawn_with("orders-get", 0, &b.env(&[]))?;
+        p.wait_for(tern::platform::READY_PATH, 200, Duration::from_secs(10))?;
+        ready.push(t.elapsed().as_secs_f64() * 1000.0);
+        p.terminate();
+
+        let t = Instant::now();
+        let mut p = b.world.spawn_with("orders-get", 0, &b.env(&[]))?;
+        p.wait_for(&path, 200, Duration::from_secs(10))?;
+        first.push(t.elapsed().as_secs_f64() * 1000.0);
+        p.terminate();
+
+        let t = Instant::now();
+        let port = free_port();
+        let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+        cmd.args(["bare-hyper", "--port", &port.to_string()])
+            .stdout(Stdio::null());
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        // Polled like FunctionProcess::wait_for polls Tern: every 2 ms.
+        while tern_local::http_status(port, "/") != Some(200) {
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err("bare hyper did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        bare.push(t.elapsed().as_secs_f64() * 1000.0);
+        stop(child);
+    }
+    Ok(json!({
+        "starts": n,
+        "tern_start_to_ready_ms": Spread::of(&ready),
+        "tern_start_to_first_get_ms": Spread::of(&first),
+        "bare_hyper_start_to_first_response_ms": Spread::of(&bare),
+    }))
+}
+
+/// 6: idle RSS and RSS under load per function; stripped release binary sizes.
+pub async fn footprint(b: &Bench) -> Result<Value, String> {
+    say("footprint");
+    let mut idle = serde_json::Map::new();
+    let mut size = serde_json::Map::new();
+    for name in [
+        "orders-create",
+        "orders-get",
+        "orders-list",
+        "web",
+        "payments-events",
+        "outbox-relay",
+    ] {
+        let p = b.start(name, &[])?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        idle.insert(name.into(), json!(rss_mib(p.pid())));
+    }
+    for name in [
+        "orders-create",
+        "orders-get",
+        "orders-list",
+        "web",
+        "payments-events",
+        "outbox-relay",
+        "migrate",
+    ] {
+        let bytes = std::fs::metadata(b.world.bin_dir.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        size.insert(name.into(), json!(bytes as f64 / 1_048_576.0));
+    }
+    // Under load: orders-get at full tilt, RSS sampled every 100 ms.
+    let p = b.start("orders-get", &[])?;
+    let pid = p.pid();
+    let url = format!("{}/api/orders/{}", p.url(), b.order_id);
+    let dur = b.dur;
+    let sampler = tokio::spawn(async move {
+        let mut peak: f64 = 0.0;
+        let t = Instant::now();
+        while t.elapsed() < dur {
+            peak = peak.max(rss_mib(pid));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    });
+    let load = tokio::task::spawn_blocking(move || wrk::run(&url, HTTP_CONNECTIONS, dur, None));
+    let _ = load.await.map_err(|e| e.to_string())??;
+    let peak = sampler.await.map_err(|e| e.to_string())?;
+    Ok(json!({"idle_rss_mib": idle, "orders_get_rss_under_load_mib": peak, "binary_mib": size}))
+}
+
+/// Resident set size of `pid`, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

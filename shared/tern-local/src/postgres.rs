@@ -1,0 +1,219 @@
+//! PostgreSQL for a local run: a throwaway cluster on loopback (or the one `DATABASE_URL` names),
+//! its databases, and the `migrate` job run against it as a deploy runs it.
+
+use crate::process::{die_with_parent, free_port, signal};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Finds PostgreSQL's server binaries: `PG_BIN`, `pg_config --bindir`, or Debian's layout.
+pub fn postgres_bin_dir() -> Result<PathBuf, String> {
+    if let Ok(dir) = std::env::var("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions.pop().ok_or_else(|| {
+        "PostgreSQL server binaries not found: install them (apt-get install -y postgresql) or set DATABASE_URL".to_owned()
+    })
+}
+
+/// A throwaway PostgreSQL cluster on loopback, trusted local auth.
+pub struct Postgres {
+    /// Where its files are (data, socket, log).
+    pub dir: PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl Postgres {
+    /// Creates (if needed) and starts a cluster in `dir` on `port` (0: any free port).
+    pub fn start(dir: &Path, port: u16) -> Result<Self, String> {
+        let bin = postgres_bin_dir()?;
+        let port = if port == 0 { free_port() } else { port };
+        let data = dir.join("data");
+        if !data.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let mut cmd = Command::new(bin.join("initdb"));
+            cmd.args(["-D"]).arg(&data).args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]);
+            let out = as_postgres_user(&mut cmd, dir)?
+                .output()
+                .map_err(|e| format!("initdb: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "initdb failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let sock = dir.join("sock");
+        std::fs::create_dir_all(&sock).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+            .arg(&sock)
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?,
+            ));
+        as_postgres_user(&mut cmd, dir)?;
+        die_with_parent(&mut cmd, libc::SIGINT);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        let pg = Self {
+            dir: dir.to_owned(),
+            port,
+            bin,
+            child: Some(child),
+        };
+        pg.wait_ready(Duration::from_secs(30))?;
+        Ok(pg)
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let ok = Command::new(self.bin.join("pg_isready"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-q",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();
+        Err(format!("postgres did not become ready: {log}"))
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/DB`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server (fast shutdown) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGINT);
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let again = Self::start(&self.dir, self.port)?;
+        let mut again = std::mem::ManuallyDrop::new(again);
+        self.child = again.child.take();
+        Ok(())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// PostgreSQL refuses to run as root: when we are root, run it as `nobody` and hand it the folder.
+fn as_postgres_user<'a>(cmd: &'a mut Command, dir: &Path) -> Result<&'a mut Command, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(cmd);
+    }
+    let (uid, gid) = (65534u32, 65534u32);
+    chown_tree(dir, uid, gid)?;
+    cmd.uid(uid).gid(gid);
+    Ok(cmd)
+}
+
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    let mut p = Some(dir);
+    // Every ancestor must be searchable by the server user.
+    while let Some(d) = p {
+        if let Ok(meta) = std::fs::metadata(d) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode();
+            if mode & 0o001 == 0 {
+                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o001));
+            }
+        }
+        p = d.parent();
+    }
+    let status = Command::new("chown")
+        .args(["-R", &format!("{uid}:{gid}")])
+        .arg(dir)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("chown {} failed", dir.display()))
+    }
+}
+
+/// Creates database `name` if it does not exist, connecting with `admin_url`.
+pub async fn ensure_database(admin_url: &str, name: &str) -> Result<(), String> {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?;
+    tokio::spawn(conn);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some();
+    if !exists {
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! Processes of a local run: the one place a function (or a job) is started, and the small
+//! helpers every local part uses (free ports, readiness polling, signals).
+//!
+//! Every child is started with `PR_SET_PDEATHSIG`, so it dies with the process that started it,
+//! even when that process is killed; and every handle stops its child when dropped.
+
+use crate::env::FunctionEnv;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tern_routes::Function;
+
+/// Makes `cmd`'s child receive `signal` when the spawning thread exits.
+pub fn die_with_parent(cmd: &mut Command, signal: libc::c_int) {
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub fn wait_for_port(addr: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(format!("nothing listened on {addr} within {timeout:?}"))
+}
+
+/// Sends SIGTERM (or another signal) to a child.
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// The repository root: the nearest ancestor of the current directory with `routes.toml`.
+pub fn repo_root() -> Result<PathBuf, String> {
+    let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;
+    loop {
+        if dir.join("routes.toml").exists() && dir.join("Cargo.toml").exists() {
+            return Ok(dir);
+        }
+        if !dir.pop() {
+            return Err(
+                "not inside the Tern repository (no routes.toml above the current directory)"
+                    .into(),
+            );
+        }
+    }
+}
+
+/// Where a function's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Each line copied to our stdout behind the function's name (`tern dev`).
+    Prefixed,
+    /// Discarded, unless `TERN_TEST_LOGS` is set (tests and the bench).
+    Quiet,
+}
+
+/// Runs job `name` (such as `migrate`) from `bin_dir` to completion with `env`. Its log goes
+/// to our stdout with [`Output::Prefixed`]; its one-line error, if any, always to our stderr.
+pub fn run_job(
+    bin_dir: &Path,
+    name: &str,
+    env: &FunctionEnv,
+    output: Output,
+) -> Result<(), String> {
+    let mut cmd = Command::new(bin_dir.join(name));
+    clean_env(&mut cmd);
+    let show = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
+    let status = cmd
+        .envs(env.vars())
+        .env("K_SERVICE", name)
+        .stdin(Stdio::null())
+        .stdout(if show {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .status()
+        .map_err(|e| format!("cannot run {name} ({}): {e}", bin_dir.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed: {status}"))
+    }
+}
+
+/// A function starts from a clean environment: only what [`FunctionEnv`] says, plus `PATH`,
+/// `HOME` and `RUST_BACKTRACE`.
+fn clean_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for keep in ["PATH", "HOME", "RUST_BACKTRACE"] {
+        if let Ok(v) = std::env::var(keep) {
+            cmd.env(keep, v);
+        }
+    }
+}
+
+/// A running function binary.
+pub struct FunctionProcess {
+    /// Its name (binary and K_SERVICE).
+    pub name: String,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl FunctionProcess {
+    /// Starts `function`'s binary from `bin_dir` on `127.0.0.1:port` with `env` (and nothing
+    /// else of ours).
+    pub fn spawn(
+        bin_dir: &Path,
+        function: &Function,
+        port: u16,
+        env: &FunctionEnv,
+        output: Output,
+    ) -> Result<Self, String> {
+        let name = function.name.as_str();
+        let bin = bin_dir.join(name);
+        if !bin.exists() {
+            return Err(format!(
+                "{} not found: build the workspace first (cargo build --workspace --bins)",
+                bin.display()
+            ));
+        }
+        let mut cmd = Command::new(&bin);
+        clean_env(&mut cmd);
+        cmd.envs(env.for_function(function, "127.0.0.1", port));
+        let show = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
+        cmd.stdin(Stdio::null())
+            .stdout(if show { Stdio::piped() } else { Stdio::null() })
+            .stderr(if show { Stdio::piped() } else { Stdio::null() });
+        die_with_parent(&mut cmd, libc::SIGTERM);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        if show {
+            for stream in [
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let label = format!("{name:>16} | ");
+                std::thread::spawn(move || {
+                    use std::io::BufRead;
+                    for line in std::io::BufReader::new(stream)
+                        .lines()
+                        .map_while(Result::ok)
+                    {
+                        println!("{label}{line}");
+                    }
+                });
+            }
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            port,
+            child: Some(child),
+        })
+    }
+
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits until `path` answers `want` (or the process exits).
+    pub fn wait_for(&mut self, path: &str, want: u16, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Err(format!("{} exited during start: {status}", self.name));
+            }
+            if http_status(self.port, path) == Some(want) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Err(format!(
+            "{} did not answer {want} on {path} within {timeout:?}",
+            self.name
+        ))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(&child, libc::SIGTERM);
+        child.wait().ok()
+    }
+
+    /// Sends SIGTERM without waiting; returns the child to wait on.
+    pub fn send_sigterm(&mut self) -> Option<Child> {
+        let child = self.child.take()?;
+        signal(&child, libc::SIGTERM);
+        Some(child)
+    }
+}
+
+impl Drop for FunctionProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `GET path` over a raw HTTP/1.0 connection; the status code, if any answer came.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = [0u8; 16];
+    s.read_exact(&mut buf[..12]).ok()?;
+    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+}
