@@ -7,12 +7,11 @@ use orders_domain::NewOrder;
 use orders_domain::repo::{self, IdempotencyKey};
 use sha2::{Digest, Sha256};
 use tern::{Context, Problem, StartError};
-use tern_db::{Db, DbResultExt};
+use tern_db::Db;
 use tern_events::Outbox;
 
 #[derive(Clone)]
 struct App {
-    db: Db,
     outbox: Outbox,
 }
 
@@ -21,7 +20,7 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let outbox = tern_events::outbox(&ctx, &db).await?;
     Ok(Router::new()
         .route("/api/orders", post(create))
-        .with_state(App { db, outbox }))
+        .with_state(App { outbox }))
 }
 
 async fn create(
@@ -31,13 +30,10 @@ async fn create(
 ) -> Result<Response, Problem> {
     let total = new.validate()?;
     let key = idempotency_key(&headers, &new)?;
-    let mut client = app.db.get().await?;
-    let tx = client.transaction().await.or_problem()?;
-    let created = repo::create(&tx, &app.outbox, &new, total, key.as_ref()).await?;
-    tx.commit().await.or_problem()?;
-    if let Some(id) = created.outbox_id {
-        app.outbox.publish_soon(vec![id]);
-    }
+    let created = app
+        .outbox
+        .write(async |tx| repo::create(tx, &new, total, key.as_ref()).await)
+        .await?;
     tracing::info!(order_id = %created.order.id, replayed = created.replayed, "order created");
     let location = format!("/api/orders/{}", created.order.id);
     let mut res = (StatusCode::CREATED, Json(&created.order)).into_response();

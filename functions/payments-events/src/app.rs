@@ -6,14 +6,13 @@ use orders_domain::events::{PAYMENT_COMPLETED, PAYMENT_FAILED, Payment};
 use orders_domain::repo::{self, PaymentOutcome};
 use serde_json::{Value, json};
 use tern::{Context, Problem, StartError};
-use tern_db::{Db, DbResultExt};
+use tern_db::Db;
 use tern_events::{DomainEvent, Outbox, inbox};
 
 const CONSUMER: &str = "payments-events";
 
 #[derive(Clone)]
 struct App {
-    db: Db,
     outbox: Outbox,
 }
 
@@ -26,7 +25,7 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     Ok(Router::new()
         .route("/events/payments", post(handle))
         .layer(oidc.layer())
-        .with_state(App { db, outbox }))
+        .with_state(App { outbox }))
 }
 
 /// 2xx acknowledges (including duplicates and stale events); 4xx is permanent (the event goes to
@@ -47,21 +46,27 @@ async fn handle(State(app): State<App>, event: DomainEvent) -> Result<Json<Value
         }
     };
     let payment: Payment = event.data_as()?;
-    let mut client = app.db.get().await?;
-    let tx = client.transaction().await.or_problem()?;
-    if !inbox::first_delivery(&tx, CONSUMER, &event).await? {
-        tracing::info!(event_id = %event.id, "duplicate event ignored");
-        return Ok(Json(json!({"result": "duplicate"})));
-    }
-    let outcome = repo::apply_payment(&tx, &app.outbox, &payment, to).await?;
-    tx.commit().await.or_problem()?;
+    let outcome = app
+        .outbox
+        .write(async |tx| {
+            // The event id is recorded in the same transaction as the effect.
+            if !inbox::first_delivery(tx, CONSUMER, &event).await? {
+                return Ok(None);
+            }
+            repo::apply_payment(tx, &payment, to).await.map(Some)
+        })
+        .await
+        .map_err(Problem::from)?;
     let result = match outcome {
-        PaymentOutcome::Moved { to, outbox_id } => {
-            app.outbox.publish_soon(vec![outbox_id]);
+        None => {
+            tracing::info!(event_id = %event.id, "duplicate event ignored");
+            json!({"result": "duplicate"})
+        }
+        Some(PaymentOutcome::Moved { to }) => {
             tracing::info!(order_id = %payment.order_id, status = to.as_str(), "order updated");
             json!({"result": "updated", "status": to})
         }
-        PaymentOutcome::Unchanged(status) => {
+        Some(PaymentOutcome::Unchanged(status)) => {
             tracing::info!(order_id = %payment.order_id, status = status.as_str(), "stale payment event; order unchanged");
             json!({"result": "unchanged", "status": status})
         }

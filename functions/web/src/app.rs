@@ -6,10 +6,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use orders_domain::id::is_order_id;
-use orders_domain::{NewItem, NewOrder, repo};
+use orders_domain::{NewItem, NewOrder, OrderError, repo};
 use std::collections::HashMap;
 use tern::{ConfigError, Context, Problem, StartError};
-use tern_db::{Db, DbResultExt};
+use tern_db::Db;
 use tern_events::Outbox;
 
 const CSS: &str = include_str!("../static/tern.css");
@@ -165,12 +165,11 @@ async fn create(
     let total = match (errors.is_empty(), new.validate()) {
         (true, Ok(total)) => total,
         (_, result) => {
-            if let Err(p) = result {
+            if let Err(OrderError::Invalid(violations)) = result {
                 errors.extend(
-                    p.detail()
-                        .unwrap_or_default()
-                        .split("; ")
-                        .map(|s| s.to_owned()),
+                    violations
+                        .iter()
+                        .map(|v| format!("{}: {}", v.pointer, v.detail)),
                 );
             }
             return Ok(home_page(
@@ -183,13 +182,10 @@ async fn create(
             ));
         }
     };
-    let mut client = app.db.get().await?;
-    let tx = client.transaction().await.or_problem()?;
-    let created = repo::create(&tx, &app.outbox, &new, total, None).await?;
-    tx.commit().await.or_problem()?;
-    if let Some(id) = created.outbox_id {
-        app.outbox.publish_soon(vec![id]);
-    }
+    let created = app
+        .outbox
+        .write(async |tx| repo::create(tx, &new, total, None).await)
+        .await?;
     tracing::info!(order_id = %created.order.id, "order created from the web form");
     Ok(Redirect::to(&format!("/orders/{}", created.order.id)).into_response())
 }

@@ -2,7 +2,7 @@
 //! form its HMAC under a server secret. A cross-site page can neither read the cookie nor forge
 //! the HMAC; a post without both, or with a foreign `Origin`, is refused with 403.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use rand::RngCore;
 use sha2::Sha256;

@@ -1,8 +1,9 @@
 //! What an order is, and what makes a new one valid.
 
+use crate::OrderError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tern::{FieldError, Problem};
+use tern::FieldError;
 
 /// Bounds of a new order.
 pub const MAX_ITEMS: usize = 100;
@@ -37,7 +38,7 @@ pub struct NewItem {
 
 impl NewOrder {
     /// Checks every field; returns all problems at once. On success, the order total.
-    pub fn validate(&self) -> Result<i64, Problem> {
+    pub fn validate(&self) -> Result<i64, OrderError> {
         let mut errors = Vec::new();
         if !is_email(&self.customer_email) {
             errors.push(FieldError::new(
@@ -86,12 +87,12 @@ impl NewOrder {
         }
         let Some(total) = total else {
             errors.push(FieldError::new("/items", "the order total overflows"));
-            return Err(Problem::validation(errors));
+            return Err(OrderError::Invalid(errors));
         };
         if errors.is_empty() {
             Ok(total)
         } else {
-            Err(Problem::validation(errors))
+            Err(OrderError::Invalid(errors))
         }
     }
 }
@@ -217,7 +218,7 @@ mod tests {
         o.currency = "EURO".into();
         o.items[0].quantity = 0;
         o.items[0].unit_price_cents = -1;
-        let p = o.validate().unwrap_err();
+        let p = tern::Problem::from(o.validate().unwrap_err());
         let v: serde_json::Value = serde_json::from_str(&p.body()).unwrap();
         let pointers: Vec<&str> = v["errors"]
             .as_array()

@@ -1,22 +1,20 @@
 //! Storage of orders in PostgreSQL. Every write stages its event in the same transaction.
 
+use crate::OrderError;
 use crate::cursor::Cursor;
 use crate::events::{self, Payment};
 use crate::model::{NewItem, NewOrder, Order, Status, mask_email};
 use chrono::{DateTime, Utc};
-use http::StatusCode;
 use tern::Problem;
 use tern_db::tokio_postgres::Row;
-use tern_db::{DbResultExt, GenericClient, Transaction};
-use tern_events::Outbox;
+use tern_db::{DbResultExt, GenericClient};
+use tern_events::OutboxTx;
 
 /// The result of a create.
 #[derive(Debug)]
 pub struct Created {
     /// The order (new, or the one an earlier request with the same key made).
     pub order: Order,
-    /// The staged `order.created` row, to publish after commit (`None` on a replay).
-    pub outbox_id: Option<i64>,
     /// Whether this was an idempotent replay.
     pub replayed: bool,
 }
@@ -33,14 +31,14 @@ pub struct IdempotencyKey {
 const ORDER_COLUMNS: &str =
     "id, status, customer_email, currency, total_cents, payment_id, created_at, updated_at";
 
-/// Creates an order, or replays the one an earlier request with the same idempotency key made.
+/// Creates an order and stages its `order.created` event, or replays the order an earlier
+/// request with the same idempotency key made (staging nothing).
 pub async fn create(
-    tx: &Transaction<'_>,
-    outbox: &Outbox,
+    tx: &mut OutboxTx<'_>,
     new: &NewOrder,
     total: i64,
     key: Option<&IdempotencyKey>,
-) -> Result<Created, Problem> {
+) -> Result<Created, OrderError> {
     if let Some(k) = key {
         // Same-key requests queue here, so the second sees the first's committed row.
         tx.execute(
@@ -59,18 +57,12 @@ pub async fn create(
         if let Some(row) = existing {
             let hash: String = row.get(0);
             if hash != k.request_hash {
-                return Err(Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency-key-reused",
-                    "Idempotency key reused with a different request",
-                )
-                .with_detail("This Idempotency-Key was used with a different body; use a new key for a new order."));
+                return Err(OrderError::KeyReused);
             }
             let order_id: String = row.get(1);
-            let order = get(tx, &order_id).await?.ok_or_else(Problem::internal)?;
+            let order = get(&**tx, &order_id).await?.ok_or_else(Problem::internal)?;
             return Ok(Created {
                 order,
-                outbox_id: None,
                 replayed: true,
             });
         }
@@ -120,18 +112,15 @@ pub async fn create(
         "total_cents": order.total_cents,
         "items": order.items.len(),
     });
-    let outbox_id = outbox
-        .stage(
-            tx,
-            events::ORDERS_TOPIC,
-            events::ORDER_CREATED,
-            Some(&order.id),
-            &data,
-        )
-        .await?;
+    tx.stage(
+        events::ORDERS_TOPIC,
+        events::ORDER_CREATED,
+        Some(&order.id),
+        &data,
+    )
+    .await?;
     Ok(Created {
         order,
-        outbox_id: Some(outbox_id),
         replayed: false,
     })
 }
@@ -140,7 +129,7 @@ pub async fn create(
 ///
 /// The two SELECTs are sent together: tokio-postgres pipelines them on the connection, so the
 /// request costs one round trip to PostgreSQL, not two.
-pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>, Problem> {
+pub async fn get<C: GenericClient>(client: &C, id: &str) -> Result<Option<Order>, OrderError> {
     let stmt = client
         .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
         .await
@@ -164,7 +153,7 @@ pub async fn list<C: GenericClient>(
     status: Option<Status>,
     limit: i64,
     after: Option<&Cursor>,
-) -> Result<(Vec<Order>, Option<Cursor>), Problem> {
+) -> Result<(Vec<Order>, Option<Cursor>), OrderError> {
     let status = status.map(Status::as_str);
     let (after_time, after_id) = match after {
         Some(c) => (Some(c.created_at), Some(c.id.as_str())),
@@ -223,25 +212,22 @@ pub async fn list<C: GenericClient>(
 /// What a payment event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
-    /// The order moved; the staged event's outbox row.
+    /// The order moved (and its event is staged).
     Moved {
         /// New status.
         to: Status,
-        /// Outbox row to publish after commit.
-        outbox_id: i64,
     },
     /// The order is already past this (paid is final): nothing changed.
     Unchanged(Status),
 }
 
-/// Applies a payment result to its order. Mismatched amount or currency, or an unknown order,
-/// are permanent errors (422): retrying cannot fix them, so they go to the dead-letter topic.
+/// Applies a payment result to its order and stages the order's event. A mismatched amount or
+/// currency, or an unknown order, is permanent: retrying cannot fix it.
 pub async fn apply_payment(
-    tx: &Transaction<'_>,
-    outbox: &Outbox,
+    tx: &mut OutboxTx<'_>,
     payment: &Payment,
     to: Status,
-) -> Result<PaymentOutcome, Problem> {
+) -> Result<PaymentOutcome, OrderError> {
     let row = tx
         .query_opt(
             "SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE",
@@ -250,26 +236,18 @@ pub async fn apply_payment(
         .await
         .or_problem()?;
     let Some(row) = row else {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-order",
-            "No such order",
-        )
-        .with_detail(format!("no order {}", payment.order_id)));
+        return Err(OrderError::UnknownOrder(payment.order_id.clone()));
     };
     let status = Status::parse(row.get(0)).ok_or_else(Problem::internal)?;
     let currency: String = row.get(1);
     let total: i64 = row.get(2);
     if currency != payment.currency || total != payment.amount_cents {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "payment-mismatch",
-            "Payment does not match the order",
-        )
-        .with_detail(format!(
-            "the order is {total} {currency}, the payment {} {}",
-            payment.amount_cents, payment.currency
-        )));
+        return Err(OrderError::PaymentMismatch {
+            order_cents: total,
+            order_currency: currency,
+            paid_cents: payment.amount_cents,
+            paid_currency: payment.currency.clone(),
+        });
     }
     if !status.can_move_to(to) {
         return Ok(PaymentOutcome::Unchanged(status));
@@ -291,10 +269,9 @@ pub async fn apply_payment(
         "amount_cents": payment.amount_cents,
         "currency": payment.currency,
     });
-    let outbox_id = outbox
-        .stage(tx, events::ORDERS_TOPIC, ty, Some(&payment.order_id), &data)
+    tx.stage(events::ORDERS_TOPIC, ty, Some(&payment.order_id), &data)
         .await?;
-    Ok(PaymentOutcome::Moved { to, outbox_id })
+    Ok(PaymentOutcome::Moved { to })
 }
 
 fn to_item(r: &Row) -> NewItem {

@@ -3,6 +3,7 @@
 use crate::config::{DbConfig, SslMode};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use std::sync::Arc;
@@ -20,8 +21,7 @@ pub fn client_config(cfg: &DbConfig) -> Result<Option<rustls::ClientConfig>, Con
             let pem = std::fs::read(path).map_err(|e| {
                 ConfigError::new("DB_SSL_ROOT_CERT", format!("cannot read {path:?}: {e}"))
             })?;
-            let mut reader = pem.as_slice();
-            for cert in rustls_pemfile::certs(&mut reader) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| {
                     ConfigError::new("DB_SSL_ROOT_CERT", format!("{path:?} is not PEM: {e}"))
                 })?;
@@ -100,5 +100,46 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern::Env;
+
+    async fn config(root_cert: &str) -> Result<Option<rustls::ClientConfig>, ConfigError> {
+        let env = Env::from_pairs([
+            ("DATABASE_URL", "postgres://u@10.0.0.5/d"),
+            ("DB_SSLMODE", "verify-ca"),
+            ("DB_SSL_ROOT_CERT", root_cert),
+        ]);
+        client_config(&DbConfig::from_env(&env).await?)
+    }
+
+    #[tokio::test]
+    async fn the_root_certificate_is_read_from_pem() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-ca.pem");
+        assert!(config(fixture).await.unwrap().is_some());
+
+        let dir = std::env::temp_dir().join(format!("tern-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = config(empty.to_str().unwrap()).await.unwrap_err();
+        assert_eq!(e.var, "DB_SSL_ROOT_CERT");
+        assert!(e.to_string().contains("holds no certificate"), "{e}");
+
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = config(broken.to_str().unwrap()).await.unwrap_err();
+        assert!(e.to_string().contains("is not PEM"), "{e}");
+        let missing = config("/nonexistent/ca.pem").await.unwrap_err();
+        assert!(missing.to_string().contains("cannot read"), "{missing}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -14,7 +14,7 @@ pub mod outbox;
 pub mod publisher;
 
 pub use incoming::{DomainEvent, PushEnvelope, PushMessage};
-pub use outbox::{FlushReport, Outbox};
+pub use outbox::{FlushReport, Outbox, OutboxTx};
 pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
 
 use tern::{Context, StartError};

@@ -1,9 +1,11 @@
 //! The transactional outbox.
 //!
-//! A handler stages its outgoing events with [`Outbox::stage`] in the same transaction as its
-//! rows. After the commit, [`Outbox::publish_soon`] publishes them at once in the background
-//! (best effort). Whatever that misses — Pub/Sub down, the process killed — the relay publishes:
-//! [`Outbox::flush`], behind the `outbox-relay` function, which a scheduler calls.
+//! A handler writes its rows and stages its outgoing events in one call, [`Outbox::write`]: the
+//! work runs in one transaction ([`OutboxTx`], which is a [`Transaction`] for queries and stages
+//! events with [`OutboxTx::stage`]); the commit makes rows and events durable together, and the
+//! staged events are then published at once in the background (best effort). Whatever that
+//! misses — Pub/Sub down, the process killed — the relay publishes: [`Outbox::flush`], behind the
+//! `outbox-relay` function, which a scheduler calls.
 //!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open while they
 //! are published and is committed with `published_at` set, so any number of relays and
@@ -15,8 +17,43 @@
 use crate::publisher::{EventPublisher, OutgoingEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::ops::Deref;
 use tern::{Context, Problem};
 use tern_db::{Db, DbResultExt, Transaction};
+
+/// A transaction whose staged events are published after it commits; see [`Outbox::write`].
+/// Dereferences to the [`Transaction`], for the rows.
+#[derive(Debug)]
+pub struct OutboxTx<'c> {
+    tx: Transaction<'c>,
+    outbox: Outbox,
+    staged: Vec<i64>,
+}
+
+impl<'c> Deref for OutboxTx<'c> {
+    type Target = Transaction<'c>;
+    fn deref(&self) -> &Transaction<'c> {
+        &self.tx
+    }
+}
+
+impl OutboxTx<'_> {
+    /// Stages an event in this transaction: it is published only if the transaction commits.
+    pub async fn stage(
+        &mut self,
+        topic: &str,
+        ty: &str,
+        subject: Option<&str>,
+        data: &serde_json::Value,
+    ) -> Result<(), Problem> {
+        let id = self
+            .outbox
+            .insert(&self.tx, topic, ty, subject, data)
+            .await?;
+        self.staged.push(id);
+        Ok(())
+    }
+}
 
 /// Stages and publishes events.
 #[derive(Clone, Debug)]
@@ -48,8 +85,50 @@ impl Outbox {
         }
     }
 
-    /// Stages an event in `tx`; it is published only if `tx` commits. Returns the row id.
-    pub async fn stage(
+    /// Runs `work` in one transaction, commits it, and publishes the events it staged soon
+    /// after. An error from `work` (or from the commit) rolls everything back and publishes
+    /// nothing. `E` is the caller's error type; database failures reach it as a [`Problem`]
+    /// (503 with `Retry-After`).
+    ///
+    /// ```no_run
+    /// # use tern::Problem;
+    /// # use tern_db::DbResultExt;
+    /// # async fn example(outbox: &tern_events::Outbox, id: &str) -> Result<(), Problem> {
+    /// let data = serde_json::json!({ "order_id": id });
+    /// outbox
+    ///     .write(async |tx| {
+    ///         tx.execute("INSERT INTO orders (id) VALUES ($1)", &[&id]).await.or_problem()?;
+    ///         tx.stage("orders", "com.example.order.created", Some(id), &data).await?;
+    ///         Ok::<_, Problem>(())
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    pub async fn write<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut OutboxTx<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<Problem>,
+    {
+        let mut client = self.db.get().await?;
+        let tx = client.transaction().await.or_problem()?;
+        let mut otx = OutboxTx {
+            tx,
+            outbox: self.clone(),
+            staged: Vec::new(),
+        };
+        let value = work(&mut otx).await?;
+        let OutboxTx { tx, staged, .. } = otx;
+        tx.commit().await.or_problem()?;
+        if !staged.is_empty() {
+            self.publish_soon(staged);
+        }
+        Ok(value)
+    }
+
+    /// Inserts one outbox row in `tx`; returns its id.
+    async fn insert(
         &self,
         tx: &Transaction<'_>,
         topic: &str,
@@ -76,7 +155,7 @@ impl Outbox {
     }
 
     /// Publishes the given committed rows in the background. The runtime waits for it at shutdown.
-    pub fn publish_soon(&self, ids: Vec<i64>) {
+    fn publish_soon(&self, ids: Vec<i64>) {
         let this = self.clone();
         let task = async move {
             if let Err(e) = this.publish_batch(Some(&ids), ids.len() as i64).await {

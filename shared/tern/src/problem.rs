@@ -121,7 +121,12 @@ impl Problem {
         self.inner.type_uri.trim_start_matches(PROBLEM_BASE)
     }
 
-    /// The detail, if any.
+    /// The per-field errors of a `validation-failed` problem (empty for any other).
+    pub fn errors(&self) -> &[FieldError] {
+        &self.inner.errors
+    }
+
+    /// The occurrence's explanation, if any.
     pub fn detail(&self) -> Option<&str> {
         self.inner.detail.as_deref()
     }
