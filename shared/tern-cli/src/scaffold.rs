@@ -38,7 +38,7 @@ pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result
         (
             "Cargo.toml",
             format!(
-                "[package]\nname = \"{name}\"\ndescription = \"{method} {path}\"\nversion.workspace = true\nedition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\ntern.workspace = true\naxum.workspace = true\ntokio.workspace = true\nserde.workspace = true\nserde_json.workspace = true\n\n[lints]\nworkspace = true\n"
+                "[package]\nname = \"{name}\"\ndescription = \"{method} {path}\"\nversion.workspace = true\nedition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\ntern.workspace = true\naxum.workspace = true\ntokio.workspace = true\nserde_json.workspace = true\n\n[lints]\nworkspace = true\n"
             ),
         ),
         (

@@ -32,8 +32,6 @@ pub struct RouteTable {
 pub struct Project {
     /// The project's name.
     pub name: String,
-    /// The CloudEvents source prefix.
-    pub event_source: String,
 }
 
 /// A Pub/Sub topic.
@@ -466,7 +464,7 @@ mod tests {
 
     fn with(extra: &str) -> Result<RouteTable, TableError> {
         RouteTable::parse(&format!(
-            "[project]\nname='t'\nevent_source='//t'\n[[topic]]\nname='a'\ndescription='d'\nevent_types=['x']\n{extra}"
+            "[project]\nname='t'\n[[topic]]\nname='a'\ndescription='d'\nevent_types=['x']\n{extra}"
         ))
     }
 
