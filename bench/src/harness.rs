@@ -62,16 +62,9 @@ impl Bench {
         self.world.pubsub()
     }
 
-    /// Starts one of our baselines as its own process.
+    /// Starts one of our baselines as its own process and waits until it accepts connections.
     pub fn baseline(&self, args: &[&str]) -> Result<(Child, u16), String> {
-        let port = free_port();
-        let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        cmd.args(args)
-            .args(["--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        tern_local::die_with_parent(&mut cmd, libc::SIGTERM);
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let (child, port) = spawn_baseline(args)?;
         tern_local::wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(10))?;
         Ok((child, port))
     }
@@ -102,6 +95,19 @@ impl Bench {
             .map_err(|e| e.to_string())?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// Starts one of our baselines (this binary with `args`) on a free port; does not wait.
+pub fn spawn_baseline(args: &[&str]) -> Result<(Child, u16), String> {
+    let port = free_port();
+    let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    cmd.args(args)
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    tern_local::die_with_parent(&mut cmd, libc::SIGTERM);
+    let child = cmd.spawn().map_err(|e| e.to_string())?;
+    Ok((child, port))
 }
 
 /// Stops a baseline.

@@ -1,13 +1,11 @@
 //! Start-up and footprint: process start to ready and to a first answer against bare hyper's
 //! start, idle and loaded memory per function, binary sizes.
 
-use crate::harness::{Bench, HTTP_CONNECTIONS, say, stop};
+use crate::harness::{Bench, HTTP_CONNECTIONS, say, spawn_baseline, stop};
 use crate::stats::Spread;
 use crate::wrk;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tern_local::free_port;
 
 /// 5: process start → first 200 on readiness, → first 200 on orders-get; bare hyper's start.
 pub async fn cold_start(b: &Bench) -> Result<Value, String> {
@@ -29,11 +27,7 @@ pub async fn cold_start(b: &Bench) -> Result<Value, String> {
         p.terminate();
 
         let t = Instant::now();
-        let port = free_port();
-        let mut cmd = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        cmd.args(["bare-hyper", "--port", &port.to_string()])
-            .stdout(Stdio::null());
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let (child, port) = spawn_baseline(&["bare-hyper"])?;
         // Polled like FunctionProcess::wait_for polls Tern: every 2 ms.
         while tern_local::http_status(port, "/") != Some(200) {
             if t.elapsed() > Duration::from_secs(10) {

@@ -281,6 +281,19 @@ fn every_function_has_its_service_and_routes() {
                     job["metadata"]["annotations"]["argocd.argoproj.io/hook"], "PreSync",
                     "{target}: {name} must run before each sync"
                 );
+                // No Knative here to name it: without K_SERVICE its logs would say "function"
+                // (the image's binary name).
+                let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];
+                let service = env
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| e["name"] == "K_SERVICE");
+                assert_eq!(
+                    service.map(|e| &e["value"]),
+                    Some(&serde_json::json!(name)),
+                    "{target}: the {name} Job must set K_SERVICE"
+                );
                 continue;
             }
             let svc = services

@@ -12,7 +12,7 @@ pub enum OrderError {
     #[error("the order is not valid ({} problems)", .0.len())]
     Invalid(Vec<FieldError>),
     /// An `Idempotency-Key` came back with a different request body.
-    #[error("this Idempotency-Key was used with a different body; use a new key for a new order")]
+    #[error("This Idempotency-Key was used with a different body; use a new key for a new order.")]
     KeyReused,
     /// A payment names an order that does not exist.
     #[error("no order {0}")]

@@ -74,10 +74,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         delivery: opts.mode,
         schedule_every: opts.schedule_every,
     };
-    edge.serve(listener, async {
-        tern::platform::stop_signal().await;
-    })
-    .await?;
+    edge.serve_until_signal(listener).await?;
 
     println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
     for mut p in procs {
@@ -110,7 +107,7 @@ fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, St
     );
     println!("  PostgreSQL    {db}");
     println!(
-        "  Pub/Sub       {emulator} (project {LOCAL_PROJECT}), deliveries as {:?}",
+        "  Pub/Sub       {emulator} (project {LOCAL_PROJECT}), deliveries as {}",
         opts.mode
     );
     println!("  functions:");

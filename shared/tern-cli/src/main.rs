@@ -34,7 +34,7 @@ enum Command {
         function_port: u16,
         /// How subscription messages reach consumers.
         /// `push` or `cloudevents`.
-        #[arg(long, default_value_t = Mode::Push)]
+        #[arg(long, default_value_t = Mode::Push, value_parser = mode_parser())]
         delivery: Mode,
         /// Where the function binaries are.
         #[arg(long, default_value = "target/debug")]
@@ -55,7 +55,7 @@ enum Command {
         upstream_port: u16,
         /// How subscription messages reach consumers.
         /// `push` or `cloudevents`.
-        #[arg(long, default_value_t = Mode::Push)]
+        #[arg(long, default_value_t = Mode::Push, value_parser = mode_parser())]
         delivery: Mode,
         /// How often scheduled functions (the outbox relay) are called.
         #[arg(long, default_value_t = 10)]
@@ -220,7 +220,7 @@ async fn edge(
     let listener = tern::platform::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    println!("tern edge: routing {listen} to the functions, deliveries as {mode:?}");
+    println!("tern edge: routing {listen} to the functions, deliveries as {mode}");
     let edge = tern_local::Edge {
         table,
         pubsub: ps,
@@ -228,10 +228,13 @@ async fn edge(
         delivery: mode,
         schedule_every: Duration::from_secs(every.max(1)),
     };
-    edge.serve(listener, async {
-        tern::platform::stop_signal().await;
-    })
-    .await
+    edge.serve_until_signal(listener).await
+}
+
+/// `--delivery`: `push` or `cloudevents`, listed in `--help`.
+fn mode_parser() -> impl clap::builder::TypedValueParser<Value = Mode> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["push", "cloudevents"]).try_map(|s| s.parse::<Mode>())
 }
 
 /// The route table: TERN_ROUTES (a path, as in the container image), or routes.toml of the

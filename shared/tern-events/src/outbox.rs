@@ -28,6 +28,8 @@ pub struct OutboxTx<'c> {
     tx: Transaction<'c>,
     outbox: Outbox,
     staged: Vec<i64>,
+    /// A stage failed: the transaction is aborted, and its COMMIT would silently roll back.
+    failed: bool,
 }
 
 impl<'c> Deref for OutboxTx<'c> {
@@ -46,12 +48,16 @@ impl OutboxTx<'_> {
         subject: Option<&str>,
         data: &serde_json::Value,
     ) -> Result<(), Problem> {
-        let id = self
-            .outbox
-            .insert(&self.tx, topic, ty, subject, data)
-            .await?;
-        self.staged.push(id);
-        Ok(())
+        match self.outbox.insert(&self.tx, topic, ty, subject, data).await {
+            Ok(id) => {
+                self.staged.push(id);
+                Ok(())
+            }
+            Err(p) => {
+                self.failed = true;
+                Err(p)
+            }
+        }
     }
 }
 
@@ -87,7 +93,8 @@ impl Outbox {
 
     /// Runs `work` in one transaction, commits it, and publishes the events it staged soon
     /// after. An error from `work` (or from the commit) rolls everything back and publishes
-    /// nothing. `E` is the caller's error type; database failures reach it as a [`Problem`]
+    /// nothing; so does a stage that failed even if `work` carried on and returned `Ok`.
+    /// `E` is the caller's error type; database failures reach it as a [`Problem`]
     /// (503 with `Retry-After`).
     ///
     /// ```no_run
@@ -117,9 +124,19 @@ impl Outbox {
             tx,
             outbox: self.clone(),
             staged: Vec::new(),
+            failed: false,
         };
         let value = work(&mut otx).await?;
-        let OutboxTx { tx, staged, .. } = otx;
+        let OutboxTx {
+            tx, staged, failed, ..
+        } = otx;
+        if failed {
+            // `work` went on after a failed stage: PostgreSQL would turn the COMMIT into a
+            // ROLLBACK and report success. Nothing was written; say so.
+            return Err(Problem::internal()
+                .with_detail("an event could not be staged; nothing was written")
+                .into());
+        }
         tx.commit().await.or_problem()?;
         if !staged.is_empty() {
             self.publish_soon(staged);

@@ -55,7 +55,7 @@ pub struct Target {
 }
 
 /// The body and headers of one delivery.
-pub fn request_for(
+fn request_for(
     mode: Mode,
     cfg: &PubSubConfig,
     target: &Target,

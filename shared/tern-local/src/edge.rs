@@ -30,6 +30,14 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// [`Edge::serve`] until SIGTERM or SIGINT (Ctrl-C), as `tern dev` and `tern edge` run.
+    pub async fn serve_until_signal(self, listener: tokio::net::TcpListener) -> Result<(), String> {
+        self.serve(listener, async {
+            tern::platform::stop_signal().await;
+        })
+        .await
+    }
+
     /// Serves the router on `listener`, and runs the deliveries, the tap and the scheduler,
     /// until `stop` resolves.
     pub async fn serve(

@@ -6,6 +6,7 @@
 //! (`knative/chart/tern-functions/templates/service.yaml`).
 
 use std::collections::BTreeMap;
+use tern::LogFormat;
 use tern_events::PubSubConfig;
 use tern_routes::Function;
 
@@ -14,21 +15,12 @@ pub const LOCAL_API_KEY: &str = "local-dev-key";
 /// The CSRF secret of local runs (local credentials only).
 const LOCAL_CSRF_SECRET: &str = "local-only-csrf-secret-0123456789abcdef";
 
-/// How a function writes its logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Readable lines, for a terminal.
-    Text,
-    /// Cloud Logging JSON, as in the cluster.
-    Json,
-}
-
-impl LogFormat {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Text => "text",
-            Self::Json => "json",
-        }
+/// `TERN_LOG_FORMAT`'s spelling of `format`.
+fn log_format_value(format: LogFormat) -> &'static str {
+    match format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+        LogFormat::Auto => "auto",
     }
 }
 
@@ -63,13 +55,6 @@ impl FunctionEnv {
         self
     }
 
-    /// Another database for the same settings.
-    #[must_use]
-    pub fn database(mut self, url: impl Into<String>) -> Self {
-        self.database_url = url.into();
-        self
-    }
-
     /// The log format.
     #[must_use]
     pub fn log_format(mut self, format: LogFormat) -> Self {
@@ -96,16 +81,6 @@ impl FunctionEnv {
         &self.database_url
     }
 
-    /// The Pub/Sub settings, if any.
-    pub fn pubsub_config(&self) -> Option<&PubSubConfig> {
-        self.pubsub.as_ref()
-    }
-
-    /// The API key configured for the back-office list.
-    pub fn api_key_value(&self) -> &str {
-        &self.api_key
-    }
-
     /// The variables shared by every function, in a stable order.
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -123,7 +98,10 @@ impl FunctionEnv {
                 format!("{}ms", ps.publish_timeout.as_millis()),
             );
         }
-        put("TERN_LOG_FORMAT", self.log_format.as_str().to_owned());
+        put(
+            "TERN_LOG_FORMAT",
+            log_format_value(self.log_format).to_owned(),
+        );
         put("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash(&self.api_key));
         put("WEB_CSRF_SECRET", LOCAL_CSRF_SECRET.to_owned());
         // Local runs are plain HTTP: a Secure cookie would never come back.
@@ -194,8 +172,8 @@ mod tests {
         assert_eq!(get(&vars, "PORT"), Some("8101"));
         assert_eq!(get(&vars, "K_SERVICE"), Some("orders-get"));
         // Each name once.
-        let mut names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
-        names.dedup();
+        let names: std::collections::BTreeSet<&str> =
+            vars.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(names.len(), vars.len());
     }
 

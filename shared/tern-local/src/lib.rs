@@ -42,9 +42,9 @@ pub mod render;
 mod router;
 mod world;
 
-pub use delivery::{Mode, Target, loopback, request_for, run as deliver, stop::StopToken};
+pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
-pub use env::{FunctionEnv, LOCAL_API_KEY, LogFormat};
+pub use env::{FunctionEnv, LOCAL_API_KEY};
 pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
     FunctionProcess, Output, die_with_parent, free_port, http_status, repo_root, run_job, signal,
@@ -52,6 +52,7 @@ pub use process::{
 };
 pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
 pub use router::{Router, Upstreams};
+pub use tern::LogFormat;
 pub use world::{
     Database, EMULATOR_PORT, LOCAL_PROJECT, POSTGRES_PORT, PubSub, World, WorldOptions,
 };

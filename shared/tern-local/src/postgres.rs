@@ -1,5 +1,5 @@
-//! PostgreSQL for a local run: a throwaway cluster on loopback (or the one `DATABASE_URL` names),
-//! its databases, and the `migrate` job run against it as a deploy runs it.
+//! PostgreSQL for a local run: a throwaway cluster on loopback, and its databases. (A world
+//! that uses `DATABASE_URL` instead starts none; the `migrate` job is run by `process::run_job`.)
 
 use crate::process::{die_with_parent, free_port, signal};
 use std::os::unix::process::CommandExt;

@@ -78,8 +78,16 @@ pub enum Output {
     Quiet,
 }
 
-/// Runs job `name` (such as `migrate`) from `bin_dir` to completion with `env`. Its log goes
-/// to our stdout with [`Output::Prefixed`]; its one-line error, if any, always to our stderr.
+impl Output {
+    /// Whether a child's output is kept (`TERN_TEST_LOGS` keeps it for tests and the bench).
+    fn shows(self) -> bool {
+        self == Self::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some()
+    }
+}
+
+/// Runs job `name` (such as `migrate`) from `bin_dir` to completion with `env`. With
+/// [`Output::Prefixed`] its lines are copied behind its name, as a function's are; quiet, its
+/// stdout is discarded but its one-line error, if any, still reaches our stderr.
 pub fn run_job(
     bin_dir: &Path,
     name: &str,
@@ -88,23 +96,59 @@ pub fn run_job(
 ) -> Result<(), String> {
     let mut cmd = Command::new(bin_dir.join(name));
     clean_env(&mut cmd);
-    let show = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
-    let status = cmd
-        .envs(env.vars())
-        .env("K_SERVICE", name)
-        .stdin(Stdio::null())
-        .stdout(if show {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .status()
+    cmd.envs(env.vars()).env("K_SERVICE", name);
+    let (mut child, copiers) = spawn(&mut cmd, name, output, Stdio::inherit())
         .map_err(|e| format!("cannot run {name} ({}): {e}", bin_dir.display()))?;
+    let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    for c in copiers {
+        let _ = c.join();
+    }
     if status.success() {
         Ok(())
     } else {
         Err(format!("{name} failed: {status}"))
     }
+}
+
+/// Starts `cmd` (stdin closed, dying with its parent) and, when `output` shows it, copies each
+/// line of its stdout and stderr to ours behind `name`; otherwise stdout is discarded and stderr
+/// goes to `quiet_stderr`. Returns the child and the copying threads (they end at its exit).
+fn spawn(
+    cmd: &mut Command,
+    name: &str,
+    output: Output,
+    quiet_stderr: Stdio,
+) -> std::io::Result<(Child, Vec<std::thread::JoinHandle<()>>)> {
+    let show = output.shows();
+    cmd.stdin(Stdio::null())
+        .stdout(if show { Stdio::piped() } else { Stdio::null() })
+        .stderr(if show { Stdio::piped() } else { quiet_stderr });
+    die_with_parent(cmd, libc::SIGTERM);
+    let mut child = cmd.spawn()?;
+    let mut copiers = Vec::new();
+    let streams = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ];
+    for stream in streams.into_iter().flatten() {
+        let label = format!("{name:>16} | ");
+        copiers.push(std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                println!("{label}{line}");
+            }
+        }));
+    }
+    Ok((child, copiers))
 }
 
 /// A function starts from a clean environment: only what [`FunctionEnv`] says, plus `PATH`,
@@ -148,40 +192,8 @@ impl FunctionProcess {
         let mut cmd = Command::new(&bin);
         clean_env(&mut cmd);
         cmd.envs(env.for_function(function, "127.0.0.1", port));
-        let show = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
-        cmd.stdin(Stdio::null())
-            .stdout(if show { Stdio::piped() } else { Stdio::null() })
-            .stderr(if show { Stdio::piped() } else { Stdio::null() });
-        die_with_parent(&mut cmd, libc::SIGTERM);
-        let mut child = cmd
-            .spawn()
+        let (child, _copiers) = spawn(&mut cmd, name, output, Stdio::null())
             .map_err(|e| format!("cannot start {name}: {e}"))?;
-        if show {
-            for stream in [
-                child
-                    .stdout
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-                child
-                    .stderr
-                    .take()
-                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let label = format!("{name:>16} | ");
-                std::thread::spawn(move || {
-                    use std::io::BufRead;
-                    for line in std::io::BufReader::new(stream)
-                        .lines()
-                        .map_while(Result::ok)
-                    {
-                        println!("{label}{line}");
-                    }
-                });
-            }
-        }
         Ok(Self {
             name: name.to_owned(),
             port,

@@ -3,9 +3,10 @@
 //! chart (`knative/chart/tern-functions/files/routes.json`), where the chart and `infra/` read it;
 //! a test fails when the committed copy drifts from `routes.toml`.
 
-use crate::env::{FunctionEnv, LogFormat};
+use crate::env::FunctionEnv;
 use crate::world::LOCAL_PROJECT;
 use serde_json::{Value, json};
+use tern::LogFormat;
 use tern_events::PubSubConfig;
 use tern_routes::{Function, Kind, RouteTable};
 

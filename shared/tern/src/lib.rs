@@ -173,14 +173,20 @@ where
     ctx.run_shutdown_hooks().await;
     let code = match &result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "job failed");
-            e.exit_code()
-        }
+        Err(e) => e.exit_code(),
     };
+    // A job is not starting: its failure reads "failed: ...", not "start failed: ...".
+    let message = match &result {
+        Ok(()) => None,
+        Err(StartError::Config(e)) => Some(e.to_string()),
+        Err(StartError::Failed(why)) => Some(format!("failed: {why}")),
+    };
+    if let Some(m) = &message {
+        tracing::error!(error = %m, "job failed");
+    }
     drop(guard);
-    if let Err(e) = result {
-        eprintln!("{}: {e}", binary_name());
+    if let Some(m) = message {
+        eprintln!("{}: {m}", binary_name());
     }
     code
 }
