@@ -208,6 +208,59 @@ fn everything_rendered_and_the_argo_cd_manifests_pass_kubeconform_strict() {
 }
 
 #[test]
+fn knative_exports_the_metrics_the_pod_monitorings_scrape() {
+    for (target, _) in TARGETS {
+        let render = |component: &str| {
+            let set = format!("component={component}");
+            docs(
+                &helm_template(PLATFORM_CHART, &platform_values(target), &[set.as_str()])
+                    .unwrap_or_else(|e| panic!("platform {component} {target}: {e}")),
+            )
+        };
+        let serving = render("serving");
+        let ks = of_kind(&serving, "KnativeServing");
+        let observability =
+            &ks.first().expect("a KnativeServing")["spec"]["config"]["observability"];
+        // The keys Serving 1.19+ reads; the old `metrics.backend-destination` is ignored.
+        assert_eq!(observability["metrics-protocol"], "prometheus", "{target}");
+        assert_eq!(
+            observability["request-metrics-protocol"], "prometheus",
+            "{target}"
+        );
+        assert!(
+            observability["metrics.backend-destination"].is_null(),
+            "{target}: a key Serving no longer reads"
+        );
+        // Where those endpoints are: the control plane on 9090 (knative.dev/pkg's Prometheus
+        // default), each queue-proxy on 9091 (networking.UserQueueMetricsPort).
+        let monitoring = render("monitoring");
+        let ports: BTreeMap<String, u64> = of_kind(&monitoring, "PodMonitoring")
+            .iter()
+            .map(|m| {
+                let name = m["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                (
+                    name,
+                    m["spec"]["endpoints"][0]["port"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports.get("knative-serving"),
+            Some(&9090),
+            "{target}: {ports:?}"
+        );
+        assert_eq!(
+            ports.get("tern-functions"),
+            Some(&9091),
+            "{target}: {ports:?}"
+        );
+    }
+}
+
+#[test]
 fn kubeconform_rejects_what_the_cluster_would_reject() {
     // The schemas are strict: a misspelled field, a wrong type or a bad enum fails.
     let dir = tern_e2e::scratch("deploy-reject");
@@ -313,6 +366,21 @@ fn every_function_has_its_service_and_routes() {
                 f.scale.max.to_string(),
                 "{target}: {name}"
             );
+            // Knative aims at containerConcurrency x utilization (ResolveMetricTarget); a `target`
+            // annotation below containerConcurrency would be discounted by the utilization again.
+            let annotations = &rev["metadata"]["annotations"];
+            assert_eq!(
+                annotations["autoscaling.knative.dev/target-utilization-percentage"], "70",
+                "{target}: {name}"
+            );
+            if let Some(t) = annotations["autoscaling.knative.dev/target"].as_str() {
+                let t: u32 = t.parse().unwrap();
+                assert!(
+                    f.scale.concurrency == 0 || t >= f.scale.concurrency,
+                    "{target}: {name}'s target {t} discounts the concurrency {} twice",
+                    f.scale.concurrency
+                );
+            }
             let routed = f.visibility == tern_routes::Visibility::Public || f.schedule.is_some();
             let rule = route["spec"]["rules"].as_array().and_then(|rules| {
                 rules.iter().find(|r| {

@@ -81,6 +81,11 @@ impl FunctionEnv {
         &self.database_url
     }
 
+    /// The Pub/Sub settings, if any.
+    pub fn pubsub_settings(&self) -> Option<&PubSubConfig> {
+        self.pubsub.as_ref()
+    }
+
     /// The variables shared by every function, in a stable order.
     pub fn vars(&self) -> Vec<(String, String)> {
         let mut vars: BTreeMap<String, String> = BTreeMap::new();

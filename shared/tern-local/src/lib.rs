@@ -35,6 +35,7 @@
 mod delivery;
 mod edge;
 mod env;
+mod pod;
 mod postgres;
 mod process;
 mod pubsub;
@@ -45,6 +46,7 @@ mod world;
 pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
 pub use env::{FunctionEnv, LOCAL_API_KEY};
+pub use pod::{Pod, REQUEST_METRICS_PORT, RevisionSettings, SERVING_PORT, USER_PORT};
 pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
     FunctionProcess, Output, die_with_parent, free_port, http_status, repo_root, run_job, signal,

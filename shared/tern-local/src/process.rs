@@ -181,6 +181,20 @@ impl FunctionProcess {
         env: &FunctionEnv,
         output: Output,
     ) -> Result<Self, String> {
+        Self::spawn_in(bin_dir, function, port, env, output, None)
+    }
+
+    /// [`FunctionProcess::spawn`], inside network namespace `netns` when given (a [`Pod`]'s).
+    ///
+    /// [`Pod`]: crate::Pod
+    pub(crate) fn spawn_in(
+        bin_dir: &Path,
+        function: &Function,
+        port: u16,
+        env: &FunctionEnv,
+        output: Output,
+        netns: Option<&str>,
+    ) -> Result<Self, String> {
         let name = function.name.as_str();
         let bin = bin_dir.join(name);
         if !bin.exists() {
@@ -189,7 +203,14 @@ impl FunctionProcess {
                 bin.display()
             ));
         }
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match netns {
+            None => Command::new(&bin),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&bin);
+                c
+            }
+        };
         clean_env(&mut cmd);
         cmd.envs(env.for_function(function, "127.0.0.1", port));
         let (child, _copiers) = spawn(&mut cmd, name, output, Stdio::null())
@@ -235,6 +256,13 @@ impl FunctionProcess {
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         signal(&child, libc::SIGTERM);
+        child.wait().ok()
+    }
+
+    /// Kills it (SIGKILL) and waits.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(&child, libc::SIGKILL);
         child.wait().ok()
     }
 

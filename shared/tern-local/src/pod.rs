@@ -1,0 +1,406 @@
+//! A function as a Knative pod runs it: in a network namespace of its own (as Kubernetes gives
+//! every pod), Knative Serving's own queue-proxy on the pod's serving port in front of it, and the
+//! function on its user port behind, reached by queue-proxy over loopback — h2c when the request
+//! came in as HTTP/2, as the chart's `h2c` port name makes Kourier send it.
+//!
+//! queue-proxy's admin (8022) and autoscaling-metrics (9090) ports are constants and it listens on
+//! all addresses, so two cannot share a namespace: each pod gets its own, joined to the host by a
+//! veth pair with a /30 of its own. Namespaces need root (`ip netns`); CI and these tests run as
+//! root.
+
+use crate::env::FunctionEnv;
+use crate::process::{FunctionProcess, Output, signal};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+use tern_routes::Function;
+
+/// The pod's serving port (Knative's `QUEUE_SERVING_PORT`, what Kourier and the activator call).
+pub const SERVING_PORT: u16 = 8012;
+/// Where queue-proxy serves the request metrics (Knative's `networking.UserQueueMetricsPort`).
+pub const REQUEST_METRICS_PORT: u16 = 9091;
+/// The function's port inside the pod (the chart's `containerPort`, the runtime's default).
+pub const USER_PORT: u16 = 8080;
+
+/// What the Knative controller tells a revision's queue-proxy.
+#[derive(Debug, Clone)]
+pub struct RevisionSettings {
+    /// `containerConcurrency` (0: unlimited).
+    pub container_concurrency: u32,
+    /// `timeoutSeconds`.
+    pub timeout_seconds: u32,
+}
+
+/// A running pod. Dropping it kills both processes at once (queue-proxy's own SIGTERM drain waits
+/// 30 s for quiet; use [`Pod::terminate`] to go through it) and removes the namespace.
+pub struct Pod {
+    /// The namespace's name.
+    pub netns: String,
+    /// The pod's address, reachable from the host.
+    pub ip: Ipv4Addr,
+    function: FunctionProcess,
+    queue_proxy: Option<Child>,
+    host_link: String,
+    forwarders: Arc<AtomicBool>,
+}
+
+impl Pod {
+    /// Starts `function` from `bin_dir` with `env` behind the queue-proxy at `queue_bin`, in a
+    /// new namespace, and waits until queue-proxy answers Knative's readiness probe.
+    pub fn start(
+        bin_dir: &Path,
+        queue_bin: &Path,
+        function: &Function,
+        env: &FunctionEnv,
+        revision: &RevisionSettings,
+        output: Output,
+    ) -> Result<Self, String> {
+        if !queue_bin.exists() {
+            return Err(format!(
+                "{} not found: run scripts/tools first",
+                queue_bin.display()
+            ));
+        }
+        let (netns, host_link, host_ip, ip) = allocate(&function.name);
+        let mut pod_net = Netns {
+            name: netns.clone(),
+            host_link: host_link.clone(),
+            armed: true,
+        };
+        pod_net.create(host_ip, ip)?;
+        // The pod reaches PostgreSQL and the emulator at the same loopback addresses the host
+        // does, as a pod reaches them through its node's network in the cluster.
+        let forwarders = Arc::new(AtomicBool::new(false));
+        for port in loopback_ports(env) {
+            forward_into(&netns, port, forwarders.clone())?;
+        }
+        let function_proc =
+            FunctionProcess::spawn_in(bin_dir, function, USER_PORT, env, output, Some(&netns))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &netns])
+            .arg(queue_bin)
+            .env_clear()
+            .envs(queue_proxy_env(function, revision, ip))
+            .stdin(Stdio::null())
+            .stdout(
+                if output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                },
+            )
+            .stderr(Stdio::inherit());
+        crate::process::die_with_parent(&mut cmd, libc::SIGKILL);
+        let queue_proxy = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start queue-proxy for {}: {e}", function.name))?;
+        pod_net.armed = false;
+        let pod = Self {
+            netns,
+            ip,
+            function: function_proc,
+            queue_proxy: Some(queue_proxy),
+            host_link,
+            forwarders,
+        };
+        pod.wait_ready(Duration::from_secs(30))?;
+        Ok(pod)
+    }
+
+    /// `http://IP:8012`: where the router sends this pod's requests.
+    pub fn url(&self) -> String {
+        format!("http://{}:{SERVING_PORT}", self.ip)
+    }
+
+    /// `http://IP:9091/metrics`: queue-proxy's request metrics (Prometheus text).
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}:{REQUEST_METRICS_PORT}/metrics", self.ip)
+    }
+
+    /// Probes queue-proxy as the kubelet does (`K-Network-Probe: queue`): 200 once queue-proxy
+    /// has found the function ready.
+    fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + timeout;
+        let addr = std::net::SocketAddr::from((self.ip, SERVING_PORT));
+        while std::time::Instant::now() < deadline {
+            if probe(addr) == Some(200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "{}: queue-proxy did not report ready within {timeout:?}",
+            self.function.name
+        ))
+    }
+
+    /// Sends SIGTERM to queue-proxy and the function together, as the kubelet does, and waits
+    /// for both (queue-proxy drains until 30 s pass without a request).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let qp = self.queue_proxy.take();
+        if let Some(q) = &qp {
+            signal(q, libc::SIGTERM);
+        }
+        let status = self.function.terminate();
+        if let Some(mut q) = qp {
+            let _ = q.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if let Some(mut q) = self.queue_proxy.take() {
+            signal(&q, libc::SIGKILL);
+            let _ = q.wait();
+        }
+        let _ = self.function.kill();
+        self.forwarders.store(true, Ordering::SeqCst);
+        Netns {
+            name: self.netns.clone(),
+            host_link: self.host_link.clone(),
+            armed: true,
+        }
+        .remove();
+    }
+}
+
+/// The environment Knative's controller gives queue-proxy (`pkg/queue/sharedmain`'s `config`).
+fn queue_proxy_env(
+    function: &Function,
+    revision: &RevisionSettings,
+    ip: Ipv4Addr,
+) -> Vec<(String, String)> {
+    let name = &function.name;
+    let probe = format!(
+        r#"{{"httpGet":{{"path":"{}","port":{USER_PORT},"host":"127.0.0.1","scheme":"HTTP"}},"successThreshold":1}}"#,
+        tern::platform::READY_PATH
+    );
+    [
+        (
+            "CONTAINER_CONCURRENCY",
+            revision.container_concurrency.to_string(),
+        ),
+        ("QUEUE_SERVING_PORT", SERVING_PORT.to_string()),
+        ("QUEUE_SERVING_TLS_PORT", "8112".to_owned()),
+        ("USER_PORT", USER_PORT.to_string()),
+        (
+            "REVISION_TIMEOUT_SECONDS",
+            revision.timeout_seconds.to_string(),
+        ),
+        ("SERVING_LOGGING_CONFIG", String::new()),
+        ("SERVING_LOGGING_LEVEL", "warn".to_owned()),
+        ("SERVING_NAMESPACE", "tern".to_owned()),
+        ("SERVING_CONFIGURATION", name.clone()),
+        ("SERVING_REVISION", format!("{name}-00001")),
+        ("SERVING_POD", format!("{name}-pod")),
+        ("SERVING_POD_IP", ip.to_string()),
+        ("SERVING_READINESS_PROBE", probe),
+        // What the platform's KnativeServing sets (request-metrics-protocol: prometheus).
+        (
+            "OBSERVABILITY_CONFIG",
+            r#"{"requestMetrics":{"protocol":"prometheus"}}"#.to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The loopback ports the environment points at (the database, the emulator).
+fn loopback_ports(env: &FunctionEnv) -> Vec<u16> {
+    let port_of = |hostport: &str| -> Option<u16> {
+        let (host, port) = hostport.rsplit_once(':')?;
+        matches!(host, "127.0.0.1" | "localhost").then(|| port.parse().ok())?
+    };
+    let mut ports = Vec::new();
+    // postgres://user@127.0.0.1:PORT/db
+    if let Some(rest) = env.database_url().split_once('@').map(|(_, r)| r)
+        && let Some(p) = port_of(rest.split('/').next().unwrap_or_default())
+    {
+        ports.push(p);
+    }
+    if let Some(p) = env
+        .pubsub_settings()
+        .and_then(|ps| ps.emulator_host.as_deref())
+        .and_then(port_of)
+    {
+        ports.push(p);
+    }
+    ports
+}
+
+/// Listens on `127.0.0.1:port` inside `netns` and forwards each connection to `127.0.0.1:port`
+/// on the host, until `stop` is set. The listening socket is made on a thread that enters the
+/// namespace (`setns`) and leaves it again: a socket stays in the namespace it was made in.
+fn forward_into(netns: &str, port: u16, stop: Arc<AtomicBool>) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let target = std::fs::File::open(format!("/var/run/netns/{netns}"))
+        .map_err(|e| format!("open netns {netns}: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let bound = (|| -> Result<std::net::TcpListener, String> {
+            let home = std::fs::File::open("/proc/thread-self/ns/net")
+                .map_err(|e| format!("open own netns: {e}"))?;
+            // SAFETY: setns on this thread only, with descriptors we hold open.
+            if unsafe { libc::setns(target.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns: {}", std::io::Error::last_os_error()));
+            }
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port));
+            // SAFETY: as above, back to the namespace this thread started in.
+            if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns back: {}", std::io::Error::last_os_error()));
+            }
+            listener.map_err(|e| format!("listen on 127.0.0.1:{port} in the pod: {e}"))
+        })();
+        let listener = match bound {
+            Ok(l) => {
+                let _ = tx.send(Ok(()));
+                l
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = listener.set_nonblocking(true);
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((inner, _)) => {
+                    let _ = inner.set_nonblocking(false);
+                    if let Ok(outer) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        splice(inner, outer);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    rx.recv()
+        .map_err(|_| "the forwarding thread ended".to_owned())?
+}
+
+/// Copies both ways between two connections until either side closes.
+fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    for (mut from, mut to) in [(a, b2), (b, a2)] {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+/// `GET /` with the kubelet's queue-proxy probe header; the status, if any.
+fn probe(addr: std::net::SocketAddr) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nK-Network-Probe: queue\r\nUser-Agent: kube-probe/1.35\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).ok()?;
+    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+}
+
+/// A namespace name, host link name and a /30 (host side, pod side) unique to this process.
+fn allocate(function: &str) -> (String, String, Ipv4Addr, Ipv4Addr) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id();
+    // 10.200.0.0/13 holds 2^17 /30s: spread processes by pid, pods by counter.
+    let slot = (pid.wrapping_mul(64).wrapping_add(n)) % (1 << 17);
+    let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + slot * 4;
+    let short: String = function
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect();
+    (
+        format!("tern-{pid}-{n}-{function}"),
+        // Interface names are at most 15 bytes.
+        format!("t{}{short}{n}", pid % 100_000),
+        Ipv4Addr::from(base + 1),
+        Ipv4Addr::from(base + 2),
+    )
+}
+
+/// A namespace and its veth pair; removed on drop while `armed`.
+struct Netns {
+    name: String,
+    host_link: String,
+    armed: bool,
+}
+
+impl Netns {
+    fn create(&mut self, host_ip: Ipv4Addr, pod_ip: Ipv4Addr) -> Result<(), String> {
+        let peer = format!("{}p", self.host_link);
+        let ns = self.name.as_str();
+        let host_cidr = format!("{host_ip}/30");
+        let pod_cidr = format!("{pod_ip}/30");
+        let steps: [&[&str]; 8] = [
+            &["netns", "add", ns],
+            &["-n", ns, "link", "set", "lo", "up"],
+            &[
+                "link",
+                "add",
+                &self.host_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &peer,
+            ],
+            &["link", "set", &peer, "netns", ns],
+            &["addr", "add", &host_cidr, "dev", &self.host_link],
+            &["link", "set", &self.host_link, "up"],
+            &["-n", ns, "addr", "add", &pod_cidr, "dev", &peer],
+            &["-n", ns, "link", "set", &peer, "up"],
+        ];
+        for args in steps {
+            ip(args).map_err(|e| {
+                format!("cannot make the network namespace of a pod (needs root and iproute2): {e}")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self) {
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.name]);
+        self.armed = false;
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if self.armed {
+            self.remove();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}

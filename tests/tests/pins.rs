@@ -1,0 +1,70 @@
+//! Knative Serving's version is written in three places that must agree: the version the
+//! platform's KnativeServing installs (`knative/platform/values.yaml`, `1.x`), the CRD schemas the
+//! manifests are validated against (`tools/k8s-schemas/sources.txt`, `knative.dev/serving@v0.y`),
+//! and the queue-proxy built here (`tools/queue-proxy/go.mod`). Knative's Go modules number
+//! release `1.x` as `v0.(x + 27)` (1.23 is v0.50).
+
+use tern_e2e::root;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `v0.50.0` → `1.23`.
+fn release_of_module(version: &str) -> String {
+    let minor: u32 = version
+        .trim_start_matches("v0.")
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("not a knative module version: {version}"));
+    format!("1.{}", minor - 27)
+}
+
+#[test]
+fn knative_serving_is_the_same_version_everywhere() {
+    let values = read("knative/platform/values.yaml");
+    let installed = values
+        .lines()
+        .skip_while(|l| !l.starts_with("knative:"))
+        .find_map(|l| l.trim().strip_prefix("version:"))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("knative.version in the platform values");
+
+    let sources = read("tools/k8s-schemas/sources.txt");
+    let schemas = sources
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .strip_prefix("knative.dev/serving@")
+        })
+        .expect("knative.dev/serving in sources.txt");
+
+    let gomod = read("tools/queue-proxy/go.mod");
+    assert!(
+        gomod.contains("tool knative.dev/serving/cmd/queue"),
+        "queue-proxy is built from Serving's own module"
+    );
+    let queue = gomod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("knative.dev/serving "))
+        .and_then(|v| v.split_whitespace().next())
+        .expect("knative.dev/serving in tools/queue-proxy/go.mod");
+
+    assert_eq!(
+        schemas, queue,
+        "the CRD schemas and queue-proxy pin different Serving modules"
+    );
+    assert_eq!(
+        release_of_module(queue),
+        installed,
+        "the platform installs Knative Serving {installed}, queue-proxy is built from {queue}"
+    );
+}
+
+#[test]
+fn module_versions_map_to_releases() {
+    assert_eq!(release_of_module("v0.50.0"), "1.23");
+    assert_eq!(release_of_module("v0.46.2"), "1.19");
+}
