@@ -6,6 +6,7 @@ use crate::stats::Spread;
 use crate::wrk;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use tern_routes::Kind;
 
 /// 5: process start → first 200 on readiness, → first 200 on orders-get; bare hyper's start.
 pub async fn cold_start(b: &Bench) -> Result<Value, String> {
@@ -51,27 +52,15 @@ pub async fn footprint(b: &Bench) -> Result<Value, String> {
     say("footprint");
     let mut idle = serde_json::Map::new();
     let mut size = serde_json::Map::new();
-    for name in [
-        "orders-create",
-        "orders-get",
-        "orders-list",
-        "web",
-        "payments-events",
-        "outbox-relay",
-    ] {
+    // Every function of the route table; the HTTP ones are also started for their idle memory.
+    let table = &b.world.table;
+    for f in table.functions.iter().filter(|f| f.kind == Kind::Http) {
+        let name = f.name.as_str();
         let p = b.start(name, &[])?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         idle.insert(name.into(), json!(rss_mib(p.pid())));
     }
-    for name in [
-        "orders-create",
-        "orders-get",
-        "orders-list",
-        "web",
-        "payments-events",
-        "outbox-relay",
-        "migrate",
-    ] {
+    for name in table.functions.iter().map(|f| f.name.as_str()) {
         let bytes = std::fs::metadata(b.world.bin_dir.join(name))
             .map(|m| m.len())
             .unwrap_or(0);
