@@ -48,6 +48,8 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
     // Through queue-proxy, over h2c, to the function (which reads PostgreSQL from the pod).
     let h2c = reqwest::Client::builder()
         .http2_prior_knowledge()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
         .build()
         .unwrap();
     let mut statuses = Vec::new();
@@ -72,9 +74,17 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    let problem: Value = missing.json().await.unwrap();
+    assert_eq!(problem["status"], 404);
 
     // queue-proxy counted them, by status, where the PodMonitoring scrapes.
-    let metrics = reqwest::get(pod.metrics_url())
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(pod.metrics_url())
+        .send()
         .await
         .unwrap()
         .text()

@@ -18,8 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use tern_routes::Function;
 
-/// The pod's serving port (Knative's `QUEUE_SERVING_PORT`, what Kourier and the activator call).
-pub const SERVING_PORT: u16 = 8012;
+/// The pod's serving port: Knative's `QUEUE_SERVING_PORT` for a revision whose port is named
+/// `h2c`, as the chart names it (`networking.BackendHTTP2Port`; 8012 is the HTTP/1 one).
+pub const SERVING_PORT: u16 = 8013;
 /// Where queue-proxy serves the request metrics (Knative's `networking.UserQueueMetricsPort`).
 pub const REQUEST_METRICS_PORT: u16 = 9091;
 /// The function's port inside the pod (the chart's `containerPort`, the runtime's default).
@@ -64,22 +65,26 @@ impl Pod {
                 queue_bin.display()
             ));
         }
-        let (netns, host_link, host_ip, ip) = allocate(&function.name);
-        let mut pod_net = Netns {
-            name: netns.clone(),
-            host_link: host_link.clone(),
-            armed: true,
+        let mut pod_net = Netns::claim()?;
+        let (netns, host_link) = (pod_net.name.clone(), pod_net.host_link.clone());
+        let ip = pod_net.pod_ip;
+        let forwarders = Arc::new(AtomicBool::new(false));
+        // Until the pod is whole, a failure stops the forwarders (their sockets keep the
+        // namespace alive) and the guard removes what was made.
+        let stop_on_error = |e: String| {
+            forwarders.store(true, Ordering::SeqCst);
+            e
         };
-        pod_net.create(host_ip, ip)?;
+        pod_net.create().map_err(stop_on_error)?;
         // The pod reaches PostgreSQL and the emulator at the same loopback addresses the host
         // does, as a pod reaches them through its node's network in the cluster.
-        let forwarders = Arc::new(AtomicBool::new(false));
         for port in loopback_ports(env) {
-            forward_into(&netns, port, forwarders.clone())?;
+            forward_into(&netns, port, forwarders.clone()).map_err(stop_on_error)?;
         }
         let function_proc =
-            FunctionProcess::spawn_in(bin_dir, function, USER_PORT, env, output, Some(&netns))?;
-        let mut cmd = Command::new("ip");
+            FunctionProcess::spawn_in(bin_dir, function, USER_PORT, env, output, Some(&netns))
+                .map_err(stop_on_error)?;
+        let mut cmd = Command::new(ip_command());
         cmd.args(["netns", "exec", &netns])
             .arg(queue_bin)
             .env_clear()
@@ -94,11 +99,14 @@ impl Pod {
             )
             .stderr(Stdio::inherit());
         crate::process::die_with_parent(&mut cmd, libc::SIGKILL);
-        let queue_proxy = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start queue-proxy for {}: {e}", function.name))?;
+        let queue_proxy = cmd.spawn().map_err(|e| {
+            stop_on_error(format!(
+                "cannot start queue-proxy for {}: {e}",
+                function.name
+            ))
+        })?;
         pod_net.armed = false;
-        let pod = Self {
+        let mut pod = Self {
             netns,
             ip,
             function: function_proc,
@@ -121,13 +129,27 @@ impl Pod {
     }
 
     /// Probes queue-proxy as the kubelet does (`K-Network-Probe: queue`): 200 once queue-proxy
-    /// has found the function ready.
-    fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
+    /// has found the function ready. Fails at once when either process has exited.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
         let addr = std::net::SocketAddr::from((self.ip, SERVING_PORT));
         while std::time::Instant::now() < deadline {
             if probe(addr) == Some(200) {
                 return Ok(());
+            }
+            if let Some(q) = self.queue_proxy.as_mut()
+                && let Ok(Some(status)) = q.try_wait()
+            {
+                return Err(format!(
+                    "{}: queue-proxy exited: {status}",
+                    self.function.name
+                ));
+            }
+            if let Some(status) = self.function.exited() {
+                return Err(format!(
+                    "{} exited during start: {status}",
+                    self.function.name
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -160,12 +182,8 @@ impl Drop for Pod {
         }
         let _ = self.function.kill();
         self.forwarders.store(true, Ordering::SeqCst);
-        Netns {
-            name: self.netns.clone(),
-            host_link: self.host_link.clone(),
-            armed: true,
-        }
-        .remove();
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.netns]);
     }
 }
 
@@ -176,8 +194,10 @@ fn queue_proxy_env(
     ip: Ipv4Addr,
 ) -> Vec<(String, String)> {
     let name = &function.name;
+    // The chart's readinessProbe (service.yaml: periodSeconds 5, failureThreshold 3) with the
+    // defaults Knative's controller fills in (timeoutSeconds 1, successThreshold 1).
     let probe = format!(
-        r#"{{"httpGet":{{"path":"{}","port":{USER_PORT},"host":"127.0.0.1","scheme":"HTTP"}},"successThreshold":1}}"#,
+        r#"{{"httpGet":{{"path":"{}","port":{USER_PORT},"host":"127.0.0.1","scheme":"HTTP"}},"timeoutSeconds":1,"periodSeconds":5,"successThreshold":1,"failureThreshold":3}}"#,
         tern::platform::READY_PATH
     );
     [
@@ -195,7 +215,9 @@ fn queue_proxy_env(
         ("SERVING_LOGGING_CONFIG", String::new()),
         ("SERVING_LOGGING_LEVEL", "warn".to_owned()),
         ("SERVING_NAMESPACE", "tern".to_owned()),
+        ("SERVING_SERVICE", name.clone()),
         ("SERVING_CONFIGURATION", name.clone()),
+        ("HOSTNAME", format!("{name}-pod")),
         ("SERVING_REVISION", format!("{name}-00001")),
         ("SERVING_POD", format!("{name}-pod")),
         ("SERVING_POD_IP", ip.to_string()),
@@ -312,70 +334,88 @@ fn probe(addr: std::net::SocketAddr) -> Option<u16> {
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
 }
 
-/// A namespace name, host link name and a /30 (host side, pod side) unique to this process.
-fn allocate(function: &str) -> (String, String, Ipv4Addr, Ipv4Addr) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let pid = std::process::id();
-    // 10.200.0.0/13 holds 2^17 /30s: spread processes by pid, pods by counter.
-    let slot = (pid.wrapping_mul(64).wrapping_add(n)) % (1 << 17);
-    let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + slot * 4;
-    let short: String = function
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(4)
-        .collect();
-    (
-        format!("tern-{pid}-{n}-{function}"),
-        // Interface names are at most 15 bytes.
-        format!("t{}{short}{n}", pid % 100_000),
-        Ipv4Addr::from(base + 1),
-        Ipv4Addr::from(base + 2),
-    )
-}
+/// The slots pods are numbered by: one /30 each in 10.200.0.0/13.
+const SLOTS: u32 = 1 << 17;
 
-/// A namespace and its veth pair; removed on drop while `armed`.
+/// A pod's namespace (`tern-pod-<slot>`), its veth pair (`tp<slot>` on the host, `tp<slot>p` in
+/// the pod) and its /30; removed on drop while `armed`, and only what this process made.
 struct Netns {
     name: String,
     host_link: String,
+    host_ip: Ipv4Addr,
+    pod_ip: Ipv4Addr,
+    link_made: bool,
     armed: bool,
 }
 
 impl Netns {
-    fn create(&mut self, host_ip: Ipv4Addr, pod_ip: Ipv4Addr) -> Result<(), String> {
+    /// Claims a free slot: `ip netns add` fails when the name exists, so two processes (or two
+    /// pods of one) never get the same slot, its names or its addresses.
+    fn claim() -> Result<Self, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let start = std::process::id().wrapping_mul(64);
+        let mut last = String::new();
+        for _ in 0..64 {
+            let slot = start.wrapping_add(NEXT.fetch_add(1, Ordering::SeqCst)) % SLOTS;
+            let name = format!("tern-pod-{slot}");
+            match ip(&["netns", "add", &name]) {
+                Ok(()) => {
+                    let base = u32::from(Ipv4Addr::new(10, 200, 0, 0)) + slot * 4;
+                    return Ok(Self {
+                        name,
+                        host_link: format!("tp{slot}"),
+                        host_ip: Ipv4Addr::from(base + 1),
+                        pod_ip: Ipv4Addr::from(base + 2),
+                        link_made: false,
+                        armed: true,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(format!(
+            "cannot make the network namespace of a pod (needs root and iproute2): {last}"
+        ))
+    }
+
+    fn create(&mut self) -> Result<(), String> {
         let peer = format!("{}p", self.host_link);
-        let ns = self.name.as_str();
-        let host_cidr = format!("{host_ip}/30");
-        let pod_cidr = format!("{pod_ip}/30");
-        let steps: [&[&str]; 8] = [
-            &["netns", "add", ns],
-            &["-n", ns, "link", "set", "lo", "up"],
-            &[
-                "link",
-                "add",
-                &self.host_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &peer,
-            ],
-            &["link", "set", &peer, "netns", ns],
+        let ns = self.name.clone();
+        let (host_cidr, pod_cidr) = (
+            format!("{}/30", self.host_ip),
+            format!("{}/30", self.pod_ip),
+        );
+        let fail = |e: String| format!("cannot wire the pod's network namespace {ns}: {e}");
+        ip(&["-n", &ns, "link", "set", "lo", "up"]).map_err(fail)?;
+        ip(&[
+            "link",
+            "add",
+            &self.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])
+        .map_err(fail)?;
+        self.link_made = true;
+        let steps: [&[&str]; 5] = [
+            &["link", "set", &peer, "netns", &ns],
             &["addr", "add", &host_cidr, "dev", &self.host_link],
             &["link", "set", &self.host_link, "up"],
-            &["-n", ns, "addr", "add", &pod_cidr, "dev", &peer],
-            &["-n", ns, "link", "set", &peer, "up"],
+            &["-n", &ns, "addr", "add", &pod_cidr, "dev", &peer],
+            &["-n", &ns, "link", "set", &peer, "up"],
         ];
         for args in steps {
-            ip(args).map_err(|e| {
-                format!("cannot make the network namespace of a pod (needs root and iproute2): {e}")
-            })?;
+            ip(args).map_err(fail)?;
         }
         Ok(())
     }
 
     fn remove(&mut self) {
-        let _ = ip(&["link", "del", &self.host_link]);
+        if self.link_made {
+            let _ = ip(&["link", "del", &self.host_link]);
+        }
         let _ = ip(&["netns", "del", &self.name]);
         self.armed = false;
     }
@@ -389,8 +429,18 @@ impl Drop for Netns {
     }
 }
 
+/// `ip`, found where iproute2 puts it even when PATH lacks the sbin directories.
+pub(crate) fn ip_command() -> std::path::PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join("ip"))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| "ip".into())
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+    let out = Command::new(ip_command())
         .args(args)
         .output()
         .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;

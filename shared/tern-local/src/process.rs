@@ -206,7 +206,7 @@ impl FunctionProcess {
         let mut cmd = match netns {
             None => Command::new(&bin),
             Some(ns) => {
-                let mut c = Command::new("ip");
+                let mut c = Command::new(crate::pod::ip_command());
                 c.args(["netns", "exec", ns]).arg(&bin);
                 c
             }
@@ -257,6 +257,11 @@ impl FunctionProcess {
         let mut child = self.child.take()?;
         signal(&child, libc::SIGTERM);
         child.wait().ok()
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Kills it (SIGKILL) and waits.
