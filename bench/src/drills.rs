@@ -30,9 +30,9 @@ async fn drain(b: &Bench) -> Result<Value, String> {
     let old = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
     let ports = Arc::new(RwLock::new(HashMap::from([(
         "orders-get".to_owned(),
-        format!("127.0.0.1:{}", old.port),
+        vec![format!("127.0.0.1:{}", old.port)],
     )])));
-    let router = tern_local::Router::new(b.world.table.clone(), ports.clone());
+    let router = tern_local::Router::new(&b.world.table, ports.clone());
     let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
         .await
         .map_err(|e| e.to_string())?;
@@ -50,7 +50,7 @@ async fn drain(b: &Bench) -> Result<Value, String> {
     tokio::time::sleep(dur / 3).await;
     let new = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
     if let Ok(mut p) = ports.write() {
-        p.insert("orders-get".into(), format!("127.0.0.1:{}", new.port));
+        p.insert("orders-get".into(), vec![format!("127.0.0.1:{}", new.port)]);
     }
     let mut old = old;
     let exit = tokio::task::spawn_blocking(move || old.terminate())

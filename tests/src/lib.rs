@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
 pub use tern_local::{
-    Emulator, FunctionEnv, FunctionProcess, LogFormat, Output, Postgres, World, free_port,
+    Emulator, FunctionEnv, FunctionProcess, Instance, Launcher, LogFormat, Output, Postgres, World,
+    free_port,
 };
 use tern_routes::RouteTable;
 
@@ -111,6 +112,20 @@ fn shared() -> &'static World {
     })
 }
 
+/// How the tests start HTTP functions: as Knative pods behind queue-proxy (as root, which CI
+/// is), or as plain processes where pods cannot be made (said once on stderr).
+pub fn launcher() -> &'static Launcher {
+    static LAUNCHER: OnceLock<Launcher> = OnceLock::new();
+    LAUNCHER.get_or_init(|| {
+        let l = Launcher::detect(&root(), bin_dir(), Output::Quiet)
+            .expect("pods need scripts/tools (queue-proxy) and iproute2");
+        if let Some(why) = &l.why_direct {
+            eprintln!("warning: {why}");
+        }
+        l
+    })
+}
+
 /// The environment every test's functions get, on `database_url` and `pubsub`: JSON logs,
 /// the test API key, short database timeouts (the resilience tests stop the database).
 pub fn test_env(database_url: &str, pubsub: PubSubConfig) -> FunctionEnv {
@@ -175,11 +190,20 @@ pub async fn fresh_database(pg: &Postgres) -> String {
     pg.url(&name)
 }
 
-/// One test's world: its own database and Pub/Sub project, and the functions it started.
+/// One test's world: its own database and Pub/Sub project, the functions it started, and a
+/// router in front of them that does what the cluster's Gateway does ([`tern_local::Router`]).
+/// Requests take the production path: router → queue-proxy (h2c) → function.
 pub struct System {
     pub database_url: String,
     pub pubsub: PubSubConfig,
-    pub functions: HashMap<String, FunctionProcess>,
+    /// The HTTP functions started with [`System::start`], by key.
+    pub functions: HashMap<String, Instance>,
+    /// Functions started as bare processes ([`System::start_process`]), by name.
+    pub processes: HashMap<String, FunctionProcess>,
+    /// `http://127.0.0.1:PORT`: the router.
+    pub router: String,
+    upstreams: tern_local::Upstreams,
+    stop_router: Option<tokio::sync::oneshot::Sender<()>>,
     /// The environment the functions of this world get; add settings with `FunctionEnv::set`.
     pub env: FunctionEnv,
     pub http: reqwest::Client,
@@ -197,14 +221,30 @@ impl System {
     pub async fn on(pg: &Postgres, emulator_addr: &str) -> Self {
         let database_url = fresh_database(pg).await;
         let pubsub = test_pubsub(emulator_addr);
-        tern_local::create_topology(&pubsub, &table())
+        let table = table();
+        tern_local::create_topology(&pubsub, &table)
             .await
             .expect("topics and subscriptions");
+        let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("router port");
+        let port = listener.local_addr().expect("router address").port();
+        let upstreams = tern_local::Upstreams::default();
+        let (stop_router, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = tern_local::Router::new(&table, upstreams.clone());
+        tokio::spawn(router.serve(listener, async {
+            let _ = stopped.await;
+        }));
         Self {
-            env: test_env(&database_url, pubsub.clone()),
+            env: test_env(&database_url, pubsub.clone())
+                .public_origins(tern_local::local_origins(port)),
             database_url,
             pubsub,
             functions: HashMap::new(),
+            processes: HashMap::new(),
+            router: format!("http://127.0.0.1:{port}"),
+            upstreams,
+            stop_router: Some(stop_router),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -217,30 +257,60 @@ impl System {
         self.env = self.env.clone().set(name, value);
     }
 
-    /// Starts `name` and waits until it is ready; returns its base URL.
+    /// Starts `name` as the cluster runs it and waits until it is ready; returns the router's
+    /// base URL, through which its routes reach it.
     pub fn start(&mut self, name: &str) -> String {
         self.start_as(name, name)
     }
 
-    /// Starts another instance of `binary`, known as `key`.
+    /// Starts another pod of `binary`, known as `key`; the router sends `binary`'s requests to
+    /// its pods in turn, as a Kubernetes Service does. Returns the router's base URL.
     pub fn start_as(&mut self, key: &str, binary: &str) -> String {
         let table = table();
         let function = table
             .function(binary)
             .expect("a function of the route table");
-        let mut p =
-            FunctionProcess::spawn(&bin_dir(), function, free_port(), &self.env, Output::Quiet)
-                .expect("spawn");
+        let instance = launcher()
+            .start(function, &self.env)
+            .unwrap_or_else(|e| panic!("start {key}: {e}"));
+        self.upstreams
+            .write()
+            .expect("upstreams")
+            .entry(binary.to_owned())
+            .or_default()
+            .push(instance.addr());
+        self.functions.insert(key.to_owned(), instance);
+        self.router.clone()
+    }
+
+    /// Starts `name` as a bare process on a loopback port, without queue-proxy or router: for
+    /// tests of the runtime's own server. Returns its base URL.
+    pub fn start_process(&mut self, name: &str) -> String {
+        let table = table();
+        let function = table.function(name).expect("a function of the route table");
+        let env = self
+            .env
+            .clone()
+            .defaults(launcher().chart.function_env(function));
+        let mut p = FunctionProcess::spawn(&bin_dir(), function, free_port(), &env, Output::Quiet)
+            .expect("spawn");
         p.wait_for(tern::platform::READY_PATH, 200, Duration::from_secs(20))
             .expect("ready");
         let url = p.url();
-        self.functions.insert(key.to_owned(), p);
+        self.processes.insert(name.to_owned(), p);
         url
     }
 
-    /// The base URL of a started function.
+    /// The base URL of `key`'s pod itself (its queue-proxy), for the paths the Gateway does not
+    /// route, such as the runtime's `/_tern/ready`.
+    pub fn pod_url(&self, key: &str) -> String {
+        self.functions[key].url()
+    }
+
+    /// The base URL a started function is reached at: the router's.
     pub fn url(&self, name: &str) -> String {
-        self.functions[name].url()
+        assert!(self.functions.contains_key(name), "{name} was not started");
+        self.router.clone()
     }
 
     /// A database connection for assertions.
@@ -334,6 +404,14 @@ impl System {
             .send()
             .await
             .expect("POST /api/orders")
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_router.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

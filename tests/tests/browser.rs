@@ -224,23 +224,32 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
         .to_owned();
     let mut good = form.to_vec();
     good.push(("csrf", &token));
-    let r = sys
-        .http
-        .post(format!("{web}/orders"))
-        .header("cookie", &cookie)
-        .header("origin", "http://evil.example")
-        .form(&good)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    // And with everything right: 303 to the order page.
-    let r = sys
-        .http
-        .post(format!("{web}/orders"))
-        .header("cookie", &cookie)
-        .form(&good)
-        .send()
+    let post = |client: &reqwest::Client, url: String, headers: &[(&str, &str)]| {
+        let mut req = client.post(url).header("cookie", &cookie).form(&good);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let origin = sys.router.clone();
+    // The right cookie and token, from the wrong place, or from nowhere said.
+    for (what, headers) in [
+        ("foreign Origin", vec![("origin", "http://evil.example")]),
+        ("Origin null", vec![("origin", "null")]),
+        ("neither Origin nor Referer", vec![]),
+        (
+            "foreign Referer",
+            vec![("referer", "http://evil.example/orders")],
+        ),
+    ] {
+        let r = post(&sys.http, format!("{web}/orders"), &headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+    }
+    // With everything right: 303 to the order page, through the router (which rewrites the host
+    // to web.tern.svc.cluster.local and speaks h2c to queue-proxy)...
+    let r = post(&sys.http, format!("{web}/orders"), &[("origin", &origin)])
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
@@ -250,8 +259,34 @@ async fn a_form_post_without_the_csrf_token_is_refused() {
             .unwrap()
             .starts_with("/orders/ord_")
     );
+    // ...with only a Referer from the site...
+    let referer = format!("{origin}/");
+    let r = post(&sys.http, format!("{web}/orders"), &[("referer", &referer)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // ...and straight to the pod over h2c with the cluster-local host, as Kourier sends it.
+    let pod: std::net::SocketAddr = sys.pod_url("web")["http://".len()..].parse().unwrap();
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .resolve("web.tern.svc.cluster.local", pod)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cluster_local = format!("http://web.tern.svc.cluster.local:{}/orders", pod.port());
+    let r = post(&h2c, cluster_local.clone(), &[("origin", &origin)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 303)
+    );
+    let r = post(&h2c, cluster_local, &[("origin", "http://evil.example")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let n = sys.count("orders").await;
-    assert_eq!(n, 1);
+    assert_eq!(n, 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]

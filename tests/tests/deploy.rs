@@ -516,11 +516,30 @@ fn shutdown_timing_oidc_and_images_are_consistent() {
     let table = table();
     for (target, _) in TARGETS {
         let docs = docs(&functions(target));
+        // The origins the web form's CSRF check accepts are the hosts the Gateway routes.
+        let route = of_kind(&docs, "HTTPRoute")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "tern-functions")
+            .expect("the functions' HTTPRoute");
+        let origins: Vec<String> = route["spec"]["hostnames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| format!("https://{}", h.as_str().unwrap_or_default()))
+            .collect();
+        assert!(!origins.is_empty(), "{target}: no hostnames");
         for svc in of_kind(&docs, "Service") {
             let name = svc["metadata"]["name"].as_str().unwrap_or_default();
             let spec = &svc["spec"]["template"]["spec"];
             let c = &spec["containers"][0];
             let env = env_of(c);
+            if svc["metadata"]["labels"]["tern.dev/visibility"] == "public" {
+                assert_eq!(
+                    env.get("TERN_PUBLIC_ORIGINS").map(String::as_str),
+                    Some(origins.join(",").as_str()),
+                    "{target} {name}"
+                );
+            }
             // Knative gives the pod timeoutSeconds of termination grace: drain + grace must fit.
             let timeout = spec["timeoutSeconds"].as_u64().unwrap_or_default();
             let used = seconds(&env["TERN_DRAIN_DELAY"]) + seconds(&env["TERN_GRACE_PERIOD"]);
@@ -726,6 +745,8 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
                     ("\"primary\"", "\"CLUSTER\""),
                     ("10.30.32.5", "DBHOST"),
                     ("10.30.32.3", "DBHOST"),
+                    // The standby's own test host is one more public origin.
+                    (",https://standby.orders.example.com", ""),
                 ] {
                     text = text.replace(from, to);
                 }
@@ -757,5 +778,68 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
     );
     for (k, v) in &prod {
         assert_eq!(v, &standby[k], "{k} differs between prod and its standby");
+    }
+}
+
+/// The local router follows the rules the chart renders: the same functions, the same method +
+/// path matches, the same host rewrite, in the namespace Argo CD releases the chart into.
+#[test]
+fn the_router_routes_as_the_rendered_httproutes_do() {
+    use tern_routes::gateway::PathMatch;
+    let apps = std::fs::read_to_string(root().join("knative/argocd/apps/functions.yaml")).unwrap();
+    let namespaces: BTreeSet<String> = docs(&apps)
+        .iter()
+        .filter_map(|d| d["spec"]["template"]["spec"]["destination"]["namespace"].as_str())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        namespaces,
+        BTreeSet::from([tern_local::NAMESPACE.to_owned()]),
+        "the functions' namespace"
+    );
+    type Rule = (String, Vec<(String, PathMatch)>);
+    let ours: Vec<Rule> = table()
+        .gateway_rules(tern_local::NAMESPACE)
+        .into_iter()
+        .map(|r| (r.host, r.matches))
+        .collect();
+    assert!(!ours.is_empty());
+    for (target, _) in TARGETS {
+        let docs = docs(&functions(target));
+        let route = of_kind(&docs, "HTTPRoute")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "tern-functions")
+            .expect("the functions' HTTPRoute");
+        let rendered: Vec<Rule> = route["spec"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rule| {
+                let host = rule["filters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|f| f["type"] == "URLRewrite")
+                    .and_then(|f| f["urlRewrite"]["hostname"].as_str())
+                    .unwrap_or_else(|| panic!("{target}: a rule without a host rewrite: {rule}"))
+                    .to_owned();
+                let matches = rule["matches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| {
+                        let value = m["path"]["value"].as_str().unwrap().to_owned();
+                        let path = match m["path"]["type"].as_str() {
+                            Some("Exact") => PathMatch::Exact(value),
+                            Some("PathPrefix") => PathMatch::Prefix(value),
+                            other => panic!("{target}: path match type {other:?}"),
+                        };
+                        (m["method"].as_str().unwrap().to_owned(), path)
+                    })
+                    .collect();
+                (host, matches)
+            })
+            .collect();
+        assert_eq!(rendered, ours, "{target}: the router and the HTTPRoute disagree");
     }
 }

@@ -35,8 +35,8 @@ fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
-fn accepts(port: u16) -> bool {
-    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+fn accepts(addr: std::net::SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,8 +81,25 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         }
     })
     .await;
-    for p in first..first + http_functions {
-        assert!(accepts(p), "function port {p} is not listening");
+    // Where the functions listen: pods (queue-proxy's serving port in each pod's namespace), or,
+    // without root, consecutive loopback ports.
+    let banner = std::fs::read_to_string(out.join("stdout")).unwrap();
+    let addrs: Vec<std::net::SocketAddr> = match launcher().runner {
+        tern_local::Runner::Pods(_) => {
+            assert!(banner.contains("queue-proxy in front (h2c)"), "{banner}");
+            banner
+                .split_whitespace()
+                .filter(|w| w.ends_with(&format!(":{}", tern_local::SERVING_PORT)))
+                .map(|w| w.parse().unwrap())
+                .collect()
+        }
+        tern_local::Runner::Direct => (first..first + http_functions)
+            .map(|p| ([127, 0, 0, 1], p).into())
+            .collect(),
+    };
+    assert_eq!(addrs.len(), usize::from(http_functions), "{banner}");
+    for a in &addrs {
+        assert!(accepts(*a), "{a} is not listening");
     }
 
     // A request through the router to orders-create, then orders-get.
@@ -158,8 +175,27 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
     let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
     assert!(status.success(), "tern dev exited with {status}: {stdout}");
     assert!(stdout.contains("stopping"), "{stdout}");
-    assert!(!accepts(port), "the router still listens");
-    for p in first..first + http_functions {
-        assert!(!accepts(p), "function port {p} still listens");
+    assert!(
+        !accepts(([127, 0, 0, 1], port).into()),
+        "the router still listens"
+    );
+    for a in &addrs {
+        // A pod's address, once its link is gone, routes to the default gateway, which may answer
+        // anything: what must be gone is the pod's link on the host.
+        match a.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_loopback() => {
+                let host_end = std::net::Ipv4Addr::from(u32::from(ip) - 1);
+                let links = Command::new("ip")
+                    .args(["-o", "-4", "addr", "show"])
+                    .output()
+                    .unwrap();
+                let links = String::from_utf8_lossy(&links.stdout);
+                assert!(
+                    !links.contains(&format!("{host_end}/30")),
+                    "the pod at {a} is still wired: {links}"
+                );
+            }
+            _ => assert!(!accepts(*a), "{a} still listens"),
+        }
     }
 }

@@ -43,7 +43,7 @@ async fn postgres_down_gives_fast_503s_and_recovers_without_a_restart() {
     }
     let ready = sys
         .http
-        .get(format!("{get}/_tern/ready"))
+        .get(format!("{}/_tern/ready", sys.pod_url("orders-get")))
         .send()
         .await
         .unwrap();
@@ -63,7 +63,7 @@ async fn postgres_down_gives_fast_503s_and_recovers_without_a_restart() {
     }
     assert_eq!(
         sys.http
-            .get(format!("{get}/_tern/ready"))
+            .get(format!("{}/_tern/ready", sys.pod_url("orders-get")))
             .send()
             .await
             .unwrap()
@@ -148,8 +148,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let mut sys = System::new().await;
     sys.set("TERN_DRAIN_DELAY", "300ms");
     sys.set("TERN_GRACE_PERIOD", "10s");
-    let create = sys.start("orders-create");
-    let port = sys.functions["orders-create"].port;
+    // The runtime's own drain, on the bare process (the pod's is tests/tests/pod.rs).
+    let create = sys.start_process("orders-create");
+    let port = sys.processes["orders-create"].port;
 
     // Three requests whose bodies are still arriving when SIGTERM comes.
     let body = order_body().to_string();
@@ -163,7 +164,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let child = sys
-        .functions
+        .processes
         .get_mut("orders-create")
         .unwrap()
         .send_sigterm()

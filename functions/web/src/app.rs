@@ -31,12 +31,14 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
         return Err(ConfigError::new("WEB_CSRF_SECRET", "must be at least 32 characters").into());
     }
     let secure_cookie = ctx.env().or("WEB_COOKIE_SECURE", true)?;
+    let origins =
+        crate::csrf::parse_origins(ctx.env().raw(crate::csrf::ORIGINS_VAR).unwrap_or(""))?;
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
     let app = App {
         db,
         outbox,
-        csrf: Csrf::new(&secret, secure_cookie),
+        csrf: Csrf::new(&secret, secure_cookie, origins),
     };
     Ok(Router::new()
         .route("/", get(home))
@@ -120,8 +122,11 @@ async fn create(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     let field = |k: &str| form.get(k).map(|s| s.trim().to_owned()).unwrap_or_default();
-    if !app.csrf.verify(&headers, &field("csrf")) {
-        tracing::warn!("form post refused: CSRF check failed");
+    if let Err(refusal) = app.csrf.verify(&headers, &field("csrf")) {
+        tracing::warn!(
+            reason = refusal.reason(),
+            "form post refused: CSRF check failed"
+        );
         return Ok((StatusCode::FORBIDDEN, Html(pages::forbidden())).into_response());
     }
     let mut values = FormValues {

@@ -43,7 +43,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
             port: EMULATOR_PORT,
         },
     };
-    let world = World::start(WorldOptions {
+    let mut world = World::start(WorldOptions {
         root,
         bin_dir: opts.bin_dir.clone(),
         database,
@@ -58,11 +58,25 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         world.pubsub().emulator_host.as_deref().unwrap_or("?"),
     ));
 
-    let procs = world.start_http_functions(opts.first_function_port)?;
-    let upstreams: HashMap<String, String> = procs
-        .iter()
-        .map(|p| (p.name.clone(), format!("127.0.0.1:{}", p.port)))
-        .collect();
+    match &world.launcher.why_direct {
+        Some(why) => step(&format!("warning: {why}")),
+        None => step(
+            "every function runs as a Knative pod: its own network namespace, Knative Serving's queue-proxy in front (h2c)",
+        ),
+    }
+    // The web form's CSRF check accepts posts from the origins the router is reached at.
+    world.env = world
+        .env
+        .clone()
+        .public_origins(tern_local::local_origins(opts.port));
+    let mut instances = world.start_http_instances(opts.first_function_port)?;
+    let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
+    for i in &instances {
+        upstreams
+            .entry(i.name().to_owned())
+            .or_default()
+            .push(i.addr());
+    }
     let listener = tern::platform::bind(([127, 0, 0, 1], opts.port).into())
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
@@ -77,14 +91,15 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     edge.serve_until_signal(listener).await?;
 
     println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
-    for mut p in procs {
-        let status = p.terminate();
+    for i in &mut instances {
+        let status = i.stop();
         println!(
             "{:>16} | exited: {}",
-            p.name,
+            i.name(),
             status.map_or("?".into(), |s| s.to_string())
         );
     }
+    drop(instances);
     Ok(())
 }
 
@@ -92,7 +107,7 @@ fn step(what: &str) {
     println!("{:>16} | {what}", "tern dev");
 }
 
-fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, String>) {
+fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, Vec<String>>) {
     let table: &RouteTable = &world.table;
     let (db, emulator) = (
         world.env.database_url(),
@@ -120,7 +135,7 @@ fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, St
         println!(
             "    {:<16} {:<15} {}",
             f.name,
-            upstreams[&f.name],
+            upstreams[&f.name].join(" "),
             routes.join(", ")
         );
     }

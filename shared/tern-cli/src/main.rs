@@ -27,7 +27,7 @@ enum Command {
     /// Run everything: PostgreSQL, the Pub/Sub emulator, migrations, every function, the router.
     Dev {
         /// The router's port.
-        #[arg(long, default_value_t = 8080)]
+        #[arg(long, default_value_t = tern_local::ROUTER_PORT)]
         port: u16,
         /// The first function port (functions take consecutive ports).
         #[arg(long, default_value_t = 8101)]
@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: std::net::SocketAddr,
         /// The port every function listens on, under its own host name.
-        #[arg(long, default_value_t = 8080)]
+        #[arg(long, default_value_t = tern_local::ROUTER_PORT)]
         upstream_port: u16,
         /// How subscription messages reach consumers.
         /// `push` or `cloudevents`.
@@ -200,11 +200,11 @@ async fn edge(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let mut upstreams: std::collections::HashMap<String, String> = table
+    let mut upstreams: std::collections::HashMap<String, Vec<String>> = table
         .functions
         .iter()
         .filter(|f| f.kind == tern_routes::Kind::Http)
-        .map(|f| (f.name.clone(), format!("{}:{upstream_port}", f.name)))
+        .map(|f| (f.name.clone(), vec![format!("{}:{upstream_port}", f.name)]))
         .collect();
     for o in overrides {
         let (name, addr) = o
@@ -215,7 +215,7 @@ async fn edge(
                 "--upstream {o:?}: no HTTP function {name} in the route table"
             ));
         }
-        upstreams.insert(name.to_owned(), addr.to_owned());
+        upstreams.insert(name.to_owned(), vec![addr.to_owned()]);
     }
     let listener = tern::platform::bind(listen)
         .await

@@ -1,6 +1,8 @@
 //! The parts around the functions, as in the cloud: event deliveries to the consumers (Pub/Sub
 //! push or Eventarc's CloudEvents), a tap printing every event, the scheduler calling scheduled
-//! functions, and the router mapping method + path to each function's upstream.
+//! functions, and the router mapping method + path to each function's pods. Deliveries and
+//! scheduled calls go through the router, as Pub/Sub push and Cloud Scheduler reach the
+//! functions through the public Gateway in the cluster.
 
 use crate::delivery::{self, Mode, Target, stop::StopToken};
 use crate::pubsub::{Admin, subscriber};
@@ -21,8 +23,8 @@ pub struct Edge {
     pub table: RouteTable,
     /// The Pub/Sub project and emulator.
     pub pubsub: PubSubConfig,
-    /// Where each HTTP function listens, `host:port`, by name.
-    pub upstreams: HashMap<String, String>,
+    /// Where each HTTP function's pods listen, `host:port`, by name.
+    pub upstreams: HashMap<String, Vec<String>>,
     /// How events reach consumers.
     pub delivery: Mode,
     /// How often scheduled functions are called.
@@ -47,11 +49,18 @@ impl Edge {
     ) -> Result<(), String> {
         let cancel = StopToken::default();
         let dlq = EventPublisher::new(self.pubsub.clone()).await?;
+        let mut router_addr = listener
+            .local_addr()
+            .map_err(|e| format!("the router's address: {e}"))?;
+        if router_addr.ip().is_unspecified() {
+            router_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let url = |f: &str, path: &str| -> Result<String, String> {
-            self.upstreams
-                .get(f)
-                .map(|u| format!("http://{u}{path}"))
-                .ok_or_else(|| format!("no upstream for {f}"))
+            if self.upstreams.contains_key(f) {
+                Ok(format!("http://{router_addr}{path}"))
+            } else {
+                Err(format!("no upstream for {f}"))
+            }
         };
         for f in &self.table.functions {
             for s in &f.subscriptions {
@@ -92,7 +101,7 @@ impl Edge {
             }
         }
         let router = Router::new(
-            self.table,
+            &self.table,
             std::sync::Arc::new(std::sync::RwLock::new(self.upstreams)),
         );
         router.serve(listener, stop).await;

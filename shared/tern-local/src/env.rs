@@ -14,6 +14,16 @@ use tern_routes::Function;
 pub const LOCAL_API_KEY: &str = "local-dev-key";
 /// The CSRF secret of local runs (local credentials only).
 const LOCAL_CSRF_SECRET: &str = "local-only-csrf-secret-0123456789abcdef";
+/// The router port of `tern dev` and of the Compose file's `tern edge`.
+pub const ROUTER_PORT: u16 = 8080;
+
+/// The origins a browser reaches a router on `port` of this machine at.
+pub fn local_origins(port: u16) -> Vec<String> {
+    vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ]
+}
 
 /// `TERN_LOG_FORMAT`'s spelling of `format`.
 fn log_format_value(format: LogFormat) -> &'static str {
@@ -32,6 +42,7 @@ pub struct FunctionEnv {
     pubsub: Option<PubSubConfig>,
     log_format: LogFormat,
     api_key: String,
+    public_origins: Vec<String>,
     extra: BTreeMap<String, String>,
 }
 
@@ -44,6 +55,7 @@ impl FunctionEnv {
             pubsub: None,
             log_format: LogFormat::Text,
             api_key: LOCAL_API_KEY.to_owned(),
+            public_origins: local_origins(ROUTER_PORT),
             extra: BTreeMap::new(),
         }
     }
@@ -69,10 +81,29 @@ impl FunctionEnv {
         self
     }
 
+    /// The origins the public reaches the functions at (`TERN_PUBLIC_ORIGINS`, which the chart
+    /// renders from the hosts the Gateway routes); by default the local router's,
+    /// [`local_origins`]`(`[`ROUTER_PORT`]`)`.
+    #[must_use]
+    pub fn public_origins(mut self, origins: Vec<String>) -> Self {
+        self.public_origins = origins;
+        self
+    }
+
     /// Adds (or replaces) one setting, such as `DB_POOL_SIZE`.
     #[must_use]
     pub fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds each setting that was not set with [`FunctionEnv::set`] (defaults from elsewhere,
+    /// such as the chart's, that a caller may have overridden).
+    #[must_use]
+    pub fn defaults(mut self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (k, v) in pairs {
+            self.extra.entry(k).or_insert(v);
+        }
         self
     }
 
@@ -109,6 +140,7 @@ impl FunctionEnv {
         );
         put("ORDERS_API_KEY_HASHES", tern::ApiKeys::hash(&self.api_key));
         put("WEB_CSRF_SECRET", LOCAL_CSRF_SECRET.to_owned());
+        put("TERN_PUBLIC_ORIGINS", self.public_origins.join(","));
         // Local runs are plain HTTP: a Secure cookie would never come back.
         put("WEB_COOKIE_SECURE", "false".to_owned());
         vars.extend(self.extra.clone());

@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+mod chart;
 mod delivery;
 mod edge;
 mod env;
@@ -43,20 +44,24 @@ pub mod render;
 mod router;
 mod world;
 
+pub use chart::ChartValues;
 pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
-pub use env::{FunctionEnv, LOCAL_API_KEY};
-pub use pod::{Pod, REQUEST_METRICS_PORT, RevisionSettings, SERVING_PORT, USER_PORT};
+pub use env::{FunctionEnv, LOCAL_API_KEY, ROUTER_PORT, local_origins};
+pub use pod::{
+    Pod, READY_TIMEOUT, REQUEST_METRICS_PORT, RevisionSettings, SERVING_PORT, USER_PORT,
+};
 pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
     FunctionProcess, Output, die_with_parent, free_port, http_status, repo_root, run_job, signal,
     wait_for_port,
 };
 pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
-pub use router::{Router, Upstreams};
+pub use router::{NAMESPACE, Router, Upstreams};
 pub use tern::LogFormat;
 pub use world::{
-    Database, EMULATOR_PORT, LOCAL_PROJECT, POSTGRES_PORT, PubSub, World, WorldOptions,
+    Database, EMULATOR_PORT, Instance, LOCAL_PROJECT, Launcher, POSTGRES_PORT, PubSub, Runner,
+    World, WorldOptions,
 };
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub const SERVING_PORT: u16 = 8013;
 pub const REQUEST_METRICS_PORT: u16 = 9091;
 /// The function's port inside the pod (the chart's `containerPort`, the runtime's default).
 pub const USER_PORT: u16 = 8080;
+/// How long a pod may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the Knative controller tells a revision's queue-proxy.
 #[derive(Debug, Clone)]
@@ -52,6 +54,21 @@ impl Pod {
     /// Starts `function` from `bin_dir` with `env` behind the queue-proxy at `queue_bin`, in a
     /// new namespace, and waits until queue-proxy answers Knative's readiness probe.
     pub fn start(
+        bin_dir: &Path,
+        queue_bin: &Path,
+        function: &Function,
+        env: &FunctionEnv,
+        revision: &RevisionSettings,
+        output: Output,
+    ) -> Result<Self, String> {
+        let mut pod = Self::spawn(bin_dir, queue_bin, function, env, revision, output)?;
+        pod.wait_ready(READY_TIMEOUT)?;
+        Ok(pod)
+    }
+
+    /// [`Pod::start`] without the wait: several pods start at once, then
+    /// [`Pod::wait_ready`] each.
+    pub fn spawn(
         bin_dir: &Path,
         queue_bin: &Path,
         function: &Function,
@@ -89,15 +106,18 @@ impl Pod {
             .arg(queue_bin)
             .env_clear()
             .envs(queue_proxy_env(function, revision, ip))
-            .stdin(Stdio::null())
-            .stdout(
-                if output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                },
-            )
-            .stderr(Stdio::inherit());
+            .stdin(Stdio::null());
+        // queue-proxy logs each failed readiness probe while the function starts: shown where
+        // the function's own output is.
+        let shown = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
+        let stream = || {
+            if shown {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            }
+        };
+        cmd.stdout(stream()).stderr(stream());
         crate::process::die_with_parent(&mut cmd, libc::SIGKILL);
         let queue_proxy = cmd.spawn().map_err(|e| {
             stop_on_error(format!(
@@ -106,21 +126,34 @@ impl Pod {
             ))
         })?;
         pod_net.armed = false;
-        let mut pod = Self {
+        Ok(Self {
             netns,
             ip,
             function: function_proc,
             queue_proxy: Some(queue_proxy),
             host_link,
             forwarders,
-        };
-        pod.wait_ready(Duration::from_secs(30))?;
-        Ok(pod)
+        })
     }
 
-    /// `http://IP:8012`: where the router sends this pod's requests.
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        &self.function.name
+    }
+
+    /// `IP:8013`: where the router sends this pod's requests (queue-proxy's serving port).
+    pub fn addr(&self) -> String {
+        format!("{}:{SERVING_PORT}", self.ip)
+    }
+
+    /// `http://IP:8013`.
     pub fn url(&self) -> String {
-        format!("http://{}:{SERVING_PORT}", self.ip)
+        format!("http://{}", self.addr())
+    }
+
+    /// The function's process (to signal it alone, or read its exit).
+    pub fn function_mut(&mut self) -> &mut FunctionProcess {
+        &mut self.function
     }
 
     /// `http://IP:9091/metrics`: queue-proxy's request metrics (Prometheus text).
@@ -130,7 +163,7 @@ impl Pod {
 
     /// Probes queue-proxy as the kubelet does (`K-Network-Probe: queue`): 200 once queue-proxy
     /// has found the function ready. Fails at once when either process has exited.
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + timeout;
         let addr = std::net::SocketAddr::from((self.ip, SERVING_PORT));
         while std::time::Instant::now() < deadline {
@@ -233,27 +266,39 @@ fn queue_proxy_env(
     .collect()
 }
 
-/// The loopback ports the environment points at (the database, the emulator).
+/// The loopback ports the environment points at (the database, the emulator, a key server a
+/// test runs): every `127.0.0.1:PORT` or `localhost:PORT` in a value, but the public origins
+/// (where browsers come from, not where the pod goes) and the pod's own ports.
 fn loopback_ports(env: &FunctionEnv) -> Vec<u16> {
-    let port_of = |hostport: &str| -> Option<u16> {
-        let (host, port) = hostport.rsplit_once(':')?;
-        matches!(host, "127.0.0.1" | "localhost").then(|| port.parse().ok())?
-    };
-    let mut ports = Vec::new();
-    // postgres://user@127.0.0.1:PORT/db
-    if let Some(rest) = env.database_url().split_once('@').map(|(_, r)| r)
-        && let Some(p) = port_of(rest.split('/').next().unwrap_or_default())
-    {
-        ports.push(p);
+    let own = [
+        USER_PORT,
+        SERVING_PORT,
+        8112,
+        8022,
+        9090,
+        REQUEST_METRICS_PORT,
+    ];
+    let mut ports = std::collections::BTreeSet::new();
+    for (name, value) in env.vars() {
+        if name == "TERN_PUBLIC_ORIGINS" {
+            continue;
+        }
+        for host in ["127.0.0.1:", "localhost:"] {
+            for (at, _) in value.match_indices(host) {
+                let digits: String = value[at + host.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(p) = digits.parse::<u16>()
+                    && p != 0
+                    && !own.contains(&p)
+                {
+                    ports.insert(p);
+                }
+            }
+        }
     }
-    if let Some(p) = env
-        .pubsub_settings()
-        .and_then(|ps| ps.emulator_host.as_deref())
-        .and_then(port_of)
-    {
-        ports.push(p);
-    }
-    ports
+    ports.into_iter().collect()
 }
 
 /// Listens on `127.0.0.1:port` inside `netns` and forwards each connection to `127.0.0.1:port`

@@ -1,92 +1,108 @@
-//! The local router: one port that maps method + path to the functions exactly as the route
-//! table says, the local stand-in for the cluster's ingress. The `Host` header is passed
-//! through unchanged; `X-Forwarded-For` and `X-Forwarded-Proto` are added.
+//! The local router: one port that does what the cluster's Gateway and Knative's networking layer
+//! do to a request before it reaches a function's pod. It picks the rule of the rendered
+//! HTTPRoutes ([`tern_routes::gateway`]) for the method and path (no rule: the Gateway's 404),
+//! rewrites the host to the function's cluster-local name (`<function>.<namespace>.svc.cluster.local`,
+//! the rule's `URLRewrite`), appends the client to `X-Forwarded-For` and sets
+//! `X-Forwarded-Proto`, and sends the request over h2c (HTTP/2 without TLS), as Kourier does to a
+//! port named `h2c`, to one of the function's pods, round robin.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use tern_routes::{Match, Matcher, RouteTable};
+use tern_routes::RouteTable;
+use tern_routes::gateway::{GatewayRule, route};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Where each function listens (`host:port`); shared, so a new revision's address can be swapped
-/// in while serving.
-pub type Upstreams = Arc<RwLock<HashMap<String, String>>>;
+/// The namespace the functions' chart is released into (`knative/argocd/apps/functions.yaml`);
+/// the router rewrites hosts into it, as the rendered HTTPRoutes do.
+pub const NAMESPACE: &str = "tern";
+
+/// Where each function's pods listen (`host:port`, one or more per function); shared, so pods of
+/// a new revision can be swapped in while serving.
+pub type Upstreams = Arc<RwLock<HashMap<String, Vec<String>>>>;
+
+/// Headers that belong to one hop (RFC 9110 §7.6.1) and that HTTP/2 forbids.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "host",
+];
 
 /// The routing state.
 pub struct Router {
-    table: &'static RouteTable,
+    rules: Vec<GatewayRule>,
     upstreams: Upstreams,
-    client: Client<HttpConnector, Incoming>,
+    conns: tokio::sync::Mutex<HashMap<String, SendRequest<Incoming>>>,
+    next: AtomicUsize,
 }
 
 impl Router {
-    /// A router over `table`, sending each function's routes to its upstream `host:port`.
-    pub fn new(table: RouteTable, upstreams: Upstreams) -> Self {
-        let table: &'static RouteTable = Box::leak(Box::new(table));
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// A router over `table`'s Gateway rules in [`NAMESPACE`], sending each function's requests to
+    /// its upstreams.
+    pub fn new(table: &RouteTable, upstreams: Upstreams) -> Self {
         Self {
-            table,
+            rules: table.gateway_rules(NAMESPACE),
             upstreams,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
         }
     }
 
+    /// An h2c connection to `addr`, reused while it is open.
+    async fn connection(&self, addr: &str) -> Result<SendRequest<Incoming>, String> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr)
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
+        }
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| format!("h2c handshake with {addr}: {e}"))?;
+        tokio::spawn(conn);
+        conns.insert(addr.to_owned(), send.clone());
+        Ok(send)
+    }
+
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        let matcher = match Matcher::new(self.table) {
-            Ok(m) => m,
-            Err(e) => {
-                return problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal-error",
-                    &e.to_string(),
-                );
-            }
-        };
         let path = req.uri().path().to_owned();
-        let function = match matcher.find(req.method().as_str(), &path) {
-            Match::Function(f) => f,
-            Match::NotFound => {
-                return problem(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    &format!("no route for {path}"),
-                );
-            }
-            Match::MethodNotAllowed(allowed) => {
-                let mut res = problem(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    &format!("{path} allows {}", allowed.join(", ")),
-                );
-                if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-                    res.headers_mut().insert(header::ALLOW, v);
-                }
-                return res;
-            }
+        let Some(rule) = route(&self.rules, req.method().as_str(), &path) else {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("no route for {} {path}", req.method()),
+            );
         };
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target = self
-            .upstreams
-            .read()
-            .ok()
-            .and_then(|u| u.get(function).map(|up| format!("http://{up}{pq}")));
-        let Some(target) = target else {
+        let addr = self.upstreams.read().ok().and_then(|u| {
+            let pods = u.get(&rule.function).filter(|p| !p.is_empty())?;
+            Some(pods[self.next.fetch_add(1, Ordering::Relaxed) % pods.len()].clone())
+        });
+        let Some(addr) = addr else {
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service-unavailable",
-                &format!("{function} is not running"),
+                &format!("{} is not running", rule.function),
             );
         };
-        let Ok(uri) = target.parse() else {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{}{pq}", rule.host).parse() else {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "malformed-request",
@@ -94,19 +110,32 @@ impl Router {
             );
         };
         *req.uri_mut() = uri;
-        let h = req.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-            h.append("x-forwarded-for", v);
+        *req.version_mut() = http::Version::HTTP_2;
+        forwarded_headers(req.headers_mut(), peer);
+        let mut req = req;
+        // A connection the pod closed (its queue-proxy drained, a revision went away) fails the
+        // request before it is sent; it is sent again once, on a new connection.
+        for attempt in 0..2 {
+            let mut conn = match self.connection(&addr).await {
+                Ok(c) => c,
+                Err(e) => return bad_gateway(&rule.function, &e),
+            };
+            if conn.ready().await.is_err() {
+                self.conns.lock().await.remove(&addr);
+                continue;
+            }
+            match conn.try_send_request(req).await {
+                Ok(res) => return res.map(|b| b.boxed()),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        self.conns.lock().await.remove(&addr);
+                        req = unsent;
+                    }
+                    _ => return bad_gateway(&rule.function, &e.into_error().to_string()),
+                },
+            }
         }
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        match self.client.request(req).await {
-            Ok(res) => res.map(|b| b.boxed()),
-            Err(e) => problem(
-                StatusCode::BAD_GATEWAY,
-                "bad-gateway",
-                &format!("{function} did not answer: {e}"),
-            ),
-        }
+        bad_gateway(&rule.function, "the connection closed twice")
     }
 
     /// Serves on `listener` until `stop` resolves.
@@ -134,6 +163,41 @@ impl Router {
     }
 }
 
+/// Drops the hop-by-hop headers (and any the `Connection` header names), appends the client to
+/// `X-Forwarded-For` and sets `X-Forwarded-Proto`, as the Gateway does.
+fn forwarded_headers(h: &mut http::HeaderMap, peer: SocketAddr) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    let client = peer.ip().to_string();
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client}"),
+        None => client,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
+fn bad_gateway(function: &str, e: &str) -> Response<Body> {
+    problem(
+        StatusCode::BAD_GATEWAY,
+        "bad-gateway",
+        &format!("{function} did not answer: {e}"),
+    )
+}
+
 fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
     let body = serde_json::json!({
         "type": format!("{}{slug}", tern::platform::PROBLEM_BASE),
@@ -152,4 +216,27 @@ fn problem(status: StatusCode, slug: &str, detail: &str) -> Response<Body> {
         HeaderValue::from_static(tern::platform::PROBLEM_JSON),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_the_client_is_appended() {
+        let mut h = http::HeaderMap::new();
+        h.insert("connection", "keep-alive, x-private".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("host", "127.0.0.1:8080".parse().unwrap());
+        h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        h.insert("cookie", "a=1".parse().unwrap());
+        forwarded_headers(&mut h, "192.0.2.1:5555".parse().unwrap());
+        for gone in ["connection", "x-private", "transfer-encoding", "host"] {
+            assert!(!h.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["cookie"], "a=1");
+    }
 }

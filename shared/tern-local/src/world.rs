@@ -5,11 +5,14 @@
 //! front; the end-to-end tests and the bench start the functions they measure on a world of
 //! their own. A part added to a local system (a sidecar, a replica) is added here once.
 
+use crate::chart::ChartValues;
 use crate::env::FunctionEnv;
+use crate::pod::Pod;
 use crate::postgres::{Postgres, ensure_database};
 use crate::process::{FunctionProcess, Output, free_port, run_job};
 use crate::pubsub::{Emulator, create_topology};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 use tern_events::PubSubConfig;
 use tern_routes::{Function, Kind, RouteTable};
@@ -68,6 +71,163 @@ pub struct WorldOptions {
     pub output: Output,
 }
 
+/// How a world runs its HTTP functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runner {
+    /// As Knative runs them: each in a pod of its own (a network namespace) behind Knative
+    /// Serving's queue-proxy, the binary at this path ([`Pod`]).
+    Pods(PathBuf),
+    /// As plain processes on loopback ports, without queue-proxy: only where pods cannot be
+    /// made (not root).
+    Direct,
+}
+
+impl Runner {
+    /// Pods when this process runs as root (network namespaces need it); otherwise
+    /// [`Runner::Direct`], with the reason to print. As root, a missing `ip` or queue-proxy is an
+    /// error, never a quiet fallback.
+    pub fn detect(root: &Path) -> Result<(Self, Option<String>), String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Ok((
+                Self::Direct,
+                Some(
+                    "not running as root, so functions run without Knative's queue-proxy \
+                      (each pod needs a network namespace: `ip netns`, root only); run as root \
+                      for the path the cluster takes"
+                        .to_owned(),
+                ),
+            ));
+        }
+        let queue = root.join(".local/bin/queue");
+        if !queue.exists() {
+            return Err(format!(
+                "{} is missing: run scripts/tools (Knative Serving's queue-proxy)",
+                queue.display()
+            ));
+        }
+        if !crate::pod::ip_command().exists() {
+            return Err("`ip` (iproute2) is missing: apt-get install -y iproute2".to_owned());
+        }
+        Ok((Self::Pods(queue), None))
+    }
+}
+
+/// Starts HTTP functions as the cluster runs them, with the chart's settings for each.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// Where the function binaries are.
+    pub bin_dir: PathBuf,
+    /// Pods or processes.
+    pub runner: Runner,
+    /// Why functions run without queue-proxy, when they do.
+    pub why_direct: Option<String>,
+    /// The chart's revision settings.
+    pub chart: ChartValues,
+    /// Where the functions' output goes.
+    pub output: Output,
+}
+
+impl Launcher {
+    /// A launcher for the repository at `root` ([`Runner::detect`], the chart's values).
+    pub fn detect(root: &Path, bin_dir: PathBuf, output: Output) -> Result<Self, String> {
+        let (runner, why_direct) = Runner::detect(root)?;
+        Ok(Self {
+            bin_dir,
+            runner,
+            why_direct,
+            chart: ChartValues::load(root)?,
+            output,
+        })
+    }
+
+    /// Starts `function` with `env` plus the chart's settings for it (those `env` sets win); a
+    /// process takes `port` (0: any free port). Does not wait.
+    pub fn spawn(
+        &self,
+        function: &Function,
+        env: &FunctionEnv,
+        port: u16,
+    ) -> Result<Instance, String> {
+        let env = env.clone().defaults(self.chart.function_env(function));
+        match &self.runner {
+            Runner::Pods(queue) => Pod::spawn(
+                &self.bin_dir,
+                queue,
+                function,
+                &env,
+                &self.chart.revision(function),
+                self.output,
+            )
+            .map(Instance::Pod),
+            Runner::Direct => {
+                let port = if port == 0 { free_port() } else { port };
+                FunctionProcess::spawn(&self.bin_dir, function, port, &env, self.output)
+                    .map(Instance::Process)
+            }
+        }
+    }
+
+    /// [`Launcher::spawn`], and waits until it is ready.
+    pub fn start(&self, function: &Function, env: &FunctionEnv) -> Result<Instance, String> {
+        let mut i = self.spawn(function, env, 0)?;
+        i.wait_ready()?;
+        Ok(i)
+    }
+}
+
+/// A running HTTP function: a pod (queue-proxy and the function), or a plain process.
+pub enum Instance {
+    /// Behind queue-proxy in its own network namespace.
+    Pod(Pod),
+    /// A process on a loopback port.
+    Process(FunctionProcess),
+}
+
+impl Instance {
+    /// The function's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Pod(p) => p.name(),
+            Self::Process(p) => &p.name,
+        }
+    }
+
+    /// `host:port` the router sends its requests to (queue-proxy's, for a pod).
+    pub fn addr(&self) -> String {
+        match self {
+            Self::Pod(p) => p.addr(),
+            Self::Process(p) => format!("127.0.0.1:{}", p.port),
+        }
+    }
+
+    /// `http://` + [`Instance::addr`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The function's own process.
+    pub fn process_mut(&mut self) -> &mut FunctionProcess {
+        match self {
+            Self::Pod(p) => p.function_mut(),
+            Self::Process(p) => p,
+        }
+    }
+
+    /// Stops the function with SIGTERM (it drains as configured) and waits for it; a pod's
+    /// queue-proxy is then killed when the instance is dropped, without its 30 s drain.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.process_mut().terminate()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        match self {
+            Self::Pod(p) => p.wait_ready(crate::pod::READY_TIMEOUT),
+            Self::Process(p) => p.wait_for(tern::platform::READY_PATH, 200, READY_TIMEOUT),
+        }
+    }
+}
+
 /// A running local world. Dropping it stops what it started.
 pub struct World {
     /// The route table.
@@ -78,6 +238,8 @@ pub struct World {
     pub env: FunctionEnv,
     /// Where the functions' output goes.
     pub output: Output,
+    /// How HTTP functions are started ([`World::start_instance`]).
+    pub launcher: Launcher,
     pubsub: PubSubConfig,
     postgres: Option<Postgres>,
     emulator: Option<Emulator>,
@@ -107,11 +269,13 @@ impl World {
         };
         let pubsub = PubSubConfig::emulator(host, opts.project);
         create_topology(&pubsub, &table).await?;
+        let launcher = Launcher::detect(&opts.root, opts.bin_dir.clone(), opts.output)?;
         let world = Self {
             table,
             bin_dir: opts.bin_dir,
             env: FunctionEnv::new(database_url).pubsub(pubsub.clone()),
             output: opts.output,
+            launcher,
             pubsub,
             postgres,
             emulator,
@@ -179,10 +343,16 @@ impl World {
         Ok(p)
     }
 
-    /// Starts every HTTP function of the route table on consecutive ports from `first_port`,
-    /// all at once, and waits until each is ready.
-    pub fn start_http_functions(&self, first_port: u16) -> Result<Vec<FunctionProcess>, String> {
-        let mut procs = Vec::new();
+    /// Starts `name` as the cluster runs it ([`Launcher`]) with `env`, and waits until it is
+    /// ready.
+    pub fn start_instance(&self, name: &str, env: &FunctionEnv) -> Result<Instance, String> {
+        self.launcher.start(self.function(name)?, env)
+    }
+
+    /// Starts every HTTP function of the route table at once, with this world's environment,
+    /// and waits until each is ready; processes take consecutive ports from `first_port`.
+    pub fn start_http_instances(&self, first_port: u16) -> Result<Vec<Instance>, String> {
+        let mut all = Vec::new();
         for (i, f) in self
             .table
             .functions
@@ -193,11 +363,11 @@ impl World {
             let port = first_port
                 .checked_add(i as u16)
                 .ok_or("no room for the function ports above the first one")?;
-            procs.push(self.spawn_with(&f.name, port, &self.env)?);
+            all.push(self.launcher.spawn(f, &self.env, port)?);
         }
-        for p in &mut procs {
-            p.wait_for(tern::platform::READY_PATH, 200, READY_TIMEOUT)?;
+        for i in &mut all {
+            i.wait_ready()?;
         }
-        Ok(procs)
+        Ok(all)
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! `routes.toml` at the repository root says, for every function, its HTTP routes or event
 //! subscriptions, the topics it publishes to, its scaling bounds and the secrets it reads.
-//! [`RouteTable::load`] parses and validates it; [`Matcher`] maps method + path to a function the
-//! way the cluster ingress does; `scripts/dev routes` prints it as JSON for other tools.
+//! [`RouteTable::load`] parses and validates it; [`gateway`] is the table as the cluster's Gateway
+//! routes it (the rendered HTTPRoutes, which the local router follows); `scripts/dev routes` prints
+//! it as JSON for other tools.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+pub mod gateway;
 
 /// Paths under this prefix belong to the runtime (health endpoints).
 pub const RESERVED_PREFIX: &str = "/_tern";
@@ -360,7 +363,8 @@ pub enum Match<'a> {
     NotFound,
 }
 
-/// Maps method + path to a function, as the ingress does.
+/// Maps method + path to a function by the table's own patterns (`{param}` is one segment); the
+/// table's validation uses it to find routes that collide. Requests are routed by [`gateway`].
 #[derive(Debug)]
 pub struct Matcher<'a> {
     router: matchit::Router<Vec<(&'a str, &'a str)>>,

@@ -43,6 +43,16 @@ value: {{ . | quote }}
 {{- printf "https://%s%s" (required "hosts needs at least one host name" (first .root.Values.hosts)) .path -}}
 {{- end -}}
 
+{{/* The origins browsers reach the public functions at: every host the HTTPRoutes attach to,
+over HTTPS (the web form's CSRF check accepts posts from these only). */}}
+{{- define "tern.publicOrigins" -}}
+{{- $out := list -}}
+{{- range $h := (required "hosts needs at least one host name" .Values.hosts) -}}
+{{- $out = append $out (printf "https://%s" $h) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
 {{/* Environment every function and the migrate job share: project and database. */}}
 {{- define "tern.commonEnv" -}}
 - name: GOOGLE_CLOUD_PROJECT
