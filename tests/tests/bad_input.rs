@@ -231,3 +231,125 @@ async fn payments_events_rejects_invalid_events_with_problems() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Reads from `s` until the peer closes (or 20 s pass); returns what arrived and whether it closed.
+fn read_until_closed(s: &mut std::net::TcpStream) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (got, true),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+/// What the runtime's server and the router do with slow, idle and oversized clients, with short
+/// limits (head 1 s, idle 3 s, headers 4 KiB).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_idle_and_oversized_clients_are_cut_or_refused() {
+    use std::io::Write;
+    let mut sys = System::new().await;
+    let limits = [
+        ("TERN_HEADER_READ_TIMEOUT", "1s"),
+        ("TERN_IDLE_TIMEOUT", "3s"),
+        ("TERN_MAX_HEADER_BYTES", "4096"),
+    ];
+    for (k, v) in limits {
+        sys.set(k, v);
+    }
+    let function = sys.start_process("orders-get");
+    sys.start("orders-get");
+    // A router of the tests' own with the same limits, in front of the pod.
+    let conn = tern::platform::ConnLimits::from_env(&tern::Env::from_pairs(limits)).unwrap();
+    let upstreams = tern_local::Upstreams::default();
+    upstreams.write().unwrap().insert(
+        "orders-get".into(),
+        vec![sys.pod_url("orders-get")["http://".len()..].to_owned()],
+    );
+    let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let router = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tern_local::Router::new(&table(), upstreams)
+            .limits(conn)
+            .serve(listener, std::future::pending()),
+    );
+
+    for base in [function, router] {
+        let addr = base["http://".len()..].to_owned();
+        let connect = move || std::net::TcpStream::connect(&addr).unwrap();
+        let report = tokio::task::spawn_blocking(move || {
+            // A head that never ends, and a connection that sends nothing: both cut.
+            let mut slow = connect();
+            slow.write_all(b"GET /api/orders/ord_x HTTP/1.1\r\nHost: a\r\nX-Slow: ").unwrap();
+            let (_, slow_closed) = read_until_closed(&mut slow);
+            let (_, silent_closed) = read_until_closed(&mut connect());
+
+            // An idle kept-alive connection outlives the head deadline, then is closed.
+            let mut idle = connect();
+            idle.write_all(b"GET /api/orders/nope HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+            let mut first = [0u8; 12];
+            std::io::Read::read_exact(&mut idle, &mut first).unwrap();
+            std::thread::sleep(Duration::from_millis(1500));
+            idle.set_nonblocking(true).unwrap();
+            let mut probe = [0u8; 1];
+            let open_after_head_deadline = loop {
+                match std::io::Read::read(&mut idle, &mut probe) {
+                    Ok(0) => break false,
+                    Ok(_) => continue, // the rest of the 404
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(_) => break false,
+                }
+            };
+            idle.set_nonblocking(false).unwrap();
+            let (_, idle_closed) = read_until_closed(&mut idle);
+
+            // Oversized heads: a 431 problem; far beyond the limit, hyper's own 431.
+            let mut big = connect();
+            let pad = "a".repeat(5000);
+            write!(big, "GET /api/orders/ord_x HTTP/1.1\r\nHost: a\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n").unwrap();
+            let (big_res, _) = read_until_closed(&mut big);
+            let mut huge = connect();
+            let pad = "a".repeat(20_000);
+            let _ = write!(huge, "GET /api/orders/ord_x HTTP/1.1\r\nHost: a\r\nX-Pad: {pad}\r\n\r\n");
+            let (huge_res, _) = read_until_closed(&mut huge);
+            (
+                slow_closed,
+                silent_closed,
+                open_after_head_deadline,
+                idle_closed,
+                String::from_utf8_lossy(&first).into_owned(),
+                String::from_utf8_lossy(&big_res).into_owned(),
+                String::from_utf8_lossy(&huge_res).into_owned(),
+            )
+        })
+        .await
+        .unwrap();
+        let (slow, silent, open, idle, first, big, huge) = report;
+        assert!(slow, "{base}: a slow head was not cut");
+        assert!(silent, "{base}: a silent connection was not cut");
+        assert_eq!(first, "HTTP/1.1 404", "{base}");
+        assert!(
+            open,
+            "{base}: an idle connection was closed at the head deadline"
+        );
+        assert!(idle, "{base}: an idle connection was not closed");
+        assert!(big.starts_with("HTTP/1.1 431"), "{base}: {big}");
+        assert!(big.contains("header-too-large"), "{base}: {big}");
+        assert!(huge.starts_with("HTTP/1.1 431"), "{base}: {huge}");
+        // Still serving.
+        let ok = sys
+            .http
+            .get(format!("{base}/api/orders/ord_x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 404, "{base}");
+    }
+}

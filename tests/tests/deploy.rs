@@ -840,6 +840,9 @@ fn the_router_routes_as_the_rendered_httproutes_do() {
                 (host, matches)
             })
             .collect();
-        assert_eq!(rendered, ours, "{target}: the router and the HTTPRoute disagree");
+        assert_eq!(
+            rendered, ours,
+            "{target}: the router and the HTTPRoute disagree"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub struct DevOptions {
 
 /// Runs everything until Ctrl-C.
 pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
+    let limits = router_limits()?;
     let database = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => Database::Url(url),
         None => Database::Throwaway {
@@ -87,6 +88,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         upstreams,
         delivery: opts.mode,
         schedule_every: opts.schedule_every,
+        limits,
     };
     edge.serve_until_signal(listener).await?;
 
@@ -101,6 +103,12 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     }
     drop(instances);
     Ok(())
+}
+
+/// The router's client-connection limits: `TERN_HEADER_READ_TIMEOUT`, `TERN_IDLE_TIMEOUT` and
+/// `TERN_MAX_HEADER_BYTES`, as the runtime reads them, checked before anything starts.
+pub fn router_limits() -> Result<tern::platform::ConnLimits, String> {
+    tern::platform::ConnLimits::from_env(&tern::Env::from_process()).map_err(|e| e.to_string())
 }
 
 fn step(what: &str) {

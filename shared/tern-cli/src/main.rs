@@ -183,6 +183,7 @@ async fn edge(
     mode: Mode,
     every: u64,
 ) -> Result<(), String> {
+    let limits = dev::router_limits()?;
     let table = table()?;
     let emulator = std::env::var("PUBSUB_EMULATOR_HOST")
         .ok()
@@ -227,6 +228,7 @@ async fn edge(
         upstreams,
         delivery: mode,
         schedule_every: Duration::from_secs(every.max(1)),
+        limits,
     };
     edge.serve_until_signal(listener).await
 }

@@ -29,6 +29,8 @@ pub struct Edge {
     pub delivery: Mode,
     /// How often scheduled functions are called.
     pub schedule_every: Duration,
+    /// Limits on the router's client connections.
+    pub limits: tern::platform::ConnLimits,
 }
 
 impl Edge {
@@ -103,7 +105,8 @@ impl Edge {
         let router = Router::new(
             &self.table,
             std::sync::Arc::new(std::sync::RwLock::new(self.upstreams)),
-        );
+        )
+        .limits(self.limits);
         router.serve(listener, stop).await;
         cancel.cancel();
         Ok(())

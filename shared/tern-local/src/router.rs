@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use tern::platform::{ConnLimits, Guarded, Watched, too_large};
 use tern_routes::RouteTable;
 use tern_routes::gateway::{GatewayRule, route};
 
@@ -42,6 +43,7 @@ const HOP_BY_HOP: [&str; 7] = [
 
 /// The routing state.
 pub struct Router {
+    limits: ConnLimits,
     rules: Vec<GatewayRule>,
     upstreams: Upstreams,
     conns: tokio::sync::Mutex<HashMap<String, SendRequest<Incoming>>>,
@@ -53,11 +55,19 @@ impl Router {
     /// its upstreams.
     pub fn new(table: &RouteTable, upstreams: Upstreams) -> Self {
         Self {
+            limits: ConnLimits::default(),
             rules: table.gateway_rules(NAMESPACE),
             upstreams,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// With these limits on client connections (slow heads, idle connections, header size).
+    #[must_use]
+    pub fn limits(mut self, limits: ConnLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// An h2c connection to `addr`, reused while it is open.
@@ -140,8 +150,9 @@ impl Router {
 
     /// Serves on `listener` until `stop` resolves.
     pub async fn serve(self, listener: tokio::net::TcpListener, stop: impl Future<Output = ()>) {
+        let limits = self.limits;
         let this = Arc::new(self);
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let builder = limits.builder();
         tokio::pin!(stop);
         loop {
             let (stream, peer) = tokio::select! {
@@ -150,10 +161,29 @@ impl Router {
             };
             let this = this.clone();
             let builder = builder.clone();
+            let _ = stream.set_nodelay(true);
+            let (stream, in_flight) = Watched::new(stream, limits);
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let guard = in_flight.start();
                     let this = this.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.handle(req, peer).await) }
+                    async move {
+                        let res = if too_large(req.headers(), limits.max_header_bytes) {
+                            problem(
+                                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                "header-too-large",
+                                &format!(
+                                    "the request's header fields are larger than {} bytes",
+                                    limits.max_header_bytes
+                                ),
+                            )
+                        } else {
+                            this.handle(req, peer).await
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            res.map(|b| Guarded::new(b, guard).boxed()),
+                        )
+                    }
                 });
                 let _ = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), svc)

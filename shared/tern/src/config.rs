@@ -211,6 +211,9 @@ pub struct RuntimeConfig {
     pub request_timeout: Duration,
     /// `TERN_BODY_LIMIT` (default 65536 bytes): larger request bodies get a 413 problem.
     pub body_limit: usize,
+    /// `TERN_HEADER_READ_TIMEOUT` (10s), `TERN_IDLE_TIMEOUT` (120s), `TERN_MAX_HEADER_BYTES`
+    /// (65536): slow, idle and oversized clients ([`crate::platform::ConnLimits`]).
+    pub conn: crate::conn::ConnLimits,
     /// `TERN_LOG_FORMAT` (default `auto`).
     pub log_format: LogFormat,
     /// `TERN_LOG` (default `info`): a tracing filter such as `info,tern=debug`.
@@ -270,6 +273,7 @@ impl RuntimeConfig {
                 revision: env.optional("K_REVISION")?,
                 configuration: env.optional("K_CONFIGURATION")?,
             },
+            conn: crate::conn::ConnLimits::from_env(env)?,
             drain_delay: env.or("TERN_DRAIN_DELAY", Duration::ZERO)?,
             grace_period: env.or("TERN_GRACE_PERIOD", Duration::from_secs(20))?,
             request_timeout,

@@ -32,6 +32,7 @@
 
 mod auth;
 mod config;
+mod conn;
 mod context;
 pub mod guard;
 mod health;
@@ -55,6 +56,7 @@ pub use problem::{FieldError, Problem};
 /// platform's own libraries (`tern-db`, `tern-events`) build on — the reserved paths, the
 /// problem media type, the server and its middleware stack, the JSON body helpers.
 pub mod platform {
+    pub use crate::conn::{ConnLimits, Guarded, InFlight, InFlightGuard, Watched, too_large};
     pub use crate::health::{HEALTH_PREFIX, LIVE_PATH, READY_PATH};
     pub use crate::json::{parse as parse_json, read_body};
     pub use crate::problem::{PROBLEM_BASE, PROBLEM_JSON};

@@ -199,6 +199,9 @@ impl Problem {
             StatusCode::NOT_FOUND => ("not-found", "Not found"),
             StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "Method not allowed"),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "Request body too large"),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("header-too-large", "Request header fields too large")
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ("unsupported-media-type", "Unsupported media type")
             }

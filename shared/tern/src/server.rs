@@ -8,11 +8,14 @@
 //! 5. shutdown hooks run: the pool closes, the Pub/Sub publisher flushes;
 //! 6. [`crate::run`] drops the log guard, which flushes the logs, and the process exits 0.
 
+use crate::conn::{Guarded, Watched, too_large};
 use crate::context::Context;
+use crate::problem::Problem;
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use axum::response::IntoResponse;
+use http::StatusCode;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -24,7 +27,8 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
     let stop_accepting = ctx.stopping();
     tokio::spawn(wait_for_signal(ctx.clone()));
 
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let limits = ctx.config().conn;
+    let builder = limits.builder();
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -41,10 +45,27 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let (stream, in_flight) = Watched::new(stream, limits);
         let svc =
             hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                let guard = in_flight.start();
                 req.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(req)
+                let router = router.clone();
+                async move {
+                    let res = if too_large(req.headers(), limits.max_header_bytes) {
+                        Problem::for_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                            .with_detail(format!(
+                                "the request's header fields are larger than {} bytes",
+                                limits.max_header_bytes
+                            ))
+                            .into_response()
+                    } else {
+                        router.oneshot(req).await?
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        res.map(|b| axum::body::Body::new(Guarded::new(b, guard))),
+                    )
+                }
             });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
