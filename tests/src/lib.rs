@@ -301,6 +301,17 @@ impl System {
         url
     }
 
+    /// Takes `key` out of the router's endpoints (as Kubernetes does to a pod being deleted) and
+    /// hands it over, still running, to be terminated.
+    pub fn retire(&mut self, key: &str) -> Instance {
+        let instance = self.functions.remove(key).expect("a started function");
+        let addr = instance.addr();
+        for pods in self.upstreams.write().expect("upstreams").values_mut() {
+            pods.retain(|a| *a != addr);
+        }
+        instance
+    }
+
     /// The base URL of `key`'s pod itself (its queue-proxy), for the paths the Gateway does not
     /// route, such as the runtime's `/_tern/ready`.
     pub fn pod_url(&self, key: &str) -> String {

@@ -292,6 +292,8 @@ fn bad_values_fail_at_render_time_with_a_message() {
         ),
         ("hosts=null", "hosts"),
         ("defaults.timeoutSeconds=15", "below its timeoutSeconds"),
+        // 30 s of queue-proxy drain + 0 + 20 = 50: a 50 s timeout leaves no room.
+        ("defaults.timeoutSeconds=50", "queue-proxy's drain (30s)"),
         ("images.candidates.web.percent=0", "/images/candidates/web"),
         ("environment=qa", "/environment"),
     ];
@@ -540,12 +542,15 @@ fn shutdown_timing_oidc_and_images_are_consistent() {
                     "{target} {name}"
                 );
             }
-            // Knative gives the pod timeoutSeconds of termination grace: drain + grace must fit.
+            // Knative gives the pod timeoutSeconds of termination grace: queue-proxy's drain
+            // (the function's preStop hook), then the function's drain + grace must fit.
             let timeout = spec["timeoutSeconds"].as_u64().unwrap_or_default();
-            let used = seconds(&env["TERN_DRAIN_DELAY"]) + seconds(&env["TERN_GRACE_PERIOD"]);
+            let used = tern_local::QUEUE_PROXY_DRAIN.as_secs()
+                + seconds(&env["TERN_DRAIN_DELAY"])
+                + seconds(&env["TERN_GRACE_PERIOD"]);
             assert!(
                 used < timeout,
-                "{target} {name}: drain+grace {used}s >= {timeout}s"
+                "{target} {name}: queue-proxy drain + drain + grace {used}s >= {timeout}s"
             );
             assert!(
                 seconds(&env["TERN_REQUEST_TIMEOUT"]) < timeout,

@@ -7,16 +7,6 @@ use serde_json::Value;
 use tern_e2e::*;
 use tern_local::{Pod, RevisionSettings};
 
-/// The chart's `defaults.timeoutSeconds` (the revision timeout Knative gives queue-proxy).
-fn chart_timeout_seconds() -> u32 {
-    let text = std::fs::read_to_string(root().join("knative/chart/tern-functions/values.yaml"))
-        .expect("chart values");
-    let values: Value = serde_norway::from_str(&text).expect("chart values YAML");
-    values["defaults"]["timeoutSeconds"]
-        .as_u64()
-        .expect("defaults.timeoutSeconds") as u32
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
     let mut sys = System::new().await;
@@ -31,10 +21,7 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
 
     let table = table();
     let get = table.function("orders-get").unwrap();
-    let revision = RevisionSettings {
-        container_concurrency: get.scale.concurrency,
-        timeout_seconds: chart_timeout_seconds(),
-    };
+    let revision: RevisionSettings = launcher().chart.revision(get);
     let pod = Pod::start(
         &bin_dir(),
         &root().join(".local/bin/queue"),
@@ -100,4 +87,94 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
     };
     assert_eq!(count("200"), 5.0, "{metrics}");
     assert_eq!(count("404"), 1.0, "{metrics}");
+}
+
+/// A new revision replaces the old one under load through the whole path (router → queue-proxy
+/// over h2c → function), the old pod deleted as the kubelet deletes it: out of the endpoints,
+/// SIGTERM to queue-proxy while the function's preStop hook waits for its drain, then SIGTERM to
+/// the function. No request may fail. (About 35 s: queue-proxy drains for 30 s of quiet.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revision_swap_under_load_fails_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    assert!(
+        matches!(launcher().runner, tern_local::Runner::Pods(_)),
+        "the drill needs pods (root)"
+    );
+    let mut sys = System::new().await;
+    let create = sys.start("orders-create");
+    let order: Value = sys
+        .create_order(&create, &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let base = sys.start("orders-get");
+    let url = format!("{base}/api/orders/{}", order["id"].as_str().unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, stop, http) = (url.clone(), stop.clone(), sys.http.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    match http.get(&url).timeout(Duration::from_secs(10)).send().await {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => failed.push(format!("HTTP {}", r.status())),
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sys.start_as("orders-get-2", "orders-get");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let swapped = Instant::now();
+    let Instance::Pod(mut old) = sys.retire("orders-get") else {
+        panic!("orders-get is not a pod");
+    };
+    let end = tokio::task::spawn_blocking(move || old.terminate())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (o, f) = c.await.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    eprintln!(
+        "revision swap: {ok} requests succeeded, {} failed; the old pod's preStop (queue-proxy's drain) took {:.1} s, its termination {:.1} s ({:.1} s after the swap)",
+        failed.len(),
+        end.pre_stop_took.as_secs_f64(),
+        end.took.as_secs_f64(),
+        swapped.elapsed().as_secs_f64()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 0);
+    assert_eq!(end.pre_stop, Some(200), "the preStop hook");
+    assert!(
+        end.pre_stop_took >= tern_local::QUEUE_PROXY_DRAIN,
+        "queue-proxy returned from its drain after {:?}",
+        end.pre_stop_took
+    );
+    assert!(
+        end.function.is_some_and(|s| s.success()),
+        "{:?}",
+        end.function
+    );
+    assert!(
+        end.queue_proxy.is_some_and(|s| s.success()),
+        "{:?}",
+        end.queue_proxy
+    );
 }

@@ -49,7 +49,8 @@ pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
 pub use env::{FunctionEnv, LOCAL_API_KEY, ROUTER_PORT, local_origins};
 pub use pod::{
-    Pod, READY_TIMEOUT, REQUEST_METRICS_PORT, RevisionSettings, SERVING_PORT, USER_PORT,
+    ADMIN_PORT, Pod, QUEUE_PROXY_DRAIN, READY_TIMEOUT, REQUEST_METRICS_PORT, RevisionSettings,
+    SERVING_PORT, Termination, USER_PORT,
 };
 pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
 pub use process::{

@@ -21,6 +21,11 @@ use tern_routes::Function;
 /// The pod's serving port: Knative's `QUEUE_SERVING_PORT` for a revision whose port is named
 /// `h2c`, as the chart names it (`networking.BackendHTTP2Port`; 8012 is the HTTP/1 one).
 pub const SERVING_PORT: u16 = 8013;
+/// queue-proxy's admin port (Knative's `networking.QueueAdminPort`): the preStop hook's target.
+pub const ADMIN_PORT: u16 = 8022;
+/// How long queue-proxy's drain waits for quiet after SIGTERM (serving's `drainSleepDuration`):
+/// the preStop hook of the function's container returns only after it.
+pub const QUEUE_PROXY_DRAIN: Duration = Duration::from_secs(30);
 /// Where queue-proxy serves the request metrics (Knative's `networking.UserQueueMetricsPort`).
 pub const REQUEST_METRICS_PORT: u16 = 9091;
 /// The function's port inside the pod (the chart's `containerPort`, the runtime's default).
@@ -192,19 +197,47 @@ impl Pod {
         ))
     }
 
-    /// Sends SIGTERM to queue-proxy and the function together, as the kubelet does, and waits
-    /// for both (queue-proxy drains until 30 s pass without a request).
-    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+    /// Deletes the pod as the kubelet does: SIGTERM to queue-proxy while the function's
+    /// preStop hook runs (Knative sets it: `GET :8022/wait-for-drain` on queue-proxy, which
+    /// returns once 30 s have passed without a request); then SIGTERM to the function, which
+    /// drains as `TERN_DRAIN_DELAY` and `TERN_GRACE_PERIOD` say. Waits for both processes.
+    pub fn terminate(&mut self) -> Termination {
+        let started = std::time::Instant::now();
         let qp = self.queue_proxy.take();
         if let Some(q) = &qp {
             signal(q, libc::SIGTERM);
         }
-        let status = self.function.terminate();
-        if let Some(mut q) = qp {
-            let _ = q.wait();
+        let pre_stop = http_get(
+            std::net::SocketAddr::from((self.ip, ADMIN_PORT)),
+            "/wait-for-drain",
+            Duration::from_secs(120),
+        );
+        let pre_stop_took = started.elapsed();
+        let function = self.function.terminate();
+        let queue_proxy = qp.and_then(|mut q| q.wait().ok());
+        Termination {
+            pre_stop,
+            pre_stop_took,
+            took: started.elapsed(),
+            function,
+            queue_proxy,
         }
-        status
     }
+}
+
+/// How a pod's termination went.
+#[derive(Debug)]
+pub struct Termination {
+    /// The preStop hook's status (`None`: it could not be called).
+    pub pre_stop: Option<u16>,
+    /// From SIGTERM to queue-proxy until the preStop hook returned (queue-proxy's drain).
+    pub pre_stop_took: Duration,
+    /// The whole termination.
+    pub took: Duration,
+    /// The function's exit.
+    pub function: Option<std::process::ExitStatus>,
+    /// queue-proxy's exit.
+    pub queue_proxy: Option<std::process::ExitStatus>,
 }
 
 impl Drop for Pod {
@@ -366,14 +399,31 @@ fn splice(a: std::net::TcpStream, b: std::net::TcpStream) {
 
 /// `GET /` with the kubelet's queue-proxy probe header; the status, if any.
 fn probe(addr: std::net::SocketAddr) -> Option<u16> {
+    request(
+        addr,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nK-Network-Probe: queue\r\nUser-Agent: kube-probe/1.35\r\nConnection: close\r\n\r\n"
+        ),
+        Duration::from_secs(2),
+    )
+}
+
+/// `GET path` as the kubelet's HTTP lifecycle hooks send it; the status, if any.
+fn http_get(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    request(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-lifecycle/1.35\r\nConnection: close\r\n\r\n"
+        ),
+        timeout,
+    )
+}
+
+fn request(addr: std::net::SocketAddr, head: &str, timeout: Duration) -> Option<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nK-Network-Probe: queue\r\nUser-Agent: kube-probe/1.35\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(head.as_bytes()).ok()?;
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).ok()?;
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
