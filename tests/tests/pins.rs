@@ -1,7 +1,8 @@
 //! Knative Serving's version is written in three places that must agree: the version the
 //! platform's KnativeServing installs (`knative/platform/values.yaml`, `1.x`), the CRD schemas the
 //! manifests are validated against (`tools/k8s-schemas/sources.txt`, `knative.dev/serving@v0.y`),
-//! and the queue-proxy built here (`tools/queue-proxy/go.mod`). Knative's Go modules number
+//! and the queue-proxy and admission check built here (`tools/queue-proxy/go.mod`,
+//! `tools/knative-admission/go.mod`). Knative's Go modules number
 //! release `1.x` as `v0.(x + 27)` (1.23 is v0.50).
 
 use tern_e2e::root;
@@ -55,6 +56,20 @@ fn knative_serving_is_the_same_version_everywhere() {
     assert_eq!(
         schemas, queue,
         "the CRD schemas and queue-proxy pin different Serving modules"
+    );
+    let admission = read("tools/knative-admission/go.mod");
+    let admission = admission
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .trim_start_matches("require ")
+                .strip_prefix("knative.dev/serving ")
+        })
+        .and_then(|v| v.split_whitespace().next())
+        .expect("knative.dev/serving in tools/knative-admission/go.mod");
+    assert_eq!(
+        admission, queue,
+        "the admission check and queue-proxy pin different Serving modules"
     );
     assert_eq!(
         release_of_module(queue),
