@@ -24,15 +24,20 @@ fn failed(samples: &[Sample]) -> usize {
     samples.iter().filter(|s| s.status != 200).count()
 }
 
-/// Replace orders-get the way a Knative revision swap does, under load through the router.
-async fn drain(b: &Bench) -> Result<Value, String> {
-    println!("drill: revision swap under load");
-    let old = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
-    let ports = Arc::new(RwLock::new(HashMap::from([(
+/// The local router in front of orders-get's `pods`; its URL, and the token that stops it.
+pub async fn router_in_front(b: &Bench, pods: Vec<String>) -> Result<(String, StopToken), String> {
+    let upstreams = Arc::new(RwLock::new(HashMap::from([(
         "orders-get".to_owned(),
-        vec![format!("127.0.0.1:{}", old.port)],
+        pods,
     )])));
-    let router = tern_local::Router::new(&b.world.table, ports.clone());
+    router_on(b, upstreams).await
+}
+
+async fn router_on(
+    b: &Bench,
+    upstreams: tern_local::Upstreams,
+) -> Result<(String, StopToken), String> {
+    let router = tern_local::Router::new(&b.world.table, upstreams);
     let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
         .await
         .map_err(|e| e.to_string())?;
@@ -44,16 +49,37 @@ async fn drain(b: &Bench) -> Result<Value, String> {
             .serve(listener, async move { s2.cancelled().await })
             .await
     });
-    let url = format!("http://{addr}/api/orders/{}", b.order_id);
-    let dur = Duration::from_secs(if b.quick { 4 } else { 8 });
-    let load = tokio::spawn(async move { load::run(&url, 16, None, dur).await });
-    tokio::time::sleep(dur / 3).await;
-    let new = b.start("orders-get", &[("TERN_DRAIN_DELAY", "1s")])?;
-    if let Ok(mut p) = ports.write() {
-        p.insert("orders-get".into(), vec![format!("127.0.0.1:{}", new.port)]);
+    Ok((format!("http://{addr}"), stop))
+}
+
+/// Replace orders-get the way a Knative revision swap does, under load through the whole path
+/// (router → queue-proxy over h2c → function): the new revision's pod ready, the old one out of
+/// the router's endpoints, then deleted as the kubelet deletes it (queue-proxy drains 30 s of
+/// quiet while the function's preStop hook waits, then the function gets SIGTERM).
+async fn drain(b: &Bench) -> Result<Value, String> {
+    println!("drill: revision swap under load (about 40 s: queue-proxy drains for 30 s)");
+    let old = b.start_pod("orders-get", &[])?;
+    let upstreams: tern_local::Upstreams = Arc::new(RwLock::new(HashMap::from([(
+        "orders-get".to_owned(),
+        vec![old.addr()],
+    )])));
+    let (router, stop) = router_on(b, upstreams.clone()).await?;
+    let url = format!("{router}/api/orders/{}", b.order_id);
+    let load =
+        tokio::spawn(async move { load::run(&url, 16, None, Duration::from_secs(36)).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let new = b.start_pod("orders-get", &[])?;
+    if let Ok(mut u) = upstreams.write() {
+        u.insert("orders-get".into(), vec![old.addr(), new.addr()]);
     }
-    let mut old = old;
-    let exit = tokio::task::spawn_blocking(move || old.terminate())
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(mut u) = upstreams.write() {
+        u.insert("orders-get".into(), vec![new.addr()]);
+    }
+    let tern_local::Instance::Pod(mut old) = old else {
+        return Err("orders-get did not start as a pod".into());
+    };
+    let end = tokio::task::spawn_blocking(move || old.terminate())
         .await
         .map_err(|e| e.to_string())?;
     let samples = load.await.map_err(|e| e.to_string())?;
@@ -62,7 +88,10 @@ async fn drain(b: &Bench) -> Result<Value, String> {
     Ok(json!({
         "requests": samples.len(),
         "failed": failed(&samples),
-        "old_process_exit": exit.map(|s| s.to_string()),
+        "pre_stop_ms": end.pre_stop_took.as_secs_f64() * 1000.0,
+        "termination_ms": end.took.as_secs_f64() * 1000.0,
+        "old_function_exit": end.function.map(|s| s.to_string()),
+        "old_queue_proxy_exit": end.queue_proxy.map(|s| s.to_string()),
     }))
 }
 

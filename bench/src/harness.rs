@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tern_events::PubSubConfig;
-use tern_local::{FunctionEnv, FunctionProcess, LogFormat, Postgres, World, free_port};
+use tern_local::{FunctionEnv, FunctionProcess, Instance, LogFormat, Postgres, World, free_port};
 
 /// Connections from the load generator; database connections per server.
 pub const HTTP_CONNECTIONS: u32 = 32;
@@ -43,6 +43,15 @@ impl Bench {
     /// Starts a function (release build) and waits until it is ready.
     pub fn start(&self, name: &str, extra: &[(&str, &str)]) -> Result<FunctionProcess, String> {
         self.world.start_function_with(name, &self.env(extra))
+    }
+
+    /// Starts a function as a Knative pod (queue-proxy in front, its own network namespace) and
+    /// waits until queue-proxy reports it ready. Needs root.
+    pub fn start_pod(&self, name: &str, extra: &[(&str, &str)]) -> Result<Instance, String> {
+        if let Some(why) = &self.world.launcher.why_direct {
+            return Err(format!("the queue-proxy measurements need pods: {why}"));
+        }
+        self.world.start_instance(name, &self.env(extra))
     }
 
     /// The bench's PostgreSQL cluster.

@@ -99,6 +99,10 @@ fn wrk_json(runs: &[WrkResult]) -> Value {
 async fn route_and_db(b: &Bench) -> Result<Value, String> {
     say("route efficiency: orders-get vs bare hyper vs bare hyper + tokio-postgres; pgbench");
     let get = b.start("orders-get", &[])?;
+    // The same function as a Knative pod: wrk → queue-proxy (HTTP/1.1) → orders-get; and the
+    // whole local path: wrk → the router → h2c → queue-proxy → h2c → orders-get.
+    let pod = b.start_pod("orders-get", &[])?;
+    let (router, stop_router) = crate::drills::router_in_front(b, vec![pod.addr()]).await?;
     let (hyper_child, hyper_port) = b.baseline(&["bare-hyper"])?;
     let (pg_child, pg_port) = b.baseline(&[
         "bare-pg",
@@ -128,9 +132,22 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
 
     let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut via_qp, mut via_router) = (Vec::new(), Vec::new());
     for _ in 0..b.reps {
         tern.push(wrk::run(
             &format!("{}{path}", get.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        via_qp.push(wrk::run(
+            &format!("{}{path}", pod.url()),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        via_router.push(wrk::run(
+            &format!("{router}{path}"),
             HTTP_CONNECTIONS,
             b.dur,
             None,
@@ -170,10 +187,14 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     }
     stop(hyper_child);
     stop(pg_child);
+    stop_router.cancel();
+    drop(pod);
     // orders-get runs two SELECTs per request (the order, its items).
     let selects: Vec<f64> = tern.iter().map(|w| w.rps * 2.0).collect();
     Ok(json!({
         "tern_orders_get": wrk_json(&tern),
+        "tern_orders_get_via_queue_proxy": wrk_json(&via_qp),
+        "tern_orders_get_via_router_and_queue_proxy": wrk_json(&via_router),
         "bare_hyper_tokio_postgres": wrk_json(&bare_pg),
         "bare_hyper_constant": wrk_json(&bare_hyper),
         "tern_selects_per_s": Spread::of(&selects),

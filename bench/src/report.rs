@@ -107,6 +107,14 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             Some(0.7),
         ),
         (
+            "orders-get via queue-proxy ÷ direct (req/s)",
+            ratio(
+                med(&rt["tern_orders_get_via_queue_proxy"]["rps"]),
+                med(&rt["tern_orders_get"]["rps"]),
+            ),
+            None,
+        ),
+        (
             "orders-create ÷ bare insert loop (tx/s)",
             ratio(
                 med(&r["write"]["tern_orders_create"]["rps"]),
@@ -220,6 +228,14 @@ pub fn markdown(r: &Value) -> String {
             &rt["tern_orders_get"],
         ),
         (
+            "orders-get as a Knative pod: wrk → queue-proxy (HTTP/1.1) → function",
+            &rt["tern_orders_get_via_queue_proxy"],
+        ),
+        (
+            "orders-get, the whole local path: wrk → router → h2c → queue-proxy → h2c → function",
+            &rt["tern_orders_get_via_router_and_queue_proxy"],
+        ),
+        (
             "baseline (b): bare hyper + tokio-postgres, same SELECTs",
             &rt["bare_hyper_tokio_postgres"],
         ),
@@ -269,11 +285,12 @@ pub fn markdown(r: &Value) -> String {
     let cs = &r["cold_start"];
     let _ = writeln!(
         s,
-        "## Cold start ({} starts)\n\n| from process start to | ms | target |\n|---|---|---|\n| first 200 on `/_tern/ready` (includes the first PostgreSQL connection) | {} | ≤ 20 |\n| first 200 on `GET /api/orders/{{id}}` | {} | ≤ 50 |\n| bare hyper's first response | {} | — |\n",
+        "## Cold start ({} starts)\n\n| from process start to | ms | target |\n|---|---|---|\n| first 200 on `/_tern/ready` (includes the first PostgreSQL connection) | {} | ≤ 20 |\n| first 200 on `GET /api/orders/{{id}}` | {} | ≤ 50 |\n| bare hyper's first response | {} | — |\n| as a Knative pod: namespace made, queue-proxy and function started → first 200 on `GET /api/orders/{{id}}` through queue-proxy | {} | — |\n",
         cs["starts"],
         spread(&cs["tern_start_to_ready_ms"], 1),
         spread(&cs["tern_start_to_first_get_ms"], 1),
-        spread(&cs["bare_hyper_start_to_first_response_ms"], 1)
+        spread(&cs["bare_hyper_start_to_first_response_ms"], 1),
+        spread(&cs["pod_start_to_first_get_ms"], 1)
     );
     let fp = &r["footprint"];
     let _ = writeln!(
@@ -298,10 +315,11 @@ pub fn markdown(r: &Value) -> String {
     let d = &r["drills"];
     let _ = writeln!(
         s,
-        "## Drills\n\n| drill | result |\n|---|---|\n| revision swap under load (new process ready → router switched → SIGTERM old, 1 s drain) | {} requests, {} failed; old process: {} |\n| burst from idle: {} clients at once on a fresh orders-get | first success after {:.1} ms, {} errors in {} requests, p99 {:.1} ms |\n| Pub/Sub down while {} orders are created | {} created, backlog published in {:.0} ms after the emulator returned, {} `order.created` received for {} distinct orders |\n| PostgreSQL stopped 2 s under load | {} requests during the outage: {} fast 503s, {} hung, {} other errors; first success {:.0} ms after PostgreSQL was back |\n",
+        "## Drills\n\n| drill | result |\n|---|---|\n| revision swap under load through router → queue-proxy (h2c) → function (new pod ready → router switched → old pod deleted as the kubelet does: queue-proxy drains, then the function gets SIGTERM) | {} requests, {} failed; old pod's preStop returned after {:.1} s, function: {} |\n| burst from idle: {} clients at once on a fresh orders-get | first success after {:.1} ms, {} errors in {} requests, p99 {:.1} ms |\n| Pub/Sub down while {} orders are created | {} created, backlog published in {:.0} ms after the emulator returned, {} `order.created` received for {} distinct orders |\n| PostgreSQL stopped 2 s under load | {} requests during the outage: {} fast 503s, {} hung, {} other errors; first success {:.0} ms after PostgreSQL was back |\n",
         d["drain"]["requests"],
         d["drain"]["failed"],
-        d["drain"]["old_process_exit"].as_str().unwrap_or("?"),
+        f(&d["drain"]["pre_stop_ms"]) / 1000.0,
+        d["drain"]["old_function_exit"].as_str().unwrap_or("?"),
         d["burst"]["clients"],
         f(&d["burst"]["first_success_ms"]),
         d["burst"]["errors"],

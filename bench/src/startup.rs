@@ -39,12 +39,48 @@ pub async fn cold_start(b: &Bench) -> Result<Value, String> {
         bare.push(t.elapsed().as_secs_f64() * 1000.0);
         stop(child);
     }
+    // The same through queue-proxy, in a pod of its own, as Knative starts a revision's pod.
+    let mut pod_first = Vec::new();
+    for _ in 0..n {
+        let env = b.env(&[]);
+        let get = b.world.function("orders-get")?;
+        let t = Instant::now();
+        let pod = b.world.launcher.spawn(get, &env, 0)?;
+        let addr: std::net::SocketAddr = pod
+            .addr()
+            .parse()
+            .map_err(|e| format!("pod address: {e}"))?;
+        while status_at(addr, &path) != Some(200) {
+            if t.elapsed() > Duration::from_secs(10) {
+                return Err("orders-get's pod did not answer within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        pod_first.push(t.elapsed().as_secs_f64() * 1000.0);
+        drop(pod);
+    }
     Ok(json!({
         "starts": n,
+        "pod_start_to_first_get_ms": Spread::of(&pod_first),
         "tern_start_to_ready_ms": Spread::of(&ready),
         "tern_start_to_first_get_ms": Spread::of(&first),
         "bare_hyper_start_to_first_response_ms": Spread::of(&bare),
     }))
+}
+
+/// `GET path` on `addr` over HTTP/1.1; the status, if any.
+fn status_at(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).ok()?;
+    std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
 }
 
 /// 6: idle RSS and RSS under load per function; stripped release binary sizes.

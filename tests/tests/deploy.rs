@@ -856,7 +856,11 @@ fn the_router_routes_as_the_rendered_httproutes_do() {
 /// pinned serving module) over `manifests` with the config of the KnativeServing in `serving`.
 fn knative_admission(serving: &Path, manifests: &Path) -> (bool, String) {
     let bin = root().join(".local/bin/knative-admission");
-    assert!(bin.exists(), "run scripts/tools: {} is missing", bin.display());
+    assert!(
+        bin.exists(),
+        "run scripts/tools: {} is missing",
+        bin.display()
+    );
     let out = Command::new(bin)
         .arg("--serving")
         .arg(serving)
@@ -886,7 +890,11 @@ fn knatives_own_admission_accepts_every_rendered_service() {
             &format!("serving-{target}.yaml"),
             &helm_template(PLATFORM_CHART, &platform_values(target), &[set]).unwrap(),
         );
-        let services = write_scratch(&dir, &format!("functions-{target}.yaml"), &functions(target));
+        let services = write_scratch(
+            &dir,
+            &format!("functions-{target}.yaml"),
+            &functions(target),
+        );
         let (ok, out) = knative_admission(&serving, &services);
         assert!(ok, "{target}: {out}");
         assert!(
@@ -903,13 +911,55 @@ fn knatives_own_admission_accepts_every_rendered_service() {
         .unwrap();
     type Mutation = fn(&mut Value);
     let cases: [(&str, Mutation, &str); 7] = [
-        ("containerConcurrency above 1000", |s| s["spec"]["template"]["spec"]["containerConcurrency"] = 5000.into(), "spec.template.spec.containerConcurrency"),
-        ("timeout above the 600 s maximum", |s| s["spec"]["template"]["spec"]["timeoutSeconds"] = 3600.into(), "spec.template.spec.timeoutSeconds"),
-        ("negative min-scale", |s| s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "-1".into(), "autoscaling.knative.dev/min-scale"),
-        ("min-scale above max-scale", |s| s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] = "50".into(), "min-scale"),
-        ("queue-proxy's port", |s| s["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 8013.into(), "containerPort"),
-        ("a reserved variable", |s| s["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut().unwrap().push(serde_json::json!({"name": "K_SERVICE", "value": "x"})), "K_SERVICE"),
-        ("traffic not summing to 100", |s| s["spec"]["traffic"][0]["percent"] = 90.into(), "spec.traffic"),
+        (
+            "containerConcurrency above 1000",
+            |s| s["spec"]["template"]["spec"]["containerConcurrency"] = 5000.into(),
+            "spec.template.spec.containerConcurrency",
+        ),
+        (
+            "timeout above the 600 s maximum",
+            |s| s["spec"]["template"]["spec"]["timeoutSeconds"] = 3600.into(),
+            "spec.template.spec.timeoutSeconds",
+        ),
+        (
+            "negative min-scale",
+            |s| {
+                s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] =
+                    "-1".into()
+            },
+            "autoscaling.knative.dev/min-scale",
+        ),
+        (
+            "min-scale above max-scale",
+            |s| {
+                s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] =
+                    "50".into()
+            },
+            "min-scale",
+        ),
+        (
+            "queue-proxy's port",
+            |s| {
+                s["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] =
+                    8013.into()
+            },
+            "containerPort",
+        ),
+        (
+            "a reserved variable",
+            |s| {
+                s["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"name": "K_SERVICE", "value": "x"}))
+            },
+            "K_SERVICE",
+        ),
+        (
+            "traffic not summing to 100",
+            |s| s["spec"]["traffic"][0]["percent"] = 90.into(),
+            "spec.traffic",
+        ),
     ];
     for (what, mutate, field) in cases {
         let mut svc = original.clone();
@@ -917,7 +967,13 @@ fn knatives_own_admission_accepts_every_rendered_service() {
         let file = write_scratch(&dir, "mutated.yaml", &svc.to_string());
         let (ok, out) = knative_admission(&serving, &file);
         assert!(!ok, "{what}: accepted: {out}");
-        assert!(out.contains("1 refused") && out.contains(field), "{what}: {out}");
-        eprintln!("refused, {what}: {}", out.lines().next().unwrap_or_default());
+        assert!(
+            out.contains("1 refused") && out.contains(field),
+            "{what}: {out}"
+        );
+        eprintln!(
+            "refused, {what}: {}",
+            out.lines().next().unwrap_or_default()
+        );
     }
 }
