@@ -53,9 +53,10 @@ async fn router_on(
 }
 
 /// Replace orders-get the way a Knative revision swap does, under load through the whole path
-/// (router → queue-proxy over h2c → function): the new revision's pod ready, the old one out of
-/// the router's endpoints, then deleted as the kubelet deletes it (queue-proxy drains 30 s of
-/// quiet while the function's preStop hook waits, then the function gets SIGTERM).
+/// (router → queue-proxy over h2c → function): the new revision's pod ready, then the old one
+/// deleted as the kubelet deletes it (queue-proxy drains 30 s of quiet while the function's
+/// preStop hook waits, then the function gets SIGTERM), out of the router's endpoints a second
+/// after its SIGTERM.
 async fn drain(b: &Bench) -> Result<Value, String> {
     println!("drill: revision swap under load (about 40 s: queue-proxy drains for 30 s)");
     let old = b.start_pod("orders-get", &[])?;
@@ -73,15 +74,17 @@ async fn drain(b: &Bench) -> Result<Value, String> {
         u.insert("orders-get".into(), vec![old.addr(), new.addr()]);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    if let Ok(mut u) = upstreams.write() {
-        u.insert("orders-get".into(), vec![new.addr()]);
-    }
+    // The kubelet's SIGTERM and the endpoints update race: the old pod still gets requests for a
+    // second after queue-proxy got SIGTERM.
     let tern_local::Instance::Pod(mut old) = old else {
         return Err("orders-get did not start as a pod".into());
     };
-    let end = tokio::task::spawn_blocking(move || old.terminate())
-        .await
-        .map_err(|e| e.to_string())?;
+    let ending = tokio::task::spawn_blocking(move || old.terminate());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Ok(mut u) = upstreams.write() {
+        u.insert("orders-get".into(), vec![new.addr()]);
+    }
+    let end = ending.await.map_err(|e| e.to_string())?;
     let samples = load.await.map_err(|e| e.to_string())?;
     stop.cancel();
     drop(new);

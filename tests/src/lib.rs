@@ -301,15 +301,18 @@ impl System {
         url
     }
 
-    /// Takes `key` out of the router's endpoints (as Kubernetes does to a pod being deleted) and
-    /// hands it over, still running, to be terminated.
-    pub fn retire(&mut self, key: &str) -> Instance {
-        let instance = self.functions.remove(key).expect("a started function");
-        let addr = instance.addr();
+    /// Hands `key` over, still running and still in the router's endpoints (to be terminated,
+    /// and taken out of them with [`System::unroute`]).
+    pub fn take(&mut self, key: &str) -> Instance {
+        self.functions.remove(key).expect("a started function")
+    }
+
+    /// Takes the pod at `addr` out of the router's endpoints, as Kubernetes does to a pod being
+    /// deleted (at about the time the kubelet sends SIGTERM, not before).
+    pub fn unroute(&self, addr: &str) {
         for pods in self.upstreams.write().expect("upstreams").values_mut() {
-            pods.retain(|a| *a != addr);
+            pods.retain(|a| a != addr);
         }
-        instance
     }
 
     /// The base URL of `key`'s pod itself (its queue-proxy), for the paths the Gateway does not

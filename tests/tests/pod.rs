@@ -90,9 +90,10 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
 }
 
 /// A new revision replaces the old one under load through the whole path (router → queue-proxy
-/// over h2c → function), the old pod deleted as the kubelet deletes it: out of the endpoints,
-/// SIGTERM to queue-proxy while the function's preStop hook waits for its drain, then SIGTERM to
-/// the function. No request may fail. (About 35 s: queue-proxy drains for 30 s of quiet.)
+/// over h2c → function), the old pod deleted as the kubelet deletes it: SIGTERM to queue-proxy
+/// while the function's preStop hook waits for its drain, and a second later out of the router's
+/// endpoints (requests still reach it meanwhile); then SIGTERM to the function. No request may
+/// fail. (About 35 s: queue-proxy drains until 30 s pass without a request.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revision_swap_under_load_fails_no_request() {
     use std::sync::Arc;
@@ -133,13 +134,17 @@ async fn a_revision_swap_under_load_fails_no_request() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     sys.start_as("orders-get-2", "orders-get");
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Deleting the old pod: the kubelet's SIGTERM and the endpoints update race, so requests keep
+    // arriving at the old pod for a while after queue-proxy got SIGTERM; it serves them.
     let swapped = Instant::now();
-    let Instance::Pod(mut old) = sys.retire("orders-get") else {
+    let Instance::Pod(mut old) = sys.take("orders-get") else {
         panic!("orders-get is not a pod");
     };
-    let end = tokio::task::spawn_blocking(move || old.terminate())
-        .await
-        .unwrap();
+    let old_addr = old.addr();
+    let ending = tokio::task::spawn_blocking(move || old.terminate());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sys.unroute(&old_addr);
+    let end = ending.await.unwrap();
     stop.store(true, Ordering::SeqCst);
     let (mut ok, mut failed) = (0, Vec::new());
     for c in clients {

@@ -373,6 +373,10 @@ fn forward_into(netns: &str, port: u16, stop: Arc<AtomicBool>) -> Result<(), Str
                 Ok((inner, _)) => {
                     let _ = inner.set_nonblocking(false);
                     if let Ok(outer) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        // Small request/response messages (PostgreSQL's protocol) must not wait
+                        // for Nagle's algorithm and delayed ACKs: 40 ms a round trip otherwise.
+                        let _ = inner.set_nodelay(true);
+                        let _ = outer.set_nodelay(true);
                         splice(inner, outer);
                     }
                 }
@@ -447,6 +451,8 @@ impl Netns {
     /// Claims a free slot: `ip netns add` fails when the name exists, so two processes (or two
     /// pods of one) never get the same slot, its names or its addresses.
     fn claim() -> Result<Self, String> {
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let start = std::process::id().wrapping_mul(64);
         let mut last = String::new();
@@ -520,6 +526,35 @@ impl Drop for Netns {
     fn drop(&mut self) {
         if self.armed {
             self.remove();
+        }
+    }
+}
+
+/// Removes the pods a killed process left behind (SIGKILL runs no destructor): a `tern-pod-*`
+/// namespace older than a minute with no process in it. A live pod always has its queue-proxy and
+/// function inside once started, and starting takes seconds.
+fn sweep_stale() {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(slot) = name.strip_prefix("tern-pod-") else {
+            continue;
+        };
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(60));
+        let empty = Command::new(ip_command())
+            .args(["netns", "pids", &name])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.iter().all(u8::is_ascii_whitespace));
+        if old && empty {
+            let _ = ip(&["link", "del", &format!("tp{slot}")]);
+            let _ = ip(&["netns", "del", &name]);
         }
     }
 }

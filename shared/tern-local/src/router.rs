@@ -30,16 +30,18 @@ pub const NAMESPACE: &str = "tern";
 /// a new revision can be swapped in while serving.
 pub type Upstreams = Arc<RwLock<HashMap<String, Vec<String>>>>;
 
-/// Headers that belong to one hop (RFC 9110 §7.6.1) and that HTTP/2 forbids.
-const HOP_BY_HOP: [&str; 7] = [
+/// Headers that belong to one hop (RFC 9110 §7.6.1) and that HTTP/2 forbids (`te` is handled on
+/// its own: `te: trailers` is allowed, and gRPC needs it).
+const HOP_BY_HOP: [&str; 6] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "transfer-encoding",
     "upgrade",
-    "te",
     "host",
 ];
+/// How long the router waits for a pod to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The routing state.
 pub struct Router {
@@ -70,16 +72,17 @@ impl Router {
         self
     }
 
-    /// An h2c connection to `addr`, reused while it is open.
+    /// An h2c connection to `addr`, reused while it is open. The lock is not held while
+    /// connecting: a pod that does not answer delays only its own requests, by at most 5 s.
     async fn connection(&self, addr: &str) -> Result<SendRequest<Incoming>, String> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(addr)
+        if let Some(c) = self.conns.lock().await.get(addr)
             && !c.is_closed()
         {
             return Ok(c.clone());
         }
-        let tcp = tokio::net::TcpStream::connect(addr)
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
+            .map_err(|_| format!("connect {addr}: no answer within {CONNECT_TIMEOUT:?}"))?
             .map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -87,8 +90,26 @@ impl Router {
             .await
             .map_err(|e| format!("h2c handshake with {addr}: {e}"))?;
         tokio::spawn(conn);
-        conns.insert(addr.to_owned(), send.clone());
-        Ok(send)
+        let mut conns = self.conns.lock().await;
+        // Connections to pods that left the endpoints go; a live one made meanwhile is kept.
+        if let Ok(up) = self.upstreams.read() {
+            conns.retain(|a, c| !c.is_closed() && up.values().flatten().any(|u| u == a));
+        }
+        match conns.get(addr) {
+            Some(c) if !c.is_closed() => Ok(c.clone()),
+            _ => {
+                conns.insert(addr.to_owned(), send.clone());
+                Ok(send)
+            }
+        }
+    }
+
+    /// Forgets the connection to `addr` if it has closed.
+    async fn forget_closed(&self, addr: &str) {
+        let mut conns = self.conns.lock().await;
+        if conns.get(addr).is_some_and(SendRequest::is_closed) {
+            conns.remove(addr);
+        }
     }
 
     async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -131,14 +152,14 @@ impl Router {
                 Err(e) => return bad_gateway(&rule.function, &e),
             };
             if conn.ready().await.is_err() {
-                self.conns.lock().await.remove(&addr);
+                self.forget_closed(&addr).await;
                 continue;
             }
             match conn.try_send_request(req).await {
                 Ok(res) => return res.map(|b| b.boxed()),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if attempt == 0 => {
-                        self.conns.lock().await.remove(&addr);
+                        self.forget_closed(&addr).await;
                         req = unsent;
                     }
                     _ => return bad_gateway(&rule.function, &e.into_error().to_string()),
@@ -209,11 +230,24 @@ fn forwarded_headers(h: &mut http::HeaderMap, peer: SocketAddr) {
     for n in HOP_BY_HOP {
         h.remove(n);
     }
-    let client = peer.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client}"),
-        None => client,
-    };
+    let trailers = h
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    h.remove(header::TE);
+    if trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    let mut chain: Vec<String> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect();
+    chain.push(peer.ip().to_string());
+    let xff = chain.join(", ");
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert("x-forwarded-for", v);
     }
@@ -260,12 +294,15 @@ mod tests {
         h.insert("transfer-encoding", "chunked".parse().unwrap());
         h.insert("host", "127.0.0.1:8080".parse().unwrap());
         h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
+        h.insert("te", "gzip, trailers".parse().unwrap());
         h.insert("cookie", "a=1".parse().unwrap());
         forwarded_headers(&mut h, "192.0.2.1:5555".parse().unwrap());
         for gone in ["connection", "x-private", "transfer-encoding", "host"] {
             assert!(!h.contains_key(gone), "{gone}");
         }
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 192.0.2.1");
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 192.0.2.1");
+        assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["cookie"], "a=1");
     }

@@ -6,10 +6,15 @@
 //! - **head deadline**: a connection must deliver a whole request head within the header-read
 //!   timeout: from accept for the first request (detection included), from its first byte for
 //!   the next ones on a kept-alive connection. A slow or silent client is disconnected.
-//! - **idle deadline**: a connection with no request in flight and no byte arriving is closed
+//! - **idle deadline** (HTTP/1.1): a kept-alive connection with no request in flight is closed
 //!   after the idle timeout. The default (120 s) is above the 90 s after which the Go transport
-//!   in queue-proxy drops its own idle connections, so queue-proxy, not the function, closes them
-//!   (a function closing first races with a request queue-proxy is sending on it).
+//!   in queue-proxy drops its own idle HTTP/1.1 connections, so queue-proxy closes them first (a
+//!   function closing first races with a request queue-proxy is sending on it).
+//! - **HTTP/2**: once its first request has arrived, an h2c connection has no deadline of ours.
+//!   Its frames (window updates, pings, settings) flow between requests, so "bytes without a
+//!   request" means nothing there; queue-proxy's h2c transport keeps connections without an idle
+//!   timeout, and a close of ours would not be a GOAWAY, so it would race with the next request.
+//!   A peer that went away is found by HTTP/2 pings instead ([`ConnLimits::builder`]).
 //! - **header size**: a head larger than the limit gets a 431 problem ([`too_large`]); the
 //!   parsers' own buffers are twice the limit, and a head beyond that gets hyper's bare 431.
 //!
@@ -25,7 +30,7 @@ use hyper_util::server::conn::auto;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -93,6 +98,8 @@ impl ConnLimits {
             .max_buf_size(buf);
         b.http2()
             .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20))
             .max_header_list_size(u32::try_from(buf).unwrap_or(u32::MAX));
         b
     }
@@ -107,30 +114,41 @@ pub fn too_large(headers: &HeaderMap, limit: usize) -> bool {
         > limit
 }
 
-/// Counts the requests running on one connection.
+/// Counts the requests running on one connection, and those ever started.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    running: AtomicUsize,
+    started: AtomicU64,
+}
 
 impl InFlight {
     /// A request has started; it ends when the guard is dropped (keep it in the response body,
     /// [`Guarded`]).
     pub fn start(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.0.running.fetch_add(1, Ordering::SeqCst);
+        self.0.started.fetch_add(1, Ordering::SeqCst);
         InFlightGuard(self.0.clone())
     }
 
     fn busy(&self) -> bool {
-        self.0.load(Ordering::SeqCst) > 0
+        self.0.running.load(Ordering::SeqCst) > 0
+    }
+
+    fn started(&self) -> u64 {
+        self.0.started.load(Ordering::SeqCst)
     }
 }
 
 /// A running request; see [`InFlight::start`].
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<AtomicUsize>);
+pub struct InFlightGuard(Arc<Counts>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -183,7 +201,12 @@ enum Phase {
     Busy,
     /// Kept alive, nothing arriving.
     Idle,
+    /// An HTTP/2 connection past its first request: no deadline of ours.
+    Free,
 }
+
+/// The HTTP/2 connection preface's first bytes.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// A client connection with the head and idle deadlines.
 #[derive(Debug)]
@@ -193,6 +216,11 @@ pub struct Watched<IO> {
     in_flight: InFlight,
     phase: Phase,
     deadline: Pin<Box<Sleep>>,
+    /// The first bytes the client sent (to tell HTTP/2 from HTTP/1.1), until there are enough.
+    opening: Vec<u8>,
+    h2: bool,
+    /// Requests started when last looked at (one may start and end between two reads).
+    seen: u64,
 }
 
 impl<IO> Watched<IO> {
@@ -206,6 +234,9 @@ impl<IO> Watched<IO> {
             in_flight: in_flight.clone(),
             phase: Phase::Head,
             deadline: Box::pin(tokio::time::sleep(limits.header_read_timeout)),
+            opening: Vec::new(),
+            h2: false,
+            seen: 0,
         };
         (w, in_flight)
     }
@@ -222,10 +253,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.phase == Phase::Free {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let started = this.in_flight.started();
+        let new_request = started != this.seen;
+        this.seen = started;
+        if this.h2 && (new_request || this.in_flight.busy()) {
+            this.phase = Phase::Free;
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
         if this.in_flight.busy() {
             this.phase = Phase::Busy;
         } else {
-            if this.phase == Phase::Busy {
+            if this.phase == Phase::Busy || new_request {
                 this.phase = Phase::Idle;
                 let idle = this.limits.idle_timeout;
                 this.expire_in(idle);
@@ -240,7 +281,14 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.io).poll_read(cx, buf);
-        if this.phase == Phase::Idle && buf.filled().len() > before {
+        let fresh = &buf.filled()[before..];
+        if this.opening.len() < H2_PREFACE.len() && !fresh.is_empty() {
+            let want = H2_PREFACE.len() - this.opening.len();
+            this.opening
+                .extend_from_slice(&fresh[..fresh.len().min(want)]);
+            this.h2 = this.opening.len() == H2_PREFACE.len() && this.opening == H2_PREFACE;
+        }
+        if this.phase == Phase::Idle && !fresh.is_empty() {
             this.phase = Phase::Head;
             let head = this.limits.header_read_timeout;
             this.expire_in(head);
@@ -346,5 +394,24 @@ mod tests {
         let (n, kind) = reading.await.unwrap();
         assert_eq!((n, kind), (1, io::ErrorKind::TimedOut));
         assert_eq!(t0.elapsed().as_secs(), 31);
+
+        // HTTP/2: the preface and its first request within the head deadline, then no deadline:
+        // frames between requests and long quiet are both fine.
+        let (server, mut client) = tokio::io::duplex(64);
+        let (mut w, in_flight) = Watched::new(server, limits);
+        client
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(w.read(&mut buf).await.unwrap(), 24);
+        drop(in_flight.start()); // a request that began and ended between two reads
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            w.read(&mut buf).await
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        client.write_all(b"W").await.unwrap();
+        assert_eq!(reading.await.unwrap().unwrap(), 1);
     }
 }
