@@ -132,7 +132,11 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
 
     let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut via_qp, mut via_router) = (Vec::new(), Vec::new());
+    let (mut via_qp, mut via_router, mut in_pod) = (Vec::new(), Vec::new(), Vec::new());
+    let in_pod_url = match &pod {
+        tern_local::Instance::Pod(p) => format!("http://{}{path}", p.function_addr()),
+        tern_local::Instance::Process(p) => format!("{}{path}", p.url()),
+    };
     for _ in 0..b.reps {
         tern.push(wrk::run(
             &format!("{}{path}", get.url()),
@@ -146,6 +150,7 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
             b.dur,
             None,
         )?);
+        in_pod.push(wrk::run(&in_pod_url, HTTP_CONNECTIONS, b.dur, None)?);
         via_router.push(wrk::run(
             &format!("{router}{path}"),
             HTTP_CONNECTIONS,
@@ -194,6 +199,7 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     Ok(json!({
         "tern_orders_get": wrk_json(&tern),
         "tern_orders_get_via_queue_proxy": wrk_json(&via_qp),
+        "tern_orders_get_in_pod_without_queue_proxy": wrk_json(&in_pod),
         "tern_orders_get_via_router_and_queue_proxy": wrk_json(&via_router),
         "bare_hyper_tokio_postgres": wrk_json(&bare_pg),
         "bare_hyper_constant": wrk_json(&bare_hyper),

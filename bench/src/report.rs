@@ -107,7 +107,15 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             Some(0.7),
         ),
         (
-            "orders-get via queue-proxy ÷ direct (req/s)",
+            "orders-get via queue-proxy ÷ the same pod without it (req/s)",
+            ratio(
+                med(&rt["tern_orders_get_via_queue_proxy"]["rps"]),
+                med(&rt["tern_orders_get_in_pod_without_queue_proxy"]["rps"]),
+            ),
+            None,
+        ),
+        (
+            "orders-get via queue-proxy ÷ on the host (req/s)",
             ratio(
                 med(&rt["tern_orders_get_via_queue_proxy"]["rps"]),
                 med(&rt["tern_orders_get"]["rps"]),
@@ -226,6 +234,10 @@ pub fn markdown(r: &Value) -> String {
         (
             "orders-get (Tern: pool, middleware, JSON logs)",
             &rt["tern_orders_get"],
+        ),
+        (
+            "orders-get in its pod, straight to the function (no queue-proxy; PostgreSQL through the pod's forwarder)",
+            &rt["tern_orders_get_in_pod_without_queue_proxy"],
         ),
         (
             "orders-get as a Knative pod: wrk → queue-proxy (HTTP/1.1) → function",

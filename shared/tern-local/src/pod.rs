@@ -151,6 +151,12 @@ impl Pod {
         format!("{}:{SERVING_PORT}", self.ip)
     }
 
+    /// `IP:8080`: the function itself, past queue-proxy (the kubelet's liveness probes, and the
+    /// bench's measure of what queue-proxy costs).
+    pub fn function_addr(&self) -> String {
+        format!("{}:{USER_PORT}", self.ip)
+    }
+
     /// `http://IP:8013`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())

@@ -212,7 +212,14 @@ impl FunctionProcess {
             }
         };
         clean_env(&mut cmd);
-        cmd.envs(env.for_function(function, "127.0.0.1", port));
+        // In a pod the function listens on all of the pod's addresses, as the chart leaves it
+        // (queue-proxy reaches it on loopback); on the host, on loopback only.
+        let bind = if netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        cmd.envs(env.for_function(function, bind, port));
         let (child, _copiers) = spawn(&mut cmd, name, output, Stdio::null())
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Self {
