@@ -277,7 +277,7 @@ pub fn markdown(r: &Value) -> String {
     }
     let _ = writeln!(
         s,
-        "\nDatabase efficiency: {} SELECTs/s through orders-get (two per request) against {} with `pgbench -S -M prepared` on the same PostgreSQL.\n",
+        "\nQueue-proxy (Knative Serving's own, built here) runs on the same cores as wrk, the function and PostgreSQL, so its CPU is taken from theirs; in the cluster it has its own request (`queue-sidecar-cpu-request` in the platform's KnativeServing). Its cost is the pod-without-it row against the pod-through-it row.\n\nDatabase efficiency: {} SELECTs/s through orders-get (two per request) against {} with `pgbench -S -M prepared` on the same PostgreSQL.\n",
         spread(&rt["tern_selects_per_s"], 0),
         spread(&rt["pgbench_select_tps"], 0)
     );
