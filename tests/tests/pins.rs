@@ -83,3 +83,64 @@ fn module_versions_map_to_releases() {
     assert_eq!(release_of_module("v0.50.0"), "1.23");
     assert_eq!(release_of_module("v0.46.2"), "1.19");
 }
+
+/// `MODULE VERSION` of `module` in a go.mod (a `require` line or block).
+fn required(gomod: &str, module: &str) -> Option<String> {
+    gomod.lines().find_map(|l| {
+        let l = l.trim().trim_start_matches("require ").trim();
+        l.strip_prefix(&format!("{module} "))
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned)
+    })
+}
+
+/// The control plane is the Kubernetes version the schemas are generated from, and Knative's
+/// controller the Serving version queue-proxy is built from.
+#[test]
+fn the_control_plane_is_the_schemas_kubernetes_and_the_platforms_knative() {
+    let sources = read("tools/k8s-schemas/sources.txt");
+    let schemas = sources
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .strip_prefix("k8s.io/kubernetes@")
+        })
+        .expect("k8s.io/kubernetes in sources.txt")
+        .to_owned();
+    let apiserver = required(&read("tools/kube-apiserver/go.mod"), "k8s.io/kubernetes");
+    assert_eq!(
+        apiserver.as_deref(),
+        Some(schemas.as_str()),
+        "kube-apiserver"
+    );
+    // Staging modules number release 1.Y.Z as v0.Y.Z.
+    let staging = schemas.replacen("v1.", "v0.", 1);
+    let kubectl = required(&read("tools/kubectl/go.mod"), "k8s.io/kubectl");
+    assert_eq!(kubectl.as_deref(), Some(staging.as_str()), "kubectl");
+    let replaced = read("tools/kube-apiserver/go.mod");
+    for line in replaced.lines().filter(|l| l.contains(" => ")) {
+        assert!(
+            line.ends_with(&staging),
+            "kube-apiserver's replace {line:?} is not {staging}"
+        );
+    }
+    let queue = required(&read("tools/queue-proxy/go.mod"), "knative.dev/serving");
+    let controller = required(&read("tools/knative-serving/go.mod"), "knative.dev/serving");
+    assert_eq!(controller, queue, "Knative's controller and queue-proxy");
+    let manifests = read("tools/k8s-schemas/manifests.txt");
+    let serving = format!("knative.dev/serving@{}", queue.unwrap_or_default());
+    assert!(
+        manifests.contains(&serving),
+        "the control plane's manifests are {serving}'s"
+    );
+    // The networking and caching CRDs are those of the versions that Serving requires.
+    let controller_mod = read("tools/knative-serving/go.mod");
+    for module in ["knative.dev/networking", "knative.dev/caching"] {
+        let v = required(&controller_mod, module).unwrap_or_else(|| panic!("{module}"));
+        assert!(
+            manifests.contains(&format!("{module}@{v} ")),
+            "manifests.txt must copy {module}@{v}"
+        );
+    }
+}

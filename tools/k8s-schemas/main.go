@@ -30,7 +30,14 @@ func main() {
 	sources := flag.String("sources", "tools/k8s-schemas/sources.txt", "the pinned list of sources")
 	root := flag.String("root", ".", "the repository root (for `local` sources)")
 	out := flag.String("out", ".local/schemas", "output directory")
+	manifests := flag.String("manifests", "", "instead: copy the manifests this list names (MODULE@VERSION DEST GLOB) from the pinned modules")
 	flag.Parse()
+	if *manifests != "" {
+		if err := copyManifests(*manifests, *out); err != nil {
+			fail(err)
+		}
+		return
+	}
 	list, err := readSources(*sources)
 	if err != nil {
 		fail(err)
@@ -94,6 +101,57 @@ func readSources(path string) ([]source, error) {
 }
 
 // moduleDir downloads a pinned module through the Go module proxy (or finds it in the cache).
+// copyManifests copies, for each line MODULE@VERSION DEST GLOB of list, the module's files that
+// match GLOB into OUT/DEST, named after the module's last path element and the file.
+func copyManifests(list, out string) error {
+	f, err := os.Open(list)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	copied := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		parts := strings.Fields(line)
+		if len(parts) != 3 {
+			return fmt.Errorf("%s: want MODULE@VERSION DEST GLOB: %q", list, line)
+		}
+		dir, err := moduleDir(parts[0])
+		if err != nil {
+			return err
+		}
+		files, err := filepath.Glob(filepath.Join(dir, parts[2]))
+		if err != nil || len(files) == 0 {
+			return fmt.Errorf("%s: no files match %s", parts[0], parts[2])
+		}
+		dest := filepath.Join(out, parts[1])
+		if err := os.MkdirAll(dest, 0o755); err != nil {
+			return err
+		}
+		module := filepath.Base(strings.SplitN(parts[0], "@", 2)[0])
+		for _, src := range files {
+			raw, err := os.ReadFile(src)
+			if err != nil {
+				return err
+			}
+			name := module + "-" + filepath.Base(src)
+			if err := os.WriteFile(filepath.Join(dest, name), raw, 0o644); err != nil {
+				return err
+			}
+			copied++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	fmt.Printf("k8s-schemas: %d manifests from %s into %s\n", copied, list, out)
+	return nil
+}
+
 func moduleDir(module string) (string, error) {
 	cmd := exec.Command("go", "mod", "download", "-json", module)
 	cmd.Stderr = os.Stderr

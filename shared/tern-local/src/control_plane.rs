@@ -1,0 +1,304 @@
+//! A Kubernetes control plane on loopback: etcd and kube-apiserver built from their Go modules
+//! (`tools/etcd`, `tools/kube-apiserver`), a bearer token with `system:masters`, and the
+//! manifests the pinned Knative Serving ships (its CRDs, those of knative.dev/networking and
+//! knative.dev/caching it needs, its config maps), extracted from the modules by `scripts/tools`
+//! into `.local/control-plane`. No kubelet runs: objects are stored, validated, defaulted and
+//! reconciled by controllers, but no pod ever starts.
+//!
+//! Two of them (a primary and a standby cluster) are cheap: each is two processes and a
+//! directory.
+
+use crate::process::{die_with_parent, free_port};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `scripts/tools` puts the manifests Knative's modules ship, relative to the root.
+pub const MANIFESTS: &str = ".local/control-plane";
+
+/// A running control plane. Dropping it stops both processes.
+pub struct ControlPlane {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// A kubeconfig for it (context `tern`, namespace `default`).
+    pub kubeconfig: PathBuf,
+    /// The bearer token of its administrator.
+    pub token: String,
+    bin: PathBuf,
+    dir: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+    controllers: Vec<Child>,
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver from `root`'s `.local/bin` with their files under `dir`,
+    /// waits until the API server is ready, and writes a kubeconfig.
+    pub fn start(root: &Path, dir: &Path) -> Result<Self, String> {
+        let bin = root.join(".local/bin");
+        for tool in ["etcd", "kube-apiserver", "kubectl"] {
+            if !bin.join(tool).exists() {
+                return Err(format!(
+                    "{} is missing: run scripts/tools",
+                    bin.join(tool).display()
+                ));
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir.join("certs"))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let write = |name: &str, text: &str| -> Result<PathBuf, String> {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok(p)
+        };
+        let token = random_hex(24)?;
+        let tokens = write(
+            "tokens.csv",
+            &format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
+        let (private, public) = signing_key_pem()?;
+        let sa_key = write("service-accounts.key", &private)?;
+        let sa_pub = write("service-accounts.pub", &public)?;
+        let log = |name: &str| -> Result<Stdio, String> {
+            std::fs::File::create(dir.join(name))
+                .map(Stdio::from)
+                .map_err(|e| format!("{name}: {e}"))
+        };
+
+        let (client, peer) = (free_port(), free_port());
+        let mut cmd = Command::new(bin.join("etcd"));
+        cmd.arg("--name=tern")
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+            ))
+            .arg(format!("--initial-cluster=tern=http://127.0.0.1:{peer}"))
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log("etcd.log")?)
+            .stderr(log("etcd.log")?);
+        die_with_parent(&mut cmd, libc::SIGKILL);
+        let etcd = cmd.spawn().map_err(|e| format!("cannot start etcd: {e}"))?;
+
+        let port = free_port();
+        let mut cmd = Command::new(bin.join("kube-apiserver"));
+        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{client}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", dir.join("certs").display()))
+            .arg(format!("--token-auth-file={}", tokens.display()))
+            .arg(format!("--service-account-key-file={}", sa_pub.display()))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key.display()
+            ))
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--disable-admission-plugins=ServiceAccount")
+            .arg("--v=0")
+            .stdin(Stdio::null())
+            .stdout(log("kube-apiserver.log")?)
+            .stderr(log("kube-apiserver.log")?);
+        die_with_parent(&mut cmd, libc::SIGKILL);
+        let apiserver = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start kube-apiserver: {e}"))?;
+
+        let url = format!("https://127.0.0.1:{port}");
+        let mut cp = Self {
+            kubeconfig: dir.join("kubeconfig"),
+            url,
+            token,
+            bin,
+            dir: dir.to_path_buf(),
+            etcd,
+            apiserver,
+            controllers: Vec::new(),
+        };
+        cp.wait_ready(dir, Duration::from_secs(60))?;
+        Ok(cp)
+    }
+
+    /// Waits for `/readyz`, then writes the kubeconfig (the serving certificate, and the CA that
+    /// signed it, exist once the server listens).
+    fn wait_ready(&mut self, dir: &Path, timeout: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let ca = dir.join("certs/apiserver.crt");
+        loop {
+            for (name, child) in [
+                ("etcd", &mut self.etcd),
+                ("kube-apiserver", &mut self.apiserver),
+            ] {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let logs = std::fs::read_to_string(dir.join(format!("{name}.log")))
+                        .unwrap_or_default();
+                    let tail: Vec<&str> = logs.lines().rev().take(5).collect();
+                    return Err(format!("{name} exited ({status}): {}", tail.join(" | ")));
+                }
+            }
+            if ca.exists() {
+                self.write_kubeconfig(&ca)?;
+                if self
+                    .kubectl(&["get", "--raw", "/readyz"])
+                    .is_ok_and(|o| o.trim() == "ok")
+                {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("kube-apiserver not ready within {timeout:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn write_kubeconfig(&self, ca: &Path) -> Result<(), String> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: tern\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: tern\n  context:\n    cluster: tern\n    user: admin\ncurrent-context: tern\n",
+            self.url,
+            ca.display(),
+            self.token
+        );
+        std::fs::write(&self.kubeconfig, text).map_err(|e| format!("kubeconfig: {e}"))
+    }
+
+    /// Runs `kubectl` against this control plane; its stdout, or its stderr as the error.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Applies the manifests Knative's modules ship (CRDs first, then the `knative-serving`
+    /// namespace and Serving's config maps), as `scripts/tools` extracted them under `root`.
+    pub fn install_knative(&self, root: &Path) -> Result<(), String> {
+        let dir = root.join(MANIFESTS);
+        let crds = dir.join("crds");
+        if !crds.exists() {
+            return Err(format!("{} is missing: run scripts/tools", crds.display()));
+        }
+        self.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ])?;
+        self.kubectl(&["create", "namespace", "knative-serving"])?;
+        let config = dir.join("config");
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &config.display().to_string(),
+        ])?;
+        Ok(())
+    }
+
+    /// Starts Knative Serving's own controller (`tools/knative-serving`) against this control
+    /// plane, as its Deployment runs it in `knative-serving`; it runs until the control plane is
+    /// dropped.
+    pub fn start_knative_controller(&mut self) -> Result<(), String> {
+        let bin = self.bin.join("controller");
+        if !bin.exists() {
+            return Err(format!("{} is missing: run scripts/tools", bin.display()));
+        }
+        let log = std::fs::File::create(self.dir.join("controller.log"))
+            .map_err(|e| format!("controller.log: {e}"))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .env("SYSTEM_NAMESPACE", "knative-serving")
+            .env("POD_NAME", "controller")
+            .env("METRICS_DOMAIN", "knative.dev/serving")
+            .env("KUBERNETES_MIN_VERSION", "v1.30.0")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        die_with_parent(&mut cmd, libc::SIGKILL);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start Knative's controller: {e}"))?;
+        self.controllers.push(child);
+        Ok(())
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for mut c in self.controllers.drain(..) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            crate::process::signal(child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `n` random bytes, hex.
+fn random_hex(n: usize) -> Result<String, String> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut buf = vec![0u8; n];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| "no randomness".to_owned())?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A new ECDSA P-256 key for signing service-account tokens: the private key (PKCS#8) and the
+/// public key (SubjectPublicKeyInfo), both PEM.
+fn signing_key_pem() -> Result<(String, String), String> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+    let doc = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_ASN1_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .map_err(|_| "cannot generate a signing key".to_owned())?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, doc.as_ref())
+        .map_err(|_| "cannot read the signing key back".to_owned())?;
+    let public = pair
+        .public_key()
+        .as_der()
+        .map_err(|_| "cannot encode the public key".to_owned())?;
+    Ok((
+        pem("PRIVATE KEY", doc.as_ref()),
+        pem("PUBLIC KEY", public.as_ref()),
+    ))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
