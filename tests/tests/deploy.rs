@@ -852,7 +852,7 @@ fn the_router_routes_as_the_rendered_httproutes_do() {
     }
 }
 
-/// Runs Knative Serving's own defaulting and validation (tools/knative-admission, built from the
+/// Runs Knative Serving's own defaulting and validation (tools/knative-serving/knative-admission, built from the
 /// pinned serving module) over `manifests` with the config of the KnativeServing in `serving`.
 fn knative_admission(serving: &Path, manifests: &Path) -> (bool, String) {
     let bin = root().join(".local/bin/knative-admission");

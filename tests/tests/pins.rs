@@ -1,8 +1,8 @@
 //! Knative Serving's version is written in three places that must agree: the version the
 //! platform's KnativeServing installs (`knative/platform/values.yaml`, `1.x`), the CRD schemas the
 //! manifests are validated against (`tools/k8s-schemas/sources.txt`, `knative.dev/serving@v0.y`),
-//! and the queue-proxy and admission check built here (`tools/queue-proxy/go.mod`,
-//! `tools/knative-admission/go.mod`). Knative's Go modules number
+//! and the queue-proxy, controller, webhook and admission check built here, all from one module
+//! (`tools/knative-serving/go.mod`). Knative's Go modules number
 //! release `1.x` as `v0.(x + 27)` (1.23 is v0.50).
 
 use tern_e2e::root;
@@ -42,34 +42,23 @@ fn knative_serving_is_the_same_version_everywhere() {
         })
         .expect("knative.dev/serving in sources.txt");
 
-    let gomod = read("tools/queue-proxy/go.mod");
-    assert!(
-        gomod.contains("tool knative.dev/serving/cmd/queue"),
-        "queue-proxy is built from Serving's own module"
-    );
-    let queue = gomod
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("knative.dev/serving "))
-        .and_then(|v| v.split_whitespace().next())
-        .expect("knative.dev/serving in tools/queue-proxy/go.mod");
-
+    let gomod = read("tools/knative-serving/go.mod");
+    for tool in [
+        "knative.dev/serving/cmd/queue",
+        "knative.dev/serving/cmd/controller",
+        "knative.dev/serving/cmd/webhook",
+        "github.com/tern-platform/tern/tools/knative-serving/knative-admission",
+    ] {
+        assert!(
+            gomod.lines().any(|l| l == format!("tool {tool}")),
+            "{tool} is built from the one Serving module"
+        );
+    }
+    let queue = required(&gomod, "knative.dev/serving").expect("knative.dev/serving in go.mod");
+    let queue = queue.as_str();
     assert_eq!(
         schemas, queue,
         "the CRD schemas and queue-proxy pin different Serving modules"
-    );
-    let admission = read("tools/knative-admission/go.mod");
-    let admission = admission
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .trim_start_matches("require ")
-                .strip_prefix("knative.dev/serving ")
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .expect("knative.dev/serving in tools/knative-admission/go.mod");
-    assert_eq!(
-        admission, queue,
-        "the admission check and queue-proxy pin different Serving modules"
     );
     assert_eq!(
         release_of_module(queue),
@@ -108,26 +97,39 @@ fn the_control_plane_is_the_schemas_kubernetes_and_the_platforms_knative() {
         })
         .expect("k8s.io/kubernetes in sources.txt")
         .to_owned();
-    let apiserver = required(&read("tools/kube-apiserver/go.mod"), "k8s.io/kubernetes");
+    let kubernetes = read("tools/kubernetes/go.mod");
+    for tool in ["kube-apiserver", "kubectl"] {
+        assert!(
+            kubernetes
+                .lines()
+                .any(|l| l == format!("tool github.com/tern-platform/tern/tools/kubernetes/{tool}")),
+            "{tool} is built from tools/kubernetes"
+        );
+    }
+    let apiserver = required(&kubernetes, "k8s.io/kubernetes");
     assert_eq!(
         apiserver.as_deref(),
         Some(schemas.as_str()),
         "kube-apiserver"
     );
-    // Staging modules number release 1.Y.Z as v0.Y.Z.
+    // Staging modules (kubectl among them) number release 1.Y.Z as v0.Y.Z, and every one is
+    // replaced by that version.
     let staging = schemas.replacen("v1.", "v0.", 1);
-    let kubectl = required(&read("tools/kubectl/go.mod"), "k8s.io/kubectl");
-    assert_eq!(kubectl.as_deref(), Some(staging.as_str()), "kubectl");
-    let replaced = read("tools/kube-apiserver/go.mod");
-    for line in replaced.lines().filter(|l| l.contains(" => ")) {
+    let replaces: Vec<&str> = kubernetes.lines().filter(|l| l.contains(" => ")).collect();
+    assert!(
+        replaces
+            .iter()
+            .any(|l| l.trim() == format!("k8s.io/kubectl => k8s.io/kubectl {staging}")),
+        "kubectl is not {staging}"
+    );
+    for line in replaces {
         assert!(
             line.ends_with(&staging),
-            "kube-apiserver's replace {line:?} is not {staging}"
+            "tools/kubernetes's replace {line:?} is not {staging}"
         );
     }
-    let queue = required(&read("tools/queue-proxy/go.mod"), "knative.dev/serving");
-    let controller = required(&read("tools/knative-serving/go.mod"), "knative.dev/serving");
-    assert_eq!(controller, queue, "Knative's controller and queue-proxy");
+    let controller_mod = read("tools/knative-serving/go.mod");
+    let queue = required(&controller_mod, "knative.dev/serving");
     let manifests = read("tools/k8s-schemas/manifests.txt");
     let serving = format!("knative.dev/serving@{}", queue.unwrap_or_default());
     assert!(
@@ -135,7 +137,6 @@ fn the_control_plane_is_the_schemas_kubernetes_and_the_platforms_knative() {
         "the control plane's manifests are {serving}'s"
     );
     // The networking and caching CRDs are those of the versions that Serving requires.
-    let controller_mod = read("tools/knative-serving/go.mod");
     for module in ["knative.dev/networking", "knative.dev/caching"] {
         let v = required(&controller_mod, module).unwrap_or_else(|| panic!("{module}"));
         assert!(

@@ -1,5 +1,5 @@
 //! A Kubernetes control plane on loopback: etcd and kube-apiserver built from their Go modules
-//! (`tools/etcd`, `tools/kube-apiserver`), a bearer token with `system:masters`, and the
+//! (`tools/etcd`, `tools/kubernetes`), a bearer token with `system:masters`, and the
 //! manifests the pinned Knative Serving ships (its CRDs, those of knative.dev/networking and
 //! knative.dev/caching it needs, its config maps), extracted from the modules by `scripts/tools`
 //! into `.local/control-plane`. No kubelet runs: objects are stored, validated, defaulted and
