@@ -12,14 +12,18 @@ ENVIRONMENT=prod
 CLUSTER_ROLE=primary
 NAMESPACE=tern
 ARGS=()
+# `kn service update` waits until the new revision is ready (up to kn's 600 s); --no-wait makes
+# it return once the change is stored (a cluster whose pods cannot start, or a hurry).
+KN_WAIT=()
 
-# parse_common "$@": takes --execute, --dry-run, --env ENV, --cluster primary|standby; the rest
-# goes to ARGS.
+# parse_common "$@": takes --execute, --dry-run, --no-wait, --env ENV, --cluster
+# primary|standby; the rest goes to ARGS.
 parse_common() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
       --execute) EXECUTE=1 ;;
       --dry-run) EXECUTE=0 ;;
+      --no-wait) KN_WAIT=(--no-wait) ;;
       --env) ENVIRONMENT="${2:?--env needs dev, staging or prod}"; shift ;;
       --cluster) CLUSTER_ROLE="${2:?--cluster needs primary or standby}"; shift ;;
       *) ARGS+=("$1") ;;

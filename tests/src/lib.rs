@@ -4,6 +4,7 @@
 //! One PostgreSQL cluster and one emulator serve every test of a test binary; tests that stop
 //! them start their own ([`Postgres::start`], [`Emulator::start`]).
 
+pub mod clusters;
 pub mod oidc;
 
 use google_cloud_pubsub::model::Message;

@@ -1,150 +1,609 @@
-//! A real Kubernetes control plane here (etcd and kube-apiserver from their Go modules), with the
-//! manifests Knative Serving's pinned modules ship and Knative's own controller: the functions
-//! chart is applied with server-side validation, and the controller turns each Service into a
-//! Configuration and a Revision. No kubelet runs, so no pod starts and Revisions stay
-//! unready; what is checked is what the API server and the controller decide.
+//! The charts installed for real, and the runbooks executed, against a real Kubernetes control
+//! plane per cluster (etcd and kube-apiserver from their Go modules, Knative Serving's own
+//! controller; `tern_e2e::clusters`): dev, staging, prod primary and prod standby, started once
+//! for this test binary. No kubelet runs, so no pod starts and Revisions stay unready; what is
+//! checked is what the API server (schemas, CEL rules, defaulting) and Knative's controller
+//! decide, and what each operations script changes.
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+use tern_e2e::clusters::{self, Cluster, clusters, get_json, until};
 use tern_e2e::{root, scratch, table};
-use tern_local::ControlPlane;
 
-fn json(cp: &ControlPlane, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    serde_json::from_str(&cp.kubectl(&all).unwrap()).unwrap()
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The HTTP functions of the route table (each a Knative Service).
+fn http_functions() -> Vec<tern_routes::Function> {
+    table()
+        .functions
+        .into_iter()
+        .filter(|f| f.kind == tern_routes::Kind::Http)
+        .collect()
 }
 
-/// Polls `check` every 200 ms until it returns `Some`, or panics naming `what`.
-fn until<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
+/// `helm template` of the functions chart for a cluster, as installed.
+fn template(c: &Cluster) -> String {
+    let chart = "knative/chart/tern-functions";
+    let mut cmd = Command::new(root().join(".local/bin/helm"));
+    cmd.args(["template", "tern", chart, "--namespace", "tern"])
+        .current_dir(root());
+    for f in clusters::value_files(chart, c.environment, c.role) {
+        cmd.args(["-f", &format!("{chart}/{f}")]);
     }
+    let out = cmd.output().expect("helm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The first Revision Knative's controller made of a Service.
+fn first_revision(c: &Cluster, name: &str) -> Value {
+    until(&format!("{}: a Revision of {name}", c.name), MINUTE, || {
+        get_json(
+            &c.cp,
+            &["-n", "tern", "get", "revision", &format!("{name}-00001")],
+        )
+        .ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
-fn knatives_controller_makes_revisions_of_the_rendered_services() {
-    let dir = scratch("control-plane");
-    let started = Instant::now();
-    let mut cp = ControlPlane::start(&root(), &dir).expect("control plane");
-    let ready_in = started.elapsed();
-    let version = json(&cp, &["version"]);
+fn every_cluster_takes_the_charts_and_knative_makes_every_revision() {
+    let all = clusters();
+    eprintln!(
+        "{} clusters ready in {:?}",
+        all.all.len(),
+        all.ready_in.as_secs_f64()
+    );
+    // The API servers are the Kubernetes version the schemas are generated from.
     let schemas = std::fs::read_to_string(root().join("tools/k8s-schemas/sources.txt")).unwrap();
-    let server = version["serverVersion"]["gitVersion"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let version = get_json(&all.all[0].cp, &["version"]).unwrap();
+    let server = version["serverVersion"]["gitVersion"].as_str().unwrap();
     assert!(
         schemas.contains(&format!("k8s.io/kubernetes@{server} ")),
         "the API server is {server}, the schemas pin another version"
     );
-    cp.install_knative(&root())
-        .expect("Knative's CRDs and config maps");
-    // The platform's KnativeServing selects Kourier; the operator would write this.
-    cp.kubectl(&[
-        "-n",
-        "knative-serving",
-        "patch",
-        "configmap",
-        "config-network",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}"#,
-    ])
-    .unwrap();
-    cp.start_knative_controller().expect("Knative's controller");
-    cp.kubectl(&["create", "namespace", "tern"]).unwrap();
-
-    // prod's Services, as Argo CD applies them: server-side, validated against the CRDs' schemas.
-    let rendered = std::process::Command::new(root().join(".local/bin/helm"))
-        .args([
-            "template",
-            "tern",
-            "knative/chart/tern-functions",
-            "--namespace",
-            "tern",
-        ])
-        .args(["-f", "knative/chart/tern-functions/env/prod.yaml"])
-        .current_dir(root())
-        .output()
+    let mut routes_checked = 0;
+    for c in &all.all {
+        eprintln!("{}: ready in {:?}", c.name, c.ready_in);
+        // Every release deployed: the platform's components and the functions.
+        let releases: Value =
+            serde_json::from_str(&c.cp.helm(&root(), &["list", "-A", "-o", "json"]).unwrap())
+                .unwrap();
+        let mut names: Vec<&str> = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] == "deployed")
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "platform-gateway",
+                "platform-monitoring",
+                "platform-namespaces",
+                "platform-serving",
+                "tern"
+            ],
+            "{}",
+            c.name
+        );
+        // The platform's objects, as the API server stored them.
+        let ns = get_json(&c.cp, &["get", "namespace", "tern"]).unwrap();
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted",
+            "{}",
+            c.name
+        );
+        let gateway = get_json(&c.cp, &["-n", "gateway-system", "get", "gateways"]).unwrap();
+        assert_eq!(gateway["items"].as_array().unwrap().len(), 1, "{}", c.name);
+        let network = get_json(
+            &c.cp,
+            &[
+                "-n",
+                "knative-serving",
+                "get",
+                "configmap",
+                "config-network",
+            ],
+        )
         .unwrap();
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-    let services: Vec<String> = String::from_utf8_lossy(&rendered.stdout)
-        .split("\n---")
-        .filter(|d| d.contains("kind: Service\n") && d.contains("serving.knative.dev/v1"))
-        .map(str::to_owned)
-        .collect();
-    let http: Vec<String> = table()
-        .functions
-        .iter()
-        .filter(|f| f.kind == tern_routes::Kind::Http)
-        .map(|f| f.name.clone())
-        .collect();
-    assert_eq!(services.len(), http.len());
-    let file = dir.join("services.yaml");
-    std::fs::write(&file, services.join("\n---\n")).unwrap();
-    let out = cp
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager=argocd",
-            "-n",
-            "tern",
-            "-f",
-            &file.display().to_string(),
-        ])
-        .unwrap();
-    eprintln!("{out}");
+        assert_eq!(
+            network["data"]["ingress-class"], "kourier.ingress.networking.knative.dev",
+            "{}: the KnativeServing's config reaches Serving's config maps",
+            c.name
+        );
 
-    for name in &http {
-        let rev = until(
-            &format!("a Revision of {name}"),
-            Duration::from_secs(60),
-            || {
-                let list = json(
-                    &cp,
-                    &[
-                        "-n",
-                        "tern",
-                        "get",
-                        "revisions",
-                        "-l",
-                        &format!("serving.knative.dev/service={name}"),
-                    ],
+        // Knative's controller turned each Service into a Revision with what the chart rendered
+        // for this cluster, and a Route with the chart's traffic.
+        let rendered = template(c);
+        let services: Vec<Value> = clusters::rendered(&rendered, "Service")
+            .iter()
+            .map(|d| serde_norway::from_str::<Value>(d).unwrap())
+            .filter(|v| v["apiVersion"] == "serving.knative.dev/v1")
+            .collect();
+        let functions = http_functions();
+        assert_eq!(services.len(), functions.len(), "{}", c.name);
+        for f in &functions {
+            let svc = services
+                .iter()
+                .find(|s| s["metadata"]["name"] == f.name.as_str())
+                .unwrap_or_else(|| panic!("{}: no Service {}", c.name, f.name));
+            let want = &svc["spec"]["template"];
+            let rev = first_revision(c, &f.name);
+            let what = format!("{}: {}", c.name, f.name);
+            let spec = &rev["spec"];
+            assert_eq!(
+                spec["containerConcurrency"],
+                u64::from(f.scale.concurrency),
+                "{what}"
+            );
+            assert_eq!(
+                spec["containerConcurrency"], want["spec"]["containerConcurrency"],
+                "{what}"
+            );
+            assert_eq!(
+                spec["timeoutSeconds"], want["spec"]["timeoutSeconds"],
+                "{what}"
+            );
+            assert_eq!(
+                spec["serviceAccountName"],
+                format!("fn-{}", f.name),
+                "{what}"
+            );
+            let annotations = &rev["metadata"]["annotations"];
+            for key in [
+                "autoscaling.knative.dev/min-scale",
+                "autoscaling.knative.dev/max-scale",
+                "autoscaling.knative.dev/target-utilization-percentage",
+            ] {
+                assert_eq!(
+                    annotations[key], want["metadata"]["annotations"][key],
+                    "{what}: {key}"
                 );
-                list["items"].as_array()?.first().cloned()
-            },
-        );
-        let f = table().function(name).unwrap().clone();
-        let spec = &rev["spec"];
-        assert_eq!(
-            spec["containerConcurrency"],
-            u64::from(f.scale.concurrency),
-            "{name}"
-        );
-        assert_eq!(spec["timeoutSeconds"], 60, "{name}");
-        assert_eq!(spec["serviceAccountName"], format!("fn-{name}"), "{name}");
-        let annotations = &rev["metadata"]["annotations"];
-        assert_eq!(
-            annotations["autoscaling.knative.dev/max-scale"],
-            f.scale.max.to_string(),
-            "{name}"
-        );
-        eprintln!(
-            "{name}: {} (containerConcurrency {}, timeoutSeconds {})",
-            rev["metadata"]["name"].as_str().unwrap_or("?"),
-            spec["containerConcurrency"],
-            spec["timeoutSeconds"]
-        );
+            }
+            assert_eq!(
+                annotations["autoscaling.knative.dev/max-scale"],
+                f.scale.max.to_string(),
+                "{what}"
+            );
+            if c.role == "standby" {
+                assert_eq!(
+                    annotations["autoscaling.knative.dev/min-scale"], "0",
+                    "{what}: the standby waits at zero"
+                );
+            }
+            assert_eq!(
+                spec["containers"][0]["image"], want["spec"]["containers"][0]["image"],
+                "{what}"
+            );
+            // The Route carries the chart's traffic, unless a runbook has changed the Service
+            // since (the runbooks test runs beside this one on prod's primary).
+            let route = until(&format!("{what}: its Route"), MINUTE, || {
+                let r = get_json(&c.cp, &["-n", "tern", "get", "route", &f.name]).ok()?;
+                r["spec"]["traffic"].is_array().then_some(r)
+            })
+            .unwrap();
+            if service(c, &f.name)["metadata"]["generation"] == 1 {
+                // Knative adds the Configuration a `latestRevision` target follows.
+                let mut stored = route["spec"]["traffic"].clone();
+                for t in stored.as_array_mut().unwrap() {
+                    t.as_object_mut().unwrap().remove("configurationName");
+                }
+                assert_eq!(stored, svc["spec"]["traffic"], "{what}");
+                routes_checked += 1;
+            }
+        }
     }
-    eprintln!("control plane ready in {ready_in:?}");
+    // dev, staging and the standby are never touched by the runbooks.
+    assert!(
+        routes_checked >= 3 * http_functions().len(),
+        "{routes_checked} Routes checked"
+    );
+}
+
+/// `kubectl apply --dry-run=server` of a file on a cluster: what the API server decides.
+fn server_accepts(c: &Cluster, file: &Path) -> Result<String, String> {
+    c.cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--force-conflicts",
+        "--field-manager=argocd",
+        "-n",
+        "tern",
+        "-f",
+        &file.display().to_string(),
+    ])
+}
+
+fn kubeconform_accepts(file: &Path) -> bool {
+    let schemas = root().join(".local/schemas");
+    let location = format!(
+        "{}/{{{{ .Group }}}}/{{{{ .ResourceKind }}}}_{{{{ .ResourceAPIVersion }}}}.json",
+        schemas.display()
+    );
+    Command::new(root().join(".local/bin/kubeconform"))
+        .args(["-strict", "-schema-location", &location])
+        .arg(file)
+        .status()
+        .expect("kubeconform")
+        .success()
+}
+
+#[test]
+fn the_api_server_refuses_what_the_schemas_let_through() {
+    let c = clusters().get("prod", "primary");
+    let dir = scratch("cel");
+    let routes = clusters::rendered(&template(c), "HTTPRoute");
+    let public = routes
+        .iter()
+        .find(|d| d.contains("name: tern-functions\n"))
+        .expect("the functions' HTTPRoute");
+    let file = dir.join("route.yaml");
+    std::fs::write(&file, public).unwrap();
+    server_accepts(c, &file).expect("the rendered HTTPRoute");
+    // Each mutation passes the JSON schemas (kubeconform does not run CEL rules) and breaks one
+    // of the Gateway API's CEL rules, which the API server runs.
+    let first_path = public
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("value: \"/"))
+        .expect("a path")
+        .trim_end_matches('"');
+    let cases = [
+        (
+            format!("value: \"/{first_path}\"\n"),
+            format!("value: \"//{first_path}\"\n"),
+            "must not contain '//'",
+        ),
+        (
+            "      filters:\n        - type: URLRewrite".to_owned(),
+            "      filters:\n        - type: RequestRedirect\n          requestRedirect:\n            scheme: https\n        - type: URLRewrite".to_owned(),
+            "RequestRedirect filter must not be used together with backendRefs",
+        ),
+    ];
+    for (from, to, says) in cases {
+        assert!(public.contains(&from), "no {from:?} in the HTTPRoute");
+        let broken = public.replacen(&from, &to, 1);
+        std::fs::write(&file, &broken).unwrap();
+        assert!(
+            kubeconform_accepts(&file),
+            "kubeconform refused {to:?}: the case no longer shows a CEL rule"
+        );
+        let err = server_accepts(c, &file).expect_err(&to);
+        assert!(err.contains(says), "{to:?}: {err}");
+    }
+}
+
+#[test]
+fn argo_cd_holds_the_applications_its_application_sets_generate() {
+    let all = clusters();
+    for env in ["dev", "staging", "prod"] {
+        let argo = &all.get(env, "primary").cp;
+        let sets = get_json(argo, &["-n", "argocd", "get", "applicationsets"]).unwrap();
+        let mut set_names: Vec<&str> = sets["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap())
+            .collect();
+        set_names.sort();
+        assert_eq!(set_names, ["tern-functions", "tern-platform"], "{env}");
+        let projects = get_json(argo, &["-n", "argocd", "get", "appprojects"]).unwrap();
+        assert!(
+            projects["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["metadata"]["name"] == format!("tern-{env}")),
+            "{env}: AppProject tern-{env}"
+        );
+        let apps = get_json(argo, &["-n", "argocd", "get", "applications"]).unwrap();
+        let apps = apps["items"].as_array().unwrap();
+        let targets: Vec<&Cluster> = all.all.iter().filter(|c| c.environment == env).collect();
+        assert_eq!(
+            apps.len(),
+            targets.len(),
+            "{env}: one Application per cluster"
+        );
+        for c in targets {
+            let app = apps
+                .iter()
+                .find(|a| a["metadata"]["name"] == format!("tern-functions-{}", c.name))
+                .unwrap_or_else(|| panic!("no Application for {}", c.name));
+            let spec = &app["spec"];
+            assert_eq!(spec["project"], format!("tern-{env}"));
+            assert_eq!(spec["destination"]["name"], c.name.as_str());
+            assert_eq!(spec["destination"]["namespace"], "tern");
+            assert_eq!(spec["source"]["path"], "knative/chart/tern-functions");
+            // The value files Argo CD passes, of which it skips the missing ones, are the ones
+            // installed here.
+            let files: Vec<String> = spec["source"]["helm"]["valueFiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .filter(|f| root().join("knative/chart/tern-functions").join(f).exists())
+                .collect();
+            assert_eq!(
+                files,
+                clusters::value_files("knative/chart/tern-functions", c.environment, c.role),
+                "{}",
+                c.name
+            );
+            assert_eq!(spec["syncPolicy"]["automated"]["selfHeal"], true);
+        }
+    }
+    // Argo CD runs PreSync hooks to completion, in the order of their sync waves, before it
+    // applies the rest: the migration is a PreSync hook, what it mounts and runs as are hooks of
+    // an earlier wave (or not rendered: they exist already), and no Service is a hook.
+    let rendered = template(all.get("prod", "primary"));
+    let docs: Vec<Value> = rendered
+        .split("\n---")
+        .filter_map(|d| serde_norway::from_str::<Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect();
+    let hook = |d: &Value| d["metadata"]["annotations"]["argocd.argoproj.io/hook"].clone();
+    let wave = |d: &Value| {
+        d["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+            .as_str()
+            .unwrap_or("0")
+            .parse::<i64>()
+            .unwrap()
+    };
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+    };
+    let job = find("Job", "migrate").expect("the migrate Job");
+    assert_eq!(hook(job), "PreSync");
+    let pod = &job["spec"]["template"]["spec"];
+    let account = find(
+        "ServiceAccount",
+        pod["serviceAccountName"].as_str().unwrap(),
+    )
+    .expect("the Job's service account is rendered");
+    assert_eq!(hook(account), "PreSync");
+    assert!(wave(account) < wave(job));
+    for volume in pod["volumes"].as_array().into_iter().flatten() {
+        if let Some(name) = volume["configMap"]["name"].as_str()
+            && let Some(cm) = find("ConfigMap", name)
+        {
+            assert_eq!(hook(cm), "PreSync", "{name}");
+            assert!(wave(cm) < wave(job), "{name}");
+        }
+    }
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"] == "Service" || d["kind"] == "HTTPRoute")
+    {
+        assert!(hook(d).is_null(), "{} is a hook", d["metadata"]["name"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runbooks, executed.
+
+/// Runs an operations script with KUBECONFIG reaching every cluster; (exit code, stdout, stderr).
+fn script(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(root().join("scripts").join(name))
+        .args(args)
+        .current_dir(root())
+        .env("KUBECONFIG", &clusters().kubeconfig)
+        .env("PATH", path_with_tools())
+        .output()
+        .expect("run script");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// PATH with `.local/bin` first: the scripts call `kn` and `kubectl` as an operator's shell has them.
+fn path_with_tools() -> String {
+    format!(
+        "{}:{}",
+        root().join(".local/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The commands a script printed (`+ ...` lines).
+fn printed(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("+ "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs a script with --execute, then as a dry run with the same arguments, and checks that the
+/// dry run printed exactly the commands that were executed, where the values the execution
+/// looked up (`captured`: placeholder → value) stand in the dry run's placeholders.
+fn execute(name: &str, args: &[&str], captured: &[(&str, &str)]) -> String {
+    let mut with = args.to_vec();
+    with.push("--execute");
+    let (code, out, err) = script(name, &with);
+    assert_eq!(code, 0, "{name} {with:?}: {err}\n{out}");
+    let (code, dry, err) = script(name, args);
+    assert_eq!(code, 0, "{name} {args:?} (dry run): {err}");
+    let mut expected = printed(&dry).join("\n");
+    for (placeholder, value) in captured {
+        assert!(
+            dry.contains(placeholder),
+            "{name}: the dry run prints no {placeholder}"
+        );
+        // The scripts print commands with `printf %q`, which escapes < and >.
+        let quoted = placeholder.replace('<', "\\<").replace('>', "\\>");
+        expected = expected.replace(&quoted, value).replace(placeholder, value);
+    }
+    assert_eq!(
+        printed(&out).join("\n"),
+        expected,
+        "{name} {args:?}: the dry run does not print what --execute ran"
+    );
+    eprintln!("--- scripts/{name} {}\n{out}", with.join(" "));
+    out
+}
+
+fn service(c: &Cluster, name: &str) -> Value {
+    get_json(&c.cp, &["-n", "tern", "get", "ksvc", name]).unwrap()
+}
+
+/// (tag or revision, percent) of a Service's traffic, as stored.
+fn traffic(c: &Cluster, name: &str) -> Vec<(String, i64)> {
+    service(c, name)["spec"]["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let who = t["tag"]
+                .as_str()
+                .or(t["revisionName"].as_str())
+                .unwrap_or("latest")
+                .to_owned();
+            (who, t["percent"].as_i64().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn self_heal(c: &Cluster, app: &str) -> Value {
+    get_json(&c.cp, &["-n", "argocd", "get", "application", app]).unwrap()["spec"]["syncPolicy"]
+        ["automated"]["selfHeal"]
+        .clone()
+}
+
+fn revision_exists(c: &Cluster, name: &str) {
+    until(&format!("{}: Revision {name}", c.name), MINUTE, || {
+        get_json(&c.cp, &["-n", "tern", "get", "revision", name]).ok()
+    })
+    .unwrap();
+}
+
+/// One at a time: the runbooks change the same Services and Applications.
+static RUNBOOKS: Mutex<()> = Mutex::new(());
+
+const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+#[test]
+fn the_runbooks_take_effect_on_the_cluster() {
+    let _one = RUNBOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    let all = clusters();
+    let prod = all.get("prod", "primary");
+    let app = "tern-functions-tern-prod-primary";
+
+    // canary start: what to commit, with the revision serving now looked up on the cluster.
+    let out = execute(
+        "canary",
+        &["start", "web", DIGEST_A],
+        &[("<current-revision>", "web-00001")],
+    );
+    assert!(out.contains("currentRevision: \"web-00001\""), "{out}");
+
+    // The commit it prints, synced: the candidate beside the current revision at 0 %, and a new
+    // digest for orders-get (the deployment rollback undoes).
+    clusters::install_functions(
+        &prod.cp,
+        "prod",
+        "primary",
+        &[
+            "--set",
+            &format!("images.candidates.web.digest={DIGEST_A}"),
+            "--set",
+            "images.candidates.web.percent=0",
+            "--set",
+            "images.candidates.web.currentRevision=web-00001",
+            "--set",
+            &format!("images.digests.orders-get={DIGEST_B}"),
+        ],
+    )
+    .expect("helm upgrade");
+    revision_exists(prod, "web-00002");
+    revision_exists(prod, "orders-get-00002");
+    assert_eq!(
+        traffic(prod, "web"),
+        [("current".to_owned(), 100), ("candidate".to_owned(), 0)]
+    );
+
+    // canary shift: self-heal paused, 10 % to the candidate at once.
+    execute("canary", &["shift", "web", "10", "--no-wait"], &[]);
+    assert_eq!(self_heal(prod, app), false, "canary shift pauses self-heal");
+    let mut t = traffic(prod, "web");
+    t.sort();
+    assert_eq!(
+        t,
+        [("candidate".to_owned(), 10), ("current".to_owned(), 90)]
+    );
+
+    // canary status: reads only.
+    execute("canary", &["status", "web"], &[]);
+
+    // canary promote: all traffic to the candidate.
+    execute("canary", &["promote", "web", "--no-wait"], &[]);
+    let mut t = traffic(prod, "web");
+    t.sort();
+    assert_eq!(
+        t,
+        [("candidate".to_owned(), 100), ("current".to_owned(), 0)]
+    );
+
+    // rollback: orders-get's traffic back on the revision before the current one.
+    execute(
+        "rollback",
+        &["orders-get", "--no-wait"],
+        &[("<previous-revision>", "orders-get-00001")],
+    );
+    // kn keeps the `current` tag on the latest revision, at 0 %: only the tag's own host
+    // reaches it.
+    let mut t = traffic(prod, "orders-get");
+    t.sort();
+    assert_eq!(
+        t,
+        [
+            ("current".to_owned(), 0),
+            ("orders-get-00001".to_owned(), 100)
+        ]
+    );
+
+    // pin-scale: min-scale on the Service's template now, so a new Revision carries it.
+    execute("pin-scale", &["orders-create", "3", "--no-wait"], &[]);
+    let template = &service(prod, "orders-create")["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(template["autoscaling.knative.dev/min-scale"], "3");
+    revision_exists(prod, "orders-create-00002");
+    let rev = get_json(
+        &prod.cp,
+        &["-n", "tern", "get", "revision", "orders-create-00002"],
+    )
+    .unwrap();
+    assert_eq!(
+        rev["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"],
+        "3"
+    );
+
+    // selfheal resume: Argo CD may bring the cluster back to git again, and is told to look now.
+    execute("selfheal", &["resume"], &[]);
+    assert_eq!(self_heal(prod, app), true);
+    let application = get_json(&prod.cp, &["-n", "argocd", "get", "application", app]).unwrap();
+    assert_eq!(
+        application["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
+        "hard"
+    );
+
+    // selfheal on the standby: its Application lives with Argo CD, in prod's primary cluster.
+    execute("selfheal", &["pause", "--cluster", "standby"], &[]);
+    assert_eq!(self_heal(prod, "tern-functions-tern-prod-standby"), false);
+    assert_eq!(self_heal(prod, app), true, "the primary's is left alone");
+    execute("selfheal", &["resume", "--cluster", "standby"], &[]);
+    assert_eq!(self_heal(prod, "tern-functions-tern-prod-standby"), true);
 }

@@ -33,7 +33,7 @@ func main() {
 	manifests := flag.String("manifests", "", "instead: copy the manifests this list names (MODULE@VERSION DEST GLOB) from the pinned modules")
 	flag.Parse()
 	if *manifests != "" {
-		if err := copyManifests(*manifests, *out); err != nil {
+		if err := copyManifests(*manifests, *root, *out); err != nil {
 			fail(err)
 		}
 		return
@@ -102,8 +102,9 @@ func readSources(path string) ([]source, error) {
 
 // moduleDir downloads a pinned module through the Go module proxy (or finds it in the cache).
 // copyManifests copies, for each line MODULE@VERSION DEST GLOB of list, the module's files that
-// match GLOB into OUT/DEST, named after the module's last path element and the file.
-func copyManifests(list, out string) error {
+// match GLOB into OUT/DEST, named after the module's last path element and the file. MODULE
+// `local` is the repository at root.
+func copyManifests(list, root, out string) error {
 	f, err := os.Open(list)
 	if err != nil {
 		return err
@@ -120,9 +121,11 @@ func copyManifests(list, out string) error {
 		if len(parts) != 3 {
 			return fmt.Errorf("%s: want MODULE@VERSION DEST GLOB: %q", list, line)
 		}
-		dir, err := moduleDir(parts[0])
-		if err != nil {
-			return err
+		dir := root
+		if parts[0] != "local" {
+			if dir, err = moduleDir(parts[0]); err != nil {
+				return err
+			}
 		}
 		files, err := filepath.Glob(filepath.Join(dir, parts[2]))
 		if err != nil || len(files) == 0 {

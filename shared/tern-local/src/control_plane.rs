@@ -142,7 +142,7 @@ impl ControlPlane {
                 }
             }
             if ca.exists() {
-                self.write_kubeconfig(&ca)?;
+                self.write_kubeconfig()?;
                 if self
                     .kubectl(&["get", "--raw", "/readyz"])
                     .is_ok_and(|o| o.trim() == "ok")
@@ -157,14 +157,8 @@ impl ControlPlane {
         }
     }
 
-    fn write_kubeconfig(&self, ca: &Path) -> Result<(), String> {
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: tern\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: tern\n  context:\n    cluster: tern\n    user: admin\ncurrent-context: tern\n",
-            self.url,
-            ca.display(),
-            self.token
-        );
-        std::fs::write(&self.kubeconfig, text).map_err(|e| format!("kubeconfig: {e}"))
+    fn write_kubeconfig(&self) -> Result<(), String> {
+        write_kubeconfig(&self.kubeconfig, &[("tern", self)])
     }
 
     /// Runs `kubectl` against this control plane; its stdout, or its stderr as the error.
@@ -185,24 +179,52 @@ impl ControlPlane {
         }
     }
 
-    /// Applies the manifests Knative's modules ship (CRDs first, then the `knative-serving`
-    /// namespace and Serving's config maps), as `scripts/tools` extracted them under `root`.
-    pub fn install_knative(&self, root: &Path) -> Result<(), String> {
-        let dir = root.join(MANIFESTS);
-        let crds = dir.join("crds");
+    /// Applies the CRDs a cluster of ours has before the charts (`scripts/tools` copied them
+    /// from the pinned modules under `root`: Knative Serving's with the networking and caching
+    /// ones it needs, the operator's KnativeServing, the Gateway API, Argo CD's, GKE's and
+    /// Managed Prometheus's), and waits until the API server serves them.
+    pub fn install_crds(&self, root: &Path) -> Result<(), String> {
+        let crds = root.join(MANIFESTS).join("crds");
         if !crds.exists() {
             return Err(format!("{} is missing: run scripts/tools", crds.display()));
         }
         self.kubectl(&["apply", "--server-side", "-f", &crds.display().to_string()])?;
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ])?;
-        self.kubectl(&["create", "namespace", "knative-serving"])?;
-        let config = dir.join("config");
+        // `kubectl wait` fails on a CRD whose status is not written yet: poll instead.
+        let start = Instant::now();
+        loop {
+            let list: serde_json::Value =
+                serde_json::from_str(&self.kubectl(&["get", "crd", "-o", "json"])?)
+                    .map_err(|e| format!("CRDs: {e}"))?;
+            let waiting: Vec<&str> = list["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter(|crd| {
+                    !crd["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Established" && c["status"] == "True")
+                    })
+                })
+                .map(|crd| crd["metadata"]["name"].as_str().unwrap_or("?"))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "CRDs not established within 60 s: {}",
+                    waiting.join(", ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Applies Serving's config maps (as the operator installs them with Serving) into the
+    /// `knative-serving` namespace, which must exist.
+    pub fn install_serving_config(&self, root: &Path) -> Result<(), String> {
+        let config = root.join(MANIFESTS).join("config");
         self.kubectl(&[
             "apply",
             "--server-side",
@@ -210,6 +232,43 @@ impl ControlPlane {
             &config.display().to_string(),
         ])?;
         Ok(())
+    }
+
+    /// Runs Helm (`.local/bin/helm`) against this control plane; its stdout, or its stderr as
+    /// the error.
+    pub fn helm(&self, root: &Path, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(self.bin.join("helm"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .current_dir(root)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .output()
+            .map_err(|e| format!("helm: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "helm {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// The kubeconfig entries for this control plane under the context name `context`.
+    fn kubeconfig_entries(&self, context: &str) -> (String, String, String) {
+        let ca = self.dir.join("certs/apiserver.crt");
+        (
+            format!(
+                "- name: {context}\n  cluster:\n    server: {}\n    certificate-authority: {}\n",
+                self.url,
+                ca.display()
+            ),
+            format!("- name: {context}\n  user:\n    token: {}\n", self.token),
+            format!("- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\n"),
+        )
     }
 
     /// Starts Knative Serving's own controller (`tools/knative-serving`) against this control
@@ -239,6 +298,23 @@ impl ControlPlane {
         self.controllers.push(child);
         Ok(())
     }
+}
+
+/// Writes one kubeconfig that reaches several control planes, each under its context name (for
+/// example the GKE context names the operations scripts use), the first one current.
+pub fn write_kubeconfig(path: &Path, clusters: &[(&str, &ControlPlane)]) -> Result<(), String> {
+    let (mut c, mut u, mut x) = (String::new(), String::new(), String::new());
+    for (name, cp) in clusters {
+        let (cluster, user, context) = cp.kubeconfig_entries(name);
+        c.push_str(&cluster);
+        u.push_str(&user);
+        x.push_str(&context);
+    }
+    let current = clusters.first().map(|(n, _)| *n).unwrap_or_default();
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n{c}users:\n{u}contexts:\n{x}current-context: {current}\n"
+    );
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl Drop for ControlPlane {

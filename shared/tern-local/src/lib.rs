@@ -46,7 +46,7 @@ mod router;
 mod world;
 
 pub use chart::ChartValues;
-pub use control_plane::{ControlPlane, MANIFESTS};
+pub use control_plane::{ControlPlane, MANIFESTS, write_kubeconfig};
 pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
 pub use env::{FunctionEnv, LOCAL_API_KEY, ROUTER_PORT, local_origins};

@@ -1,0 +1,389 @@
+//! The clusters of every environment, as real control planes (etcd, kube-apiserver, Knative
+//! Serving's controller; `tern_local::ControlPlane`), with the platform and the functions
+//! installed by Helm the way Argo CD installs them: one control plane per cluster the
+//! ApplicationSets target (dev, staging, prod primary, prod standby), started once per test
+//! binary and shared by its tests.
+//!
+//! What Argo CD would do, done here with the same inputs:
+//! - the platform chart's components (`knative/argocd/platform-apps`: namespaces, serving,
+//!   gateway, monitoring), each a Helm release with the environment's value files and the
+//!   component and cluster role set as the parent Application sets them;
+//! - the functions chart (`knative/argocd/apps/functions.yaml`): release `tern` in namespace
+//!   `tern`, with `env/<env>.yaml` and `env/<env>-<role>.yaml` where it exists;
+//! - the AppProjects, the ApplicationSets, and the Applications the ApplicationSets generate, in
+//!   `argocd` on each environment's primary cluster (where Argo CD runs).
+//!
+//! What the Knative operator would do: Serving's config maps, with the KnativeServing's
+//! `spec.config` written into them. What is not here: the operator itself (its chart comes from a
+//! Helm repository this machine cannot reach), kubelets (no pod starts: Revisions stay
+//! unready), kube-controller-manager (no garbage collection, no Job runs).
+
+use crate::root;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tern_local::ControlPlane;
+
+/// One cluster: which environment and role it is, its GKE context name, its control plane.
+pub struct Cluster {
+    /// dev, staging or prod.
+    pub environment: &'static str,
+    /// primary or standby.
+    pub role: &'static str,
+    /// `tern-<environment>-<role>`: the cluster's name, and Argo CD's name for it.
+    pub name: String,
+    /// `gke_<project>_<region>_<name>`: the context `gcloud container clusters get-credentials`
+    /// writes, which the operations scripts use.
+    pub context: String,
+    /// Its API server.
+    pub cp: ControlPlane,
+    /// How long it took to start, install the platform and the functions.
+    pub ready_in: Duration,
+}
+
+/// Every cluster, and one kubeconfig with a context for each.
+pub struct Clusters {
+    pub all: Vec<Cluster>,
+    /// A kubeconfig with every cluster's context (KUBECONFIG for the operations scripts).
+    pub kubeconfig: PathBuf,
+    /// From the first start to the last cluster ready.
+    pub ready_in: Duration,
+}
+
+impl Clusters {
+    /// The cluster of `environment` and `role`.
+    pub fn get(&self, environment: &str, role: &str) -> &Cluster {
+        self.all
+            .iter()
+            .find(|c| c.environment == environment && c.role == role)
+            .unwrap_or_else(|| panic!("no cluster {environment}/{role}"))
+    }
+}
+
+/// The targets of the ApplicationSets: every environment's primary, and prod's standby.
+pub const TARGETS: [(&str, &str); 4] = [
+    ("dev", "primary"),
+    ("staging", "primary"),
+    ("prod", "primary"),
+    ("prod", "standby"),
+];
+
+/// The clusters, started on first use and shared by every test of the binary. Each is started by
+/// a thread that then stays parked: the processes die with the thread that started them
+/// (PR_SET_PDEATHSIG), so that thread must outlive the tests.
+pub fn clusters() -> &'static Clusters {
+    static CLUSTERS: OnceLock<Clusters> = OnceLock::new();
+    CLUSTERS.get_or_init(|| {
+        let started = Instant::now();
+        let dir = crate::scratch("clusters");
+        let mut waiting = Vec::new();
+        for (environment, role) in TARGETS {
+            let (tx, rx) = mpsc::channel();
+            let dir = dir.join(format!("{environment}-{role}"));
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let made = start_cluster(environment, role, &dir).map(|mut c| {
+                    c.ready_in = t0.elapsed();
+                    c
+                });
+                let _ = tx.send(made);
+                loop {
+                    std::thread::park();
+                }
+            });
+            waiting.push(rx);
+        }
+        let all: Vec<Cluster> = waiting
+            .into_iter()
+            .map(|rx| {
+                rx.recv()
+                    .expect("cluster thread")
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let kubeconfig = dir.join("kubeconfig");
+        let entries: Vec<(&str, &ControlPlane)> =
+            all.iter().map(|c| (c.context.as_str(), &c.cp)).collect();
+        tern_local::write_kubeconfig(&kubeconfig, &entries).expect("kubeconfig");
+        let mut clusters = Clusters {
+            all,
+            kubeconfig,
+            ready_in: Duration::ZERO,
+        };
+        // Argo CD runs in each environment's primary cluster and holds the Applications of every
+        // cluster of its environment.
+        for (environment, _) in TARGETS.iter().filter(|(_, r)| *r == "primary") {
+            install_argocd_objects(&clusters, environment).unwrap_or_else(|e| panic!("{e}"));
+        }
+        clusters.ready_in = started.elapsed();
+        clusters
+    })
+}
+
+/// A value of a chart's values file (`key: value` at the top level), or of its `gcp:` block.
+fn top_value(file: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn nested_value(file: &Path, block: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .skip_while(|l| *l != format!("{block}:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+}
+
+/// The functions chart's value files for a target, as the ApplicationSet lists them (the second
+/// only where it exists: `ignoreMissingValueFiles`).
+pub fn value_files(chart: &str, environment: &str, role: &str) -> Vec<String> {
+    let mut files = vec![format!("env/{environment}.yaml")];
+    let second = format!("env/{environment}-{role}.yaml");
+    if root().join(chart).join(&second).exists() {
+        files.push(second);
+    }
+    files
+}
+
+/// The GKE context name of a target, from its values: `gke_<gcp.project>_<region>_<cluster>`.
+pub fn context_of(environment: &str, role: &str) -> String {
+    let chart = root().join("knative/chart/tern-functions");
+    let files: Vec<PathBuf> = value_files("knative/chart/tern-functions", environment, role)
+        .iter()
+        .map(|f| chart.join(f))
+        .collect();
+    let last = |f: &dyn Fn(&Path) -> Option<String>| files.iter().rev().find_map(|p| f(p));
+    let project = last(&|p| nested_value(p, "gcp", "project")).expect("gcp.project");
+    let region = last(&|p| top_value(p, "region")).expect("region");
+    format!("gke_{project}_{region}_tern-{environment}-{role}")
+}
+
+fn start_cluster(
+    environment: &'static str,
+    role: &'static str,
+    dir: &Path,
+) -> Result<Cluster, String> {
+    let root = root();
+    let name = format!("tern-{environment}-{role}");
+    let what = |e: String| format!("{name}: {e}");
+    let mut cp = ControlPlane::start(&root, dir).map_err(what)?;
+    cp.install_crds(&root).map_err(what)?;
+    install_platform(&cp, environment, role).map_err(what)?;
+    cp.install_serving_config(&root).map_err(what)?;
+    operator_writes_config(&cp).map_err(what)?;
+    cp.start_knative_controller().map_err(what)?;
+    install_functions(&cp, environment, role, &[]).map_err(what)?;
+    Ok(Cluster {
+        environment,
+        role,
+        context: context_of(environment, role),
+        name,
+        cp,
+        ready_in: Duration::ZERO,
+    })
+}
+
+/// The platform chart's components, in the order of their sync waves, each a release as the
+/// parent Application defines it. The namespaces' release is recorded in `default` (its objects
+/// are cluster-scoped; Argo CD keeps no release record).
+fn install_platform(cp: &ControlPlane, environment: &str, role: &str) -> Result<(), String> {
+    let root = root();
+    for (component, namespace) in [
+        ("namespaces", "default"),
+        ("serving", "knative-serving"),
+        ("gateway", "gateway-system"),
+        ("monitoring", "tern"),
+    ] {
+        let release = format!("platform-{component}");
+        let mut args: Vec<String> = vec![
+            "install".into(),
+            release,
+            "knative/platform".into(),
+            "--namespace".into(),
+            namespace.into(),
+        ];
+        for f in value_files("knative/platform", environment, role) {
+            args.extend(["-f".into(), format!("knative/platform/{f}")]);
+        }
+        args.extend([
+            "--set".into(),
+            format!("component={component}"),
+            "--set".into(),
+            format!("cluster={role}"),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cp.helm(&root, &args)?;
+    }
+    Ok(())
+}
+
+/// `helm upgrade --install` of the functions chart as Argo CD syncs it, with `extra` arguments
+/// (`--set ...`) standing for a commit to the values.
+pub fn install_functions(
+    cp: &ControlPlane,
+    environment: &str,
+    role: &str,
+    extra: &[&str],
+) -> Result<String, String> {
+    let chart = "knative/chart/tern-functions";
+    let mut args: Vec<String> = ["upgrade", "--install", "tern", chart, "--namespace", "tern"]
+        .map(str::to_owned)
+        .to_vec();
+    for f in value_files(chart, environment, role) {
+        args.extend(["-f".into(), format!("{chart}/{f}")]);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cp.helm(&root(), &args)
+}
+
+/// What the Knative operator does with a KnativeServing's `spec.config`: each `config.<name>`
+/// map is merged into the config map `config-<name>` of the namespace.
+fn operator_writes_config(cp: &ControlPlane) -> Result<(), String> {
+    let ks: Value = serde_json::from_str(&cp.kubectl(&[
+        "-n",
+        "knative-serving",
+        "get",
+        "knativeserving",
+        "knative-serving",
+        "-o",
+        "json",
+    ])?)
+    .map_err(|e| e.to_string())?;
+    let Some(config) = ks["spec"]["config"].as_object() else {
+        return Ok(());
+    };
+    for (name, data) in config {
+        let patch = serde_json::json!({ "data": data }).to_string();
+        cp.kubectl(&[
+            "-n",
+            "knative-serving",
+            "patch",
+            "configmap",
+            &format!("config-{name}"),
+            "--type=merge",
+            "-p",
+            &patch,
+        ])?;
+    }
+    Ok(())
+}
+
+/// The YAML documents of a file.
+fn documents(text: &str) -> Vec<String> {
+    text.split("\n---")
+        .map(|d| d.trim().to_owned())
+        .filter(|d| d.lines().any(|l| l.starts_with("kind:")))
+        .collect()
+}
+
+/// Argo CD's objects in an environment's primary cluster: the `argocd` namespace, our
+/// AppProjects and ApplicationSets, and the Applications the ApplicationSets generate for the
+/// environment's clusters ([`generated_applications`]).
+fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), String> {
+    let cp = &clusters.get(environment, "primary").cp;
+    let dir = root().join("knative/argocd/apps");
+    cp.kubectl(&["create", "namespace", "argocd"])?;
+    for file in ["projects.yaml", "functions.yaml", "platform.yaml"] {
+        cp.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &dir.join(file).display().to_string(),
+        ])?;
+    }
+    let targets: Vec<&Cluster> = clusters
+        .all
+        .iter()
+        .filter(|c| c.environment == environment)
+        .collect();
+    let apps = generated_applications(&targets)?;
+    let file = clusters
+        .kubeconfig
+        .with_file_name(format!("applications-{environment}.json"));
+    std::fs::write(&file, serde_json::to_string(&apps).unwrap()).map_err(|e| e.to_string())?;
+    cp.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=argocd-applicationset-controller",
+        "-f",
+        &file.display().to_string(),
+    ])?;
+    Ok(())
+}
+
+/// The Applications `knative/argocd/apps/functions.yaml` generates for `clusters`, rendered the
+/// way its generators specify: the matrix of the environment list and the clusters whose
+/// secrets carry the matching `tern.dev/environment` and a `tern.dev/cluster` label; in the
+/// template, `.name` is the cluster's name, `.environment` the list element, and
+/// `.metadata.labels` the cluster secret's labels.
+pub fn generated_applications(clusters: &[&Cluster]) -> Result<Value, String> {
+    let text = std::fs::read_to_string(root().join("knative/argocd/apps/functions.yaml"))
+        .map_err(|e| e.to_string())?;
+    let set: Value = serde_norway::from_str(&text).map_err(|e| format!("functions.yaml: {e}"))?;
+    let template = serde_json::to_string(&set["spec"]["template"]).map_err(|e| e.to_string())?;
+    let items: Vec<Value> = clusters
+        .iter()
+        .map(|c| {
+            let filled = template
+                .replace("{{ .name }}", &c.name)
+                .replace("{{ .environment }}", c.environment)
+                .replace(
+                    "{{ index .metadata.labels \\\"tern.dev/cluster\\\" }}",
+                    c.role,
+                );
+            let mut app: Value = serde_json::from_str(&filled).expect("template JSON");
+            app["apiVersion"] = "argoproj.io/v1alpha1".into();
+            app["kind"] = "Application".into();
+            app["metadata"]["namespace"] = "argocd".into();
+            app
+        })
+        .collect();
+    for app in &items {
+        let s = app.to_string();
+        if s.contains("{{") {
+            return Err(format!("a template field is left unrendered: {s}"));
+        }
+    }
+    Ok(serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }))
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, or fails naming `what`.
+pub fn until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            return Err(format!("{what}: not within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `kubectl ... -o json`, parsed.
+pub fn get_json(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&cp.kubectl(&all)?).map_err(|e| e.to_string())
+}
+
+/// The documents of a rendered chart (`helm template`) of a kind.
+pub fn rendered(text: &str, kind: &str) -> Vec<String> {
+    documents(text)
+        .into_iter()
+        .filter(|d| d.lines().any(|l| l == format!("kind: {kind}")))
+        .collect()
+}
