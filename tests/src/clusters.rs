@@ -177,6 +177,8 @@ fn start_cluster(
     cp.install_crds(&root).map_err(what)?;
     install_platform(&cp, environment, role).map_err(what)?;
     cp.install_serving_config(&root).map_err(what)?;
+    // From here on, Serving's webhook admits Knative's objects and validates its config maps.
+    cp.start_knative_webhook(&root).map_err(what)?;
     operator_writes_config(&cp).map_err(what)?;
     cp.start_knative_controller().map_err(what)?;
     install_functions(&cp, environment, role, &[]).map_err(what)?;

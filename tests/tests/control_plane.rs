@@ -26,6 +26,11 @@ fn http_functions() -> Vec<tern_routes::Function> {
 
 /// `helm template` of the functions chart for a cluster, as installed.
 fn template(c: &Cluster) -> String {
+    template_with(c, &[])
+}
+
+/// `helm template` of the functions chart for a cluster, with `extra` arguments.
+fn template_with(c: &Cluster, extra: &[&str]) -> String {
     let chart = "knative/chart/tern-functions";
     let mut cmd = Command::new(root().join(".local/bin/helm"));
     cmd.args(["template", "tern", chart, "--namespace", "tern"])
@@ -33,6 +38,7 @@ fn template(c: &Cluster) -> String {
     for f in clusters::value_files(chart, c.environment, c.role) {
         cmd.args(["-f", &format!("{chart}/{f}")]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("helm");
     assert!(
         out.status.success(),
@@ -282,6 +288,105 @@ fn the_api_server_refuses_what_the_schemas_let_through() {
         let err = server_accepts(c, &file).expect_err(&to);
         assert!(err.contains(says), "{to:?}: {err}");
     }
+}
+
+/// Knative Serving's webhook, registered with every API server, admits every Service the chart
+/// renders for its cluster (the install went through it), and refuses what Serving refuses,
+/// naming the field, with the defaults and features the platform's KnativeServing configures.
+#[test]
+fn knatives_webhook_refuses_what_knative_refuses() {
+    let c = clusters().get("dev", "primary");
+    let dir = scratch("webhook");
+    let original: Value = clusters::rendered(&template(c), "Service")
+        .iter()
+        .map(|d| serde_norway::from_str::<Value>(d).unwrap())
+        .find(|d| {
+            d["apiVersion"] == "serving.knative.dev/v1" && d["metadata"]["name"] == "orders-get"
+        })
+        .expect("orders-get");
+    let file = dir.join("service.json");
+    std::fs::write(&file, original.to_string()).unwrap();
+    server_accepts(c, &file).expect("the rendered Service");
+    type Mutation = fn(&mut Value);
+    let cases: [(&str, Mutation, &str); 7] = [
+        (
+            "containerConcurrency above 1000",
+            |s| s["spec"]["template"]["spec"]["containerConcurrency"] = 5000.into(),
+            "spec.template.spec.containerConcurrency",
+        ),
+        (
+            "timeout above the 600 s maximum",
+            |s| s["spec"]["template"]["spec"]["timeoutSeconds"] = 3600.into(),
+            "spec.template.spec.timeoutSeconds",
+        ),
+        (
+            "negative min-scale",
+            |s| {
+                s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] =
+                    "-1".into()
+            },
+            "autoscaling.knative.dev/min-scale",
+        ),
+        (
+            "min-scale above max-scale",
+            |s| {
+                s["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"] =
+                    "50".into()
+            },
+            "min-scale",
+        ),
+        (
+            "queue-proxy's port",
+            |s| {
+                s["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] =
+                    8013.into()
+            },
+            "containerPort",
+        ),
+        (
+            "a reserved variable",
+            |s| {
+                s["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"name": "K_SERVICE", "value": "x"}))
+            },
+            "K_SERVICE",
+        ),
+        (
+            "traffic not summing to 100",
+            |s| s["spec"]["traffic"][0]["percent"] = 90.into(),
+            "spec.traffic",
+        ),
+    ];
+    for (what, mutate, field) in cases {
+        let mut svc = original.clone();
+        mutate(&mut svc);
+        std::fs::write(&file, svc.to_string()).unwrap();
+        assert!(
+            kubeconform_accepts(&file),
+            "{what}: kubeconform refuses it already; the case shows nothing of the webhook"
+        );
+        let err = server_accepts(c, &file).expect_err(what);
+        assert!(
+            err.contains("validation.webhook.serving.knative.dev") && err.contains(field),
+            "{what}: {err}"
+        );
+        eprintln!(
+            "refused, {what}: {}",
+            err.lines().next().unwrap_or_default()
+        );
+    }
+    // A bad value in the chart's values, rendered and applied as Argo CD does: refused.
+    let rendered = template_with(c, &["--set", "scale.min.orders-get=50"]);
+    let bad = clusters::rendered(&rendered, "Service")
+        .into_iter()
+        .find(|d| d.contains("\n  name: orders-get\n") && d.contains("serving.knative.dev/v1"))
+        .expect("orders-get");
+    let file = dir.join("bad-value.yaml");
+    std::fs::write(&file, bad).unwrap();
+    let err = server_accepts(c, &file).expect_err("min-scale 50 above max-scale");
+    assert!(err.contains("is less than min-scale=50"), "{err}");
 }
 
 #[test]

@@ -47,7 +47,6 @@ fn knative_serving_is_the_same_version_everywhere() {
         "knative.dev/serving/cmd/queue",
         "knative.dev/serving/cmd/controller",
         "knative.dev/serving/cmd/webhook",
-        "github.com/tern-platform/tern/tools/knative-serving/knative-admission",
     ] {
         assert!(
             gomod.lines().any(|l| l == format!("tool {tool}")),

@@ -100,6 +100,9 @@ impl ControlPlane {
             .arg("--authorization-mode=RBAC")
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg("--disable-admission-plugins=ServiceAccount")
+            // Webhooks are called at their Service's endpoints, not its cluster IP: no
+            // kube-proxy here (start_knative_webhook).
+            .arg("--enable-aggregator-routing=true")
             .arg("--v=0")
             .stdin(Stdio::null())
             .stdout(log("kube-apiserver.log")?)
@@ -288,6 +291,10 @@ impl ControlPlane {
             .env("POD_NAME", "controller")
             .env("METRICS_DOMAIN", "knative.dev/serving")
             .env("KUBERNETES_MIN_VERSION", "v1.30.0")
+            // Its Prometheus and profiling servers on ports of their own: several control
+            // planes run side by side here.
+            .env("METRICS_PROMETHEUS_PORT", free_port().to_string())
+            .env("PROFILING_PORT", free_port().to_string())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
@@ -298,6 +305,127 @@ impl ControlPlane {
         self.controllers.push(child);
         Ok(())
     }
+    /// Starts Knative Serving's webhook (`tools/knative-serving`) and registers it as its
+    /// Deployment and Service do, so the API server sends Knative's objects and config maps
+    /// through Serving's own defaulting and validation: the webhook configurations Serving ships
+    /// (from `.local/control-plane/webhook`), a `webhook` Service whose endpoint is this
+    /// machine's non-loopback address (endpoints may not be loopback addresses; the API server
+    /// calls a webhook at its endpoints with `--enable-aggregator-routing`), and the webhook
+    /// listening there. Returns once the API server has called it successfully.
+    pub fn start_knative_webhook(&mut self, root: &Path) -> Result<(), String> {
+        let bin = self.bin.join("webhook");
+        if !bin.exists() {
+            return Err(format!("{} is missing: run scripts/tools", bin.display()));
+        }
+        let address = reachable_address().ok_or(
+            "this machine has no non-loopback IPv4 address: the API server cannot call a webhook here",
+        )?;
+        let port = free_port();
+        let registration = format!(
+            "apiVersion: v1
+kind: Service
+metadata:
+  name: webhook
+  namespace: knative-serving
+spec:
+  ports:
+    - name: https-webhook
+      port: 443
+      targetPort: {port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: webhook-local
+  namespace: knative-serving
+  labels:
+    kubernetes.io/service-name: webhook
+addressType: IPv4
+endpoints:
+  - addresses: [\"{address}\"]
+    conditions:
+      ready: true
+ports:
+  - name: https-webhook
+    port: {port}
+    protocol: TCP
+"
+        );
+        let file = self.dir.join("webhook-service.yaml");
+        std::fs::write(&file, registration).map_err(|e| format!("{}: {e}", file.display()))?;
+        self.kubectl(&["apply", "--server-side", "-f", &file.display().to_string()])?;
+        let configs = root.join(MANIFESTS).join("webhook");
+        self.kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &configs.display().to_string(),
+        ])?;
+
+        let log = std::fs::File::create(self.dir.join("webhook.log"))
+            .map_err(|e| format!("webhook.log: {e}"))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .env("SYSTEM_NAMESPACE", "knative-serving")
+            .env("POD_NAME", "webhook")
+            .env("WEBHOOK_NAME", "webhook")
+            .env("WEBHOOK_PORT", port.to_string())
+            .env("CONFIG_LOGGING_NAME", "config-logging")
+            .env("CONFIG_OBSERVABILITY_NAME", "config-observability")
+            .env("METRICS_DOMAIN", "knative.dev/serving")
+            .env("KUBERNETES_MIN_VERSION", "v1.30.0")
+            .env("METRICS_PROMETHEUS_PORT", free_port().to_string())
+            .env("PROFILING_PORT", free_port().to_string())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err);
+        die_with_parent(&mut cmd, libc::SIGKILL);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start Knative's webhook: {e}"))?;
+        self.controllers.push(child);
+
+        // Ready when the API server's call through it succeeds: a server-side dry run of a
+        // config map Serving's config webhook validates.
+        let probe = self.dir.join("webhook-probe.yaml");
+        std::fs::write(
+            &probe,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-autoscaler\n  namespace: knative-serving\ndata:\n  max-scale-up-rate: \"not a number\"\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        loop {
+            let answer = self.kubectl(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+                &probe.display().to_string(),
+            ]);
+            match answer {
+                Err(e) if e.contains("denied the request") => return Ok(()),
+                other => {
+                    if start.elapsed() > Duration::from_secs(60) {
+                        return Err(format!(
+                            "Knative's webhook did not answer the API server within 60 s ({address}:{port}): {other:?}"
+                        ));
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// This machine's address on the interface of its default route (no packet is sent: a UDP
+/// socket is only connected), if it is not a loopback address.
+fn reachable_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("10.255.255.255:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// Writes one kubeconfig that reaches several control planes, each under its context name (for
