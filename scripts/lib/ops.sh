@@ -59,6 +59,18 @@ run() {
   if [[ $EXECUTE == 1 ]]; then "$@"; fi
 }
 
+# try CMD...: like run, for a step that is expected to fail in an outage (a dead region): a
+# failure is reported and the script goes on.
+try() {
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  if [[ $EXECUTE == 1 ]]; then
+    local code=0
+    "$@" || code=$?
+    ((code == 0)) || echo "# failed with exit $code; expected when the primary region is down, going on"
+  fi
+  return 0
+}
+
 # capture VAR PLACEHOLDER CMD...: prints the command; with --execute stores its output in VAR,
 # otherwise stores PLACEHOLDER (so later printed commands show where the value goes).
 capture() {

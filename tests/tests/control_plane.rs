@@ -711,4 +711,36 @@ fn the_runbooks_take_effect_on_the_cluster() {
     assert_eq!(self_heal(prod, app), true, "the primary's is left alone");
     execute("selfheal", &["resume", "--cluster", "standby"], &[]);
     assert_eq!(self_heal(prod, "tern-functions-tern-prod-standby"), true);
+
+    // failover, the steps on the standby cluster: the customer-facing functions warmed (their
+    // min-scale from 0 to 1, in new Revisions), then the checks of step 7. Steps 1 to 4 and 6
+    // are Cloud SQL, Cloud Scheduler and Cloud DNS calls (gcloud): cloud-only.
+    let standby = all.get("prod", "standby");
+    let out = execute("failover", &["--steps", "5,7", "--no-wait"], &[]);
+    for name in ["web", "orders-get", "orders-create"] {
+        assert!(out.contains(&format!("{name} min-scale=1")), "{out}");
+        revision_exists(standby, &format!("{name}-00002"));
+        let rev = get_json(
+            &standby.cp,
+            &["-n", "tern", "get", "revision", &format!("{name}-00002")],
+        )
+        .unwrap();
+        assert_eq!(
+            rev["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"], "1",
+            "{name}"
+        );
+    }
+    // The internal functions stay at zero until traffic reaches them.
+    for f in http_functions()
+        .iter()
+        .filter(|f| !["web", "orders-get", "orders-create"].contains(&f.name.as_str()))
+    {
+        let svc = service(standby, &f.name);
+        assert_eq!(
+            svc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/min-scale"],
+            "0",
+            "{}",
+            f.name
+        );
+    }
 }
