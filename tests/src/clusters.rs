@@ -43,6 +43,34 @@ pub struct Cluster {
     pub ready_in: Duration,
 }
 
+/// What an ApplicationSet's cluster generator knows of a cluster: its name and labels.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `tern-<environment>-<role>`.
+    pub name: String,
+    /// The `tern.dev/environment` label.
+    pub environment: String,
+    /// The `tern.dev/cluster` label.
+    pub role: String,
+}
+
+impl Target {
+    pub fn new(environment: &str, role: &str) -> Self {
+        Self {
+            name: format!("tern-{environment}-{role}"),
+            environment: environment.to_owned(),
+            role: role.to_owned(),
+        }
+    }
+}
+
+impl Cluster {
+    /// The cluster as the ApplicationSets' generators see it.
+    pub fn target(&self) -> Target {
+        Target::new(self.environment, self.role)
+    }
+}
+
 /// Every cluster, and one kubeconfig with a context for each.
 pub struct Clusters {
     pub all: Vec<Cluster>,
@@ -175,7 +203,7 @@ fn start_cluster(
     let what = |e: String| format!("{name}: {e}");
     let mut cp = ControlPlane::start(&root, dir).map_err(what)?;
     cp.install_crds(&root).map_err(what)?;
-    install_platform(&cp, environment, role).map_err(what)?;
+    install_platform(&cp, &name, environment, role, dir).map_err(what)?;
     cp.install_serving_config(&root).map_err(what)?;
     // From here on, Serving's webhook admits Knative's objects and validates its config maps.
     cp.start_knative_webhook(&root).map_err(what)?;
@@ -192,34 +220,88 @@ fn start_cluster(
     })
 }
 
-/// The platform chart's components, in the order of their sync waves, each a release as the
-/// parent Application defines it. The namespaces' release is recorded in `default` (its objects
-/// are cluster-scoped; Argo CD keeps no release record).
-fn install_platform(cp: &ControlPlane, environment: &str, role: &str) -> Result<(), String> {
+/// The child Applications `knative/argocd/platform-apps` renders for a cluster (what the cluster's
+/// `tern-platform-<cluster>` Application syncs), in the order of their sync waves.
+pub fn platform_applications(
+    name: &str,
+    environment: &str,
+    role: &str,
+) -> Result<Vec<Value>, String> {
+    let mut target = Target::new(environment, role);
+    target.name = name.to_owned();
+    let parent = generated_applications("platform.yaml", &[target])?;
+    let values = &parent["items"][0]["spec"]["source"]["helm"]["valuesObject"];
+    let dir = crate::scratch(&format!("platform-apps-{name}"));
+    let file = dir.join("values.json");
+    std::fs::write(&file, values.to_string()).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(root().join(".local/bin/helm"))
+        .args(["template", "platform", "knative/argocd/platform-apps", "-f"])
+        .arg(&file)
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("helm: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let mut apps: Vec<Value> = documents(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .map(|d| serde_norway::from_str::<Value>(d).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    apps.sort_by_key(sync_wave);
+    Ok(apps)
+}
+
+/// An object's `argocd.argoproj.io/sync-wave` (0 when unset).
+pub fn sync_wave(object: &Value) -> i64 {
+    object["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+        .as_str()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The platform chart's components, installed as the cluster's child Applications define them,
+/// wave after wave: each a Helm release of `spec.source.path` with its value files (the missing
+/// ones skipped: `ignoreMissingValueFiles`) and its `valuesObject`, into its destination
+/// namespace. The Knative operator (an upstream chart from a Helm repository) is not installed;
+/// its KnativeServing CRD is ([`ControlPlane::install_crds`]). A release whose namespace does
+/// not exist yet (the namespaces' own) is recorded in `default`: its objects are cluster-scoped,
+/// and Argo CD keeps no release record.
+fn install_platform(
+    cp: &ControlPlane,
+    name: &str,
+    environment: &str,
+    role: &str,
+    dir: &Path,
+) -> Result<(), String> {
     let root = root();
-    for (component, namespace) in [
-        ("namespaces", "default"),
-        ("serving", "knative-serving"),
-        ("gateway", "gateway-system"),
-        ("monitoring", "tern"),
-    ] {
-        let release = format!("platform-{component}");
-        let mut args: Vec<String> = vec![
-            "install".into(),
-            release,
-            "knative/platform".into(),
-            "--namespace".into(),
-            namespace.into(),
-        ];
-        for f in value_files("knative/platform", environment, role) {
-            args.extend(["-f".into(), format!("knative/platform/{f}")]);
+    for app in platform_applications(name, environment, role)? {
+        let source = &app["spec"]["source"];
+        let Some(path) = source["path"].as_str() else {
+            continue;
+        };
+        let helm = &source["helm"];
+        let release = helm["releaseName"].as_str().ok_or("releaseName")?;
+        let namespace = app["spec"]["destination"]["namespace"]
+            .as_str()
+            .ok_or("destination.namespace")?;
+        let namespace = if cp.kubectl(&["get", "namespace", namespace]).is_ok() {
+            namespace
+        } else {
+            "default"
+        };
+        let mut args: Vec<String> = ["install", release, path, "--namespace", namespace]
+            .map(str::to_owned)
+            .to_vec();
+        for f in helm["valueFiles"].as_array().into_iter().flatten() {
+            let f = format!("{path}/{}", f.as_str().unwrap_or_default());
+            if root.join(&f).exists() {
+                args.extend(["-f".into(), f]);
+            }
         }
-        args.extend([
-            "--set".into(),
-            format!("component={component}"),
-            "--set".into(),
-            format!("cluster={role}"),
-        ]);
+        let values = dir.join(format!("{release}.values.json"));
+        std::fs::write(&values, helm["valuesObject"].to_string()).map_err(|e| e.to_string())?;
+        args.extend(["-f".into(), values.display().to_string()]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         cp.helm(&root, &args)?;
     }
@@ -301,16 +383,25 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
             &dir.join(file).display().to_string(),
         ])?;
     }
-    let targets: Vec<&Cluster> = clusters
+    let targets: Vec<Target> = clusters
         .all
         .iter()
         .filter(|c| c.environment == environment)
+        .map(Cluster::target)
         .collect();
-    let apps = generated_applications(&targets)?;
+    let mut items = Vec::new();
+    for set in ["functions.yaml", "platform.yaml"] {
+        let list = generated_applications(set, &targets)?;
+        items.extend(list["items"].as_array().cloned().unwrap_or_default());
+    }
+    for c in &targets {
+        items.extend(platform_applications(&c.name, &c.environment, &c.role)?);
+    }
     let file = clusters
         .kubeconfig
         .with_file_name(format!("applications-{environment}.json"));
-    std::fs::write(&file, serde_json::to_string(&apps).unwrap()).map_err(|e| e.to_string())?;
+    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    std::fs::write(&file, list.to_string()).map_err(|e| e.to_string())?;
     cp.kubectl(&[
         "apply",
         "--server-side",
@@ -321,26 +412,25 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
     Ok(())
 }
 
-/// The Applications `knative/argocd/apps/functions.yaml` generates for `clusters`, rendered the
-/// way its generators specify: the matrix of the environment list and the clusters whose
-/// secrets carry the matching `tern.dev/environment` and a `tern.dev/cluster` label; in the
-/// template, `.name` is the cluster's name, `.environment` the list element, and
-/// `.metadata.labels` the cluster secret's labels.
-pub fn generated_applications(clusters: &[&Cluster]) -> Result<Value, String> {
-    let text = std::fs::read_to_string(root().join("knative/argocd/apps/functions.yaml"))
+/// The Applications an ApplicationSet of `knative/argocd/apps` (`functions.yaml`,
+/// `platform.yaml`) generates for `clusters`, rendered the way its generators specify: a cluster
+/// generator gives `.name` (the cluster secret's name) and `.metadata.labels` (its labels:
+/// `tern.dev/environment`, `tern.dev/cluster`); functions.yaml's list generator gives
+/// `.environment`, matrixed with the clusters whose environment label equals it.
+pub fn generated_applications(set: &str, clusters: &[Target]) -> Result<Value, String> {
+    let text = std::fs::read_to_string(root().join("knative/argocd/apps").join(set))
         .map_err(|e| e.to_string())?;
-    let set: Value = serde_norway::from_str(&text).map_err(|e| format!("functions.yaml: {e}"))?;
+    let set: Value = serde_norway::from_str(&text).map_err(|e| format!("{set}: {e}"))?;
     let template = serde_json::to_string(&set["spec"]["template"]).map_err(|e| e.to_string())?;
+    let label = |key: &str| format!("{{{{ index .metadata.labels \\\"{key}\\\" }}}}");
     let items: Vec<Value> = clusters
         .iter()
         .map(|c| {
             let filled = template
                 .replace("{{ .name }}", &c.name)
-                .replace("{{ .environment }}", c.environment)
-                .replace(
-                    "{{ index .metadata.labels \\\"tern.dev/cluster\\\" }}",
-                    c.role,
-                );
+                .replace("{{ .environment }}", &c.environment)
+                .replace(&label("tern.dev/environment"), &c.environment)
+                .replace(&label("tern.dev/cluster"), &c.role);
             let mut app: Value = serde_json::from_str(&filled).expect("template JSON");
             app["apiVersion"] = "argoproj.io/v1alpha1".into();
             app["kind"] = "Application".into();

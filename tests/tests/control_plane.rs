@@ -414,17 +414,15 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
         );
         let apps = get_json(argo, &["-n", "argocd", "get", "applications"]).unwrap();
         let apps = apps["items"].as_array().unwrap();
+        let find = |name: &str| {
+            apps.iter()
+                .find(|a| a["metadata"]["name"] == name)
+                .unwrap_or_else(|| panic!("{env}: no Application {name}"))
+        };
         let targets: Vec<&Cluster> = all.all.iter().filter(|c| c.environment == env).collect();
-        assert_eq!(
-            apps.len(),
-            targets.len(),
-            "{env}: one Application per cluster"
-        );
+        let mut expected = 0;
         for c in targets {
-            let app = apps
-                .iter()
-                .find(|a| a["metadata"]["name"] == format!("tern-functions-{}", c.name))
-                .unwrap_or_else(|| panic!("no Application for {}", c.name));
+            let app = find(&format!("tern-functions-{}", c.name));
             let spec = &app["spec"];
             assert_eq!(spec["project"], format!("tern-{env}"));
             assert_eq!(spec["destination"]["name"], c.name.as_str());
@@ -446,7 +444,51 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
                 c.name
             );
             assert_eq!(spec["syncPolicy"]["automated"]["selfHeal"], true);
+
+            // The cluster's platform Application, and the children it syncs wave after wave:
+            // the operator, then the namespaces, Serving, the Gateway, monitoring; each child
+            // with a path is a release installed on the cluster.
+            let parent = find(&format!("tern-platform-{}", c.name));
+            assert_eq!(
+                parent["spec"]["source"]["path"],
+                "knative/argocd/platform-apps"
+            );
+            let children = clusters::platform_applications(&c.name, c.environment, c.role).unwrap();
+            let names: Vec<&str> = children
+                .iter()
+                .map(|a| a["metadata"]["name"].as_str().unwrap())
+                .collect();
+            let stored: Vec<i64> = names.iter().map(|n| clusters::sync_wave(find(n))).collect();
+            assert!(
+                stored.windows(2).all(|w| w[0] < w[1]),
+                "{}: waves {stored:?} of {names:?}",
+                c.name
+            );
+            assert!(
+                names[0].starts_with("knative-operator-") && names[1].starts_with("namespaces-"),
+                "{names:?}"
+            );
+            let mut from_argo: Vec<&str> = children
+                .iter()
+                .filter(|a| a["spec"]["source"]["path"].is_string())
+                .map(|a| a["spec"]["source"]["helm"]["releaseName"].as_str().unwrap())
+                .collect();
+            from_argo.push("tern");
+            from_argo.sort();
+            let releases: Value =
+                serde_json::from_str(&c.cp.helm(&root(), &["list", "-A", "-o", "json"]).unwrap())
+                    .unwrap();
+            let mut installed: Vec<&str> = releases
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["name"].as_str().unwrap())
+                .collect();
+            installed.sort();
+            assert_eq!(installed, from_argo, "{}", c.name);
+            expected += 2 + children.len();
         }
+        assert_eq!(apps.len(), expected, "{env}: no other Application");
     }
     // Argo CD runs PreSync hooks to completion, in the order of their sync waves, before it
     // applies the rest: the migration is a PreSync hook, what it mounts and runs as are hooks of

@@ -219,7 +219,11 @@ fn bad_arguments_are_refused_with_a_message() {
             "no topic nosuchtopic",
         ),
         ("failover", vec!["sideways"], "failover (default) or status"),
-        ("failover", vec!["--steps", "8"], "--steps must list steps 1 to 7"),
+        (
+            "failover",
+            vec!["--steps", "8"],
+            "--steps must list steps 1 to 7",
+        ),
     ];
     for (name, args, says) in cases {
         let (code, out, err) = script(name, &args);
