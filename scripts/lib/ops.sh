@@ -72,12 +72,15 @@ try() {
 }
 
 # capture VAR PLACEHOLDER CMD...: prints the command; with --execute stores its output in VAR,
-# otherwise stores PLACEHOLDER (so later printed commands show where the value goes).
+# otherwise stores PLACEHOLDER (so later printed commands show where the value goes). A command
+# that fails, or finds nothing, stops the script: no later command runs with an empty value.
 capture() {
-  local var=$1 placeholder=$2; shift 2
+  local var=$1 placeholder=$2 out; shift 2
   printf '+'; printf ' %q' "$@"; printf '\n'
   if [[ $EXECUTE == 1 ]]; then
-    printf -v "$var" '%s' "$("$@")"
+    out="$("$@")" || die "$1 failed (exit $?): no $placeholder, stopping"
+    [[ -n "$out" ]] || die "$1 found no $placeholder, stopping"
+    printf -v "$var" '%s' "$out"
   else
     printf -v "$var" '%s' "$placeholder"
   fi

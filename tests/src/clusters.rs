@@ -102,52 +102,71 @@ pub const TARGETS: [(&str, &str); 4] = [
 /// a thread that then stays parked: the processes die with the thread that started them
 /// (PR_SET_PDEATHSIG), so that thread must outlive the tests.
 pub fn clusters() -> &'static Clusters {
-    static CLUSTERS: OnceLock<Clusters> = OnceLock::new();
-    CLUSTERS.get_or_init(|| {
-        let started = Instant::now();
-        let dir = crate::scratch("clusters");
-        let mut waiting = Vec::new();
-        for (environment, role) in TARGETS {
-            let (tx, rx) = mpsc::channel();
-            let dir = dir.join(format!("{environment}-{role}"));
-            std::thread::spawn(move || {
-                let t0 = Instant::now();
-                let made = start_cluster(environment, role, &dir).map(|mut c| {
+    static CLUSTERS: OnceLock<Result<Clusters, String>> = OnceLock::new();
+    // A failed start is kept and reported to every test, never retried.
+    match CLUSTERS.get_or_init(start_all) {
+        Ok(c) => c,
+        Err(e) => panic!("the clusters did not start: {e}"),
+    }
+}
+
+fn start_all() -> Result<Clusters, String> {
+    let started = Instant::now();
+    let dir = crate::scratch("clusters");
+    let mut waiting = Vec::new();
+    for (environment, role) in TARGETS {
+        let (tx, rx) = mpsc::channel();
+        let dir = dir.join(format!("{environment}-{role}"));
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let made = std::panic::catch_unwind(|| start_cluster(environment, role, &dir))
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()));
+                    Err(format!(
+                        "tern-{environment}-{role}: {}",
+                        what.unwrap_or_default()
+                    ))
+                })
+                .map(|mut c| {
                     c.ready_in = t0.elapsed();
                     c
                 });
-                let _ = tx.send(made);
-                loop {
-                    std::thread::park();
-                }
-            });
-            waiting.push(rx);
-        }
-        let all: Vec<Cluster> = waiting
-            .into_iter()
-            .map(|rx| {
-                rx.recv()
-                    .expect("cluster thread")
-                    .unwrap_or_else(|e| panic!("{e}"))
-            })
-            .collect();
-        let kubeconfig = dir.join("kubeconfig");
-        let entries: Vec<(&str, &ControlPlane)> =
-            all.iter().map(|c| (c.context.as_str(), &c.cp)).collect();
-        tern_local::write_kubeconfig(&kubeconfig, &entries).expect("kubeconfig");
-        let mut clusters = Clusters {
-            all,
-            kubeconfig,
-            ready_in: Duration::ZERO,
-        };
-        // Argo CD runs in each environment's primary cluster and holds the Applications of every
-        // cluster of its environment.
-        for (environment, _) in TARGETS.iter().filter(|(_, r)| *r == "primary") {
-            install_argocd_objects(&clusters, environment).unwrap_or_else(|e| panic!("{e}"));
-        }
-        clusters.ready_in = started.elapsed();
-        clusters
-    })
+            let _ = tx.send(made);
+            loop {
+                std::thread::park();
+            }
+        });
+        waiting.push(rx);
+    }
+    // Every cluster is received (the ones that started stay up until the process ends), then
+    // the first failure is returned.
+    let made: Vec<Result<Cluster, String>> = waiting
+        .into_iter()
+        .map(|rx| rx.recv().unwrap_or_else(|_| Err("its thread ended".into())))
+        .collect();
+    let mut all = Vec::new();
+    for m in made {
+        all.push(m?);
+    }
+    let kubeconfig = dir.join("kubeconfig");
+    let entries: Vec<(&str, &ControlPlane)> =
+        all.iter().map(|c| (c.context.as_str(), &c.cp)).collect();
+    tern_local::write_kubeconfig(&kubeconfig, &entries)?;
+    let mut clusters = Clusters {
+        all,
+        kubeconfig,
+        ready_in: Duration::ZERO,
+    };
+    // Argo CD runs in each environment's primary cluster and holds the Applications of every
+    // cluster of its environment.
+    for (environment, _) in TARGETS.iter().filter(|(_, r)| *r == "primary") {
+        install_argocd_objects(&clusters, environment)?;
+    }
+    clusters.ready_in = started.elapsed();
+    Ok(clusters)
 }
 
 /// A value of a chart's values file (`key: value` at the top level), or of its `gcp:` block.
@@ -230,6 +249,12 @@ pub fn platform_applications(
     let mut target = Target::new(environment, role);
     target.name = name.to_owned();
     let parent = generated_applications("platform.yaml", &[target])?;
+    if parent["items"].as_array().map(Vec::len) != Some(1) {
+        return Err(format!(
+            "tern-platform generates {} Applications for {name}, not one",
+            parent["items"]
+        ));
+    }
     let values = &parent["items"][0]["spec"]["source"]["helm"]["valuesObject"];
     let dir = crate::scratch(&format!("platform-apps-{name}"));
     let file = dir.join("values.json");
@@ -390,6 +415,7 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
         .map(Cluster::target)
         .collect();
     let mut items = Vec::new();
+    // The clusters registered with this Argo CD: its environment's (docs/deploy.md).
     for set in ["functions.yaml", "platform.yaml"] {
         let list = generated_applications(set, &targets)?;
         items.extend(list["items"].as_array().cloned().unwrap_or_default());
@@ -413,38 +439,144 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
 }
 
 /// The Applications an ApplicationSet of `knative/argocd/apps` (`functions.yaml`,
-/// `platform.yaml`) generates for `clusters`, rendered the way its generators specify: a cluster
-/// generator gives `.name` (the cluster secret's name) and `.metadata.labels` (its labels:
-/// `tern.dev/environment`, `tern.dev/cluster`); functions.yaml's list generator gives
-/// `.environment`, matrixed with the clusters whose environment label equals it.
-pub fn generated_applications(set: &str, clusters: &[Target]) -> Result<Value, String> {
+/// `platform.yaml`) generates when the clusters registered with its Argo CD are `registered`.
+/// Its generators are evaluated the way Argo CD's documentation specifies them, for the kinds
+/// we use (anything else is an error): `list` yields its elements; `clusters` yields each
+/// registered cluster whose labels satisfy the selector (`matchLabels`, `matchExpressions` with
+/// `In`, `NotIn`, `Exists`, `DoesNotExist`), with `.name` and `.metadata.labels`; `matrix` yields
+/// every pair of its two generators' parameters, the second generator's fields templated with
+/// the first's. The template is then filled in (`goTemplate`: `{{ .key }}` and
+/// `{{ index .metadata.labels "key" }}`).
+pub fn generated_applications(set: &str, registered: &[Target]) -> Result<Value, String> {
     let text = std::fs::read_to_string(root().join("knative/argocd/apps").join(set))
         .map_err(|e| e.to_string())?;
-    let set: Value = serde_norway::from_str(&text).map_err(|e| format!("{set}: {e}"))?;
-    let template = serde_json::to_string(&set["spec"]["template"]).map_err(|e| e.to_string())?;
-    let label = |key: &str| format!("{{{{ index .metadata.labels \\\"{key}\\\" }}}}");
-    let items: Vec<Value> = clusters
-        .iter()
-        .map(|c| {
-            let filled = template
-                .replace("{{ .name }}", &c.name)
-                .replace("{{ .environment }}", &c.environment)
-                .replace(&label("tern.dev/environment"), &c.environment)
-                .replace(&label("tern.dev/cluster"), &c.role);
-            let mut app: Value = serde_json::from_str(&filled).expect("template JSON");
-            app["apiVersion"] = "argoproj.io/v1alpha1".into();
-            app["kind"] = "Application".into();
-            app["metadata"]["namespace"] = "argocd".into();
-            app
-        })
-        .collect();
-    for app in &items {
-        let s = app.to_string();
-        if s.contains("{{") {
-            return Err(format!("a template field is left unrendered: {s}"));
+    let appset: Value = serde_norway::from_str(&text).map_err(|e| format!("{set}: {e}"))?;
+    let mut params = Vec::new();
+    for generator in appset["spec"]["generators"]
+        .as_array()
+        .ok_or("no generators")?
+    {
+        params.extend(generate(generator, registered, &serde_json::Map::new())?);
+    }
+    let template = serde_json::to_string(&appset["spec"]["template"]).map_err(|e| e.to_string())?;
+    let mut items = Vec::new();
+    for p in &params {
+        let filled = fill(&template, p);
+        if filled.contains("{{") {
+            return Err(format!(
+                "{set}: a template field is left unrendered: {filled}"
+            ));
         }
+        let mut app: Value = serde_json::from_str(&filled).map_err(|e| e.to_string())?;
+        app["apiVersion"] = "argoproj.io/v1alpha1".into();
+        app["kind"] = "Application".into();
+        app["metadata"]["namespace"] = "argocd".into();
+        items.push(app);
     }
     Ok(serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }))
+}
+
+type Params = serde_json::Map<String, Value>;
+
+/// Fills `{{ .key }}` and `{{ index .metadata.labels "key" }}` (JSON-escaped, as the template is
+/// JSON text here) from `params`.
+fn fill(text: &str, params: &Params) -> String {
+    let mut out = text.to_owned();
+    for (key, value) in params {
+        if let Some(v) = value.as_str() {
+            out = out.replace(&format!("{{{{ .{key} }}}}"), v);
+        }
+    }
+    if let Some(labels) = params.get("metadata").and_then(|m| m["labels"].as_object()) {
+        for (key, value) in labels {
+            let field = format!("{{{{ index .metadata.labels \\\"{key}\\\" }}}}");
+            out = out.replace(&field, value.as_str().unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn generate(
+    generator: &Value,
+    registered: &[Target],
+    outer: &Params,
+) -> Result<Vec<Params>, String> {
+    // A generator's fields may use the parameters of the generator before it in a matrix.
+    let generator: Value =
+        serde_json::from_str(&fill(&generator.to_string(), outer)).map_err(|e| e.to_string())?;
+    if let Some(elements) = generator["list"]["elements"].as_array() {
+        return Ok(elements
+            .iter()
+            .filter_map(|e| e.as_object().cloned())
+            .collect());
+    }
+    if generator.get("clusters").is_some() {
+        let selector = &generator["clusters"]["selector"];
+        let mut out = Vec::new();
+        for t in registered {
+            let labels = serde_json::json!({
+                "tern.dev/environment": t.environment,
+                "tern.dev/cluster": t.role,
+            });
+            if selects(selector, &labels)? {
+                let mut p = Params::new();
+                p.insert("name".into(), t.name.clone().into());
+                p.insert("metadata".into(), serde_json::json!({ "labels": labels }));
+                out.push(p);
+            }
+        }
+        return Ok(out);
+    }
+    if let Some(pair) = generator["matrix"]["generators"].as_array() {
+        let [first, second] = pair.as_slice() else {
+            return Err("a matrix has two generators".into());
+        };
+        let mut out = Vec::new();
+        for a in generate(first, registered, outer)? {
+            for b in generate(second, registered, &a)? {
+                let mut p = a.clone();
+                p.extend(b);
+                out.push(p);
+            }
+        }
+        return Ok(out);
+    }
+    Err(format!(
+        "a generator this test does not evaluate: {generator}"
+    ))
+}
+
+/// Whether a label selector selects `labels`.
+fn selects(selector: &Value, labels: &Value) -> Result<bool, String> {
+    if let Some(want) = selector["matchLabels"].as_object() {
+        if want.iter().any(|(k, v)| &labels[k] != v) {
+            return Ok(false);
+        }
+    }
+    for e in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let have = labels[e["key"].as_str().unwrap_or_default()].as_str();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let ok = match e["operator"].as_str() {
+            Some("In") => have.is_some_and(|h| values.contains(&h)),
+            Some("NotIn") => !have.is_some_and(|h| values.contains(&h)),
+            Some("Exists") => have.is_some(),
+            Some("DoesNotExist") => have.is_none(),
+            other => return Err(format!("selector operator {other:?}")),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, or fails naming `what`.

@@ -8,7 +8,7 @@
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::Duration;
 use tern_e2e::clusters::{self, Cluster, clusters, get_json, until};
 use tern_e2e::{root, scratch, table};
@@ -62,6 +62,7 @@ fn first_revision(c: &Cluster, name: &str) -> Value {
 
 #[test]
 fn every_cluster_takes_the_charts_and_knative_makes_every_revision() {
+    let _reading = reading();
     let all = clusters();
     eprintln!(
         "{} clusters ready in {:?}",
@@ -248,6 +249,7 @@ fn kubeconform_accepts(file: &Path) -> bool {
 
 #[test]
 fn the_api_server_refuses_what_the_schemas_let_through() {
+    let _reading = reading();
     let c = clusters().get("prod", "primary");
     let dir = scratch("cel");
     let routes = clusters::rendered(&template(c), "HTTPRoute");
@@ -391,6 +393,7 @@ fn knatives_webhook_refuses_what_knative_refuses() {
 
 #[test]
 fn argo_cd_holds_the_applications_its_application_sets_generate() {
+    let _reading = reading();
     let all = clusters();
     for env in ["dev", "staging", "prod"] {
         let argo = &all.get(env, "primary").cp;
@@ -454,20 +457,23 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
                 "knative/argocd/platform-apps"
             );
             let children = clusters::platform_applications(&c.name, c.environment, c.role).unwrap();
-            let names: Vec<&str> = children
+            let order = [
+                "knative-operator",
+                "namespaces",
+                "serving",
+                "gateway",
+                "monitoring",
+            ];
+            let stored: Vec<i64> = order
                 .iter()
-                .map(|a| a["metadata"]["name"].as_str().unwrap())
+                .map(|component| clusters::sync_wave(find(&format!("{component}-{}", c.name))))
                 .collect();
-            let stored: Vec<i64> = names.iter().map(|n| clusters::sync_wave(find(n))).collect();
             assert!(
                 stored.windows(2).all(|w| w[0] < w[1]),
-                "{}: waves {stored:?} of {names:?}",
+                "{}: the waves of {order:?} are {stored:?}",
                 c.name
             );
-            assert!(
-                names[0].starts_with("knative-operator-") && names[1].starts_with("namespaces-"),
-                "{names:?}"
-            );
+            assert_eq!(children.len(), order.len(), "{}", c.name);
             let mut from_argo: Vec<&str> = children
                 .iter()
                 .filter(|a| a["spec"]["source"]["path"].is_string())
@@ -489,51 +495,124 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
             expected += 2 + children.len();
         }
         assert_eq!(apps.len(), expected, "{env}: no other Application");
-    }
-    // Argo CD runs PreSync hooks to completion, in the order of their sync waves, before it
-    // applies the rest: the migration is a PreSync hook, what it mounts and runs as are hooks of
-    // an earlier wave (or not rendered: they exist already), and no Service is a hook.
-    let rendered = template(all.get("prod", "primary"));
-    let docs: Vec<Value> = rendered
-        .split("\n---")
-        .filter_map(|d| serde_norway::from_str::<Value>(d).ok())
-        .filter(|v| v.is_object())
-        .collect();
-    let hook = |d: &Value| d["metadata"]["annotations"]["argocd.argoproj.io/hook"].clone();
-    let wave = |d: &Value| {
-        d["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
-            .as_str()
-            .unwrap_or("0")
-            .parse::<i64>()
+        // Each Application's destination is one its AppProject allows.
+        let project = projects["items"]
+            .as_array()
             .unwrap()
-    };
-    let find = |kind: &str, name: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-    };
-    let job = find("Job", "migrate").expect("the migrate Job");
-    assert_eq!(hook(job), "PreSync");
-    let pod = &job["spec"]["template"]["spec"];
-    let account = find(
-        "ServiceAccount",
-        pod["serviceAccountName"].as_str().unwrap(),
-    )
-    .expect("the Job's service account is rendered");
-    assert_eq!(hook(account), "PreSync");
-    assert!(wave(account) < wave(job));
-    for volume in pod["volumes"].as_array().into_iter().flatten() {
-        if let Some(name) = volume["configMap"]["name"].as_str()
-            && let Some(cm) = find("ConfigMap", name)
-        {
-            assert_eq!(hook(cm), "PreSync", "{name}");
-            assert!(wave(cm) < wave(job), "{name}");
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("tern-{env}"))
+            .unwrap();
+        let glob = |pattern: &str, name: &str| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => pattern == name,
+        };
+        for app in apps {
+            let dest = &app["spec"]["destination"];
+            let allowed = project["spec"]["destinations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| {
+                    glob(
+                        d["name"].as_str().unwrap_or(""),
+                        dest["name"].as_str().unwrap_or(""),
+                    ) && glob(
+                        d["namespace"].as_str().unwrap_or(""),
+                        dest["namespace"].as_str().unwrap_or(""),
+                    )
+                });
+            assert!(
+                allowed,
+                "{env}: {} goes to {dest}, which tern-{env} does not allow",
+                app["metadata"]["name"]
+            );
+            assert_eq!(app["spec"]["project"], format!("tern-{env}"));
         }
     }
-    for d in docs
+    // Were every cluster registered with one Argo CD, the functions' ApplicationSet would still
+    // give each cluster one Application, in its own environment's project: the list x label
+    // matrix keeps environments apart.
+    let everyone: Vec<clusters::Target> = all.all.iter().map(Cluster::target).collect();
+    let generated = clusters::generated_applications("functions.yaml", &everyone).unwrap();
+    let mut names: Vec<String> = generated["items"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|d| d["kind"] == "Service" || d["kind"] == "HTTPRoute")
-    {
-        assert!(hook(d).is_null(), "{} is a hook", d["metadata"]["name"]);
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["metadata"]["name"].as_str().unwrap(),
+                a["spec"]["project"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "tern-functions-tern-dev-primary tern-dev",
+            "tern-functions-tern-prod-primary tern-prod",
+            "tern-functions-tern-prod-standby tern-prod",
+            "tern-functions-tern-staging-primary tern-staging",
+        ]
+    );
+    // Argo CD runs PreSync hooks to completion, in the order of their sync waves, before it
+    // applies the rest: the migration is a PreSync hook, what it runs as and mounts are hooks of
+    // an earlier wave, and no Service is a hook. The Cloud SQL CA config map is rendered only when
+    // `database.serverCa` is set (else it must exist already): both ways are checked.
+    let prod = all.get("prod", "primary");
+    for (extra, renders_ca) in [
+        (vec![], false),
+        (
+            vec![
+                "--set",
+                "database.serverCa=-----BEGIN CERTIFICATE-----MIIBAA==-----END CERTIFICATE-----",
+            ],
+            true,
+        ),
+    ] {
+        let docs: Vec<Value> = template_with(prod, &extra)
+            .split("\n---")
+            .filter_map(|d| serde_norway::from_str::<Value>(d).ok())
+            .filter(|v| v.is_object())
+            .collect();
+        let hook = |d: &Value| d["metadata"]["annotations"]["argocd.argoproj.io/hook"].clone();
+        let find = |kind: &str, name: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        };
+        let job = find("Job", "migrate").expect("the migrate Job");
+        assert_eq!(hook(job), "PreSync");
+        let pod = &job["spec"]["template"]["spec"];
+        let account = find(
+            "ServiceAccount",
+            pod["serviceAccountName"].as_str().unwrap(),
+        )
+        .expect("the Job's service account is rendered");
+        assert_eq!(hook(account), "PreSync");
+        assert!(clusters::sync_wave(account) < clusters::sync_wave(job));
+        let mounted: Vec<&str> = pod["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["configMap"]["name"].as_str())
+            .collect();
+        assert_eq!(mounted, ["cloudsql-server-ca"]);
+        match find("ConfigMap", mounted[0]) {
+            Some(cm) => {
+                assert!(renders_ca, "rendered without database.serverCa");
+                assert_eq!(hook(cm), "PreSync");
+                assert!(clusters::sync_wave(cm) < clusters::sync_wave(job));
+            }
+            None => assert!(!renders_ca, "not rendered with database.serverCa"),
+        }
+        let services = docs
+            .iter()
+            .filter(|d| d["kind"] == "Service" || d["kind"] == "HTTPRoute");
+        assert!(services.clone().count() > http_functions().len());
+        for d in services {
+            assert!(hook(d).is_null(), "{} is a hook", d["metadata"]["name"]);
+        }
     }
 }
 
@@ -637,15 +716,22 @@ fn revision_exists(c: &Cluster, name: &str) {
     .unwrap();
 }
 
-/// One at a time: the runbooks change the same Services and Applications.
-static RUNBOOKS: Mutex<()> = Mutex::new(());
+/// The runbooks change prod's Services, Applications and release while they run: the tests that
+/// read those take this for reading, the runbooks for writing. Whichever runs first, the
+/// readers see either the state before the runbooks or the state they leave (self-heal resumed,
+/// the release deployed), and their checks hold for both.
+static RUNBOOKS: RwLock<()> = RwLock::new(());
+
+fn reading() -> std::sync::RwLockReadGuard<'static, ()> {
+    RUNBOOKS.read().unwrap_or_else(|e| e.into_inner())
+}
 
 const DIGEST_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const DIGEST_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 #[test]
 fn the_runbooks_take_effect_on_the_cluster() {
-    let _one = RUNBOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    let _only = RUNBOOKS.write().unwrap_or_else(|e| e.into_inner());
     let all = clusters();
     let prod = all.get("prod", "primary");
     let app = "tern-functions-tern-prod-primary";
@@ -658,24 +744,38 @@ fn the_runbooks_take_effect_on_the_cluster() {
     );
     assert!(out.contains("currentRevision: \"web-00001\""), "{out}");
 
-    // The commit it prints, synced: the candidate beside the current revision at 0 %, and a new
-    // digest for orders-get (the deployment rollback undoes).
+    // The commit it prints (the `# ` lines after "commit this"), synced: the candidate beside the
+    // current revision at 0 %, with a new digest for orders-get (the deployment rollback undoes).
+    let commit: String = out
+        .lines()
+        .skip_while(|l| !l.contains("commit this to"))
+        .skip(1)
+        .take_while(|l| l.starts_with("#    "))
+        .map(|l| format!("{}\n", &l[5..]))
+        .collect();
+    assert!(
+        commit.starts_with("images:\n  candidates:\n    web: {"),
+        "{commit}"
+    );
+    let values = scratch("canary").join("commit.yaml");
+    std::fs::write(&values, commit).unwrap();
     clusters::install_functions(
         &prod.cp,
         "prod",
         "primary",
         &[
-            "--set",
-            &format!("images.candidates.web.digest={DIGEST_A}"),
-            "--set",
-            "images.candidates.web.percent=0",
-            "--set",
-            "images.candidates.web.currentRevision=web-00001",
+            "-f",
+            &values.display().to_string(),
             "--set",
             &format!("images.digests.orders-get={DIGEST_B}"),
         ],
     )
     .expect("helm upgrade");
+    let image = service(prod, "web")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    assert!(
+        image.as_str().unwrap().ends_with(&format!("@{DIGEST_A}")),
+        "{image}"
+    );
     revision_exists(prod, "web-00002");
     revision_exists(prod, "orders-get-00002");
     assert_eq!(

@@ -224,6 +224,18 @@ fn bad_arguments_are_refused_with_a_message() {
             vec!["--steps", "8"],
             "--steps must list steps 1 to 7",
         ),
+        (
+            "failover",
+            vec!["--steps", "1,,2"],
+            "--steps must list steps 1 to 7",
+        ),
+        ("failover", vec!["--steps", "7-5"], "runs backwards"),
+        ("failover", vec!["--steps"], "--steps needs a list"),
+        (
+            "failover",
+            vec!["status", "--steps", "3"],
+            "--steps is for the failover",
+        ),
     ];
     for (name, args, says) in cases {
         let (code, out, err) = script(name, &args);

@@ -1,7 +1,7 @@
 //! Knative Serving's version is written in three places that must agree: the version the
 //! platform's KnativeServing installs (`knative/platform/values.yaml`, `1.x`), the CRD schemas the
 //! manifests are validated against (`tools/k8s-schemas/sources.txt`, `knative.dev/serving@v0.y`),
-//! and the queue-proxy, controller, webhook and admission check built here, all from one module
+//! and the queue-proxy, controller and webhook built here, all from one module
 //! (`tools/knative-serving/go.mod`). Knative's Go modules number
 //! release `1.x` as `v0.(x + 27)` (1.23 is v0.50).
 
@@ -135,6 +135,31 @@ fn the_control_plane_is_the_schemas_kubernetes_and_the_platforms_knative() {
         manifests.contains(&serving),
         "the control plane's manifests are {serving}'s"
     );
+    // A module both lists name (Serving, the operator, the Gateway API, Argo CD) is the same
+    // version in both: the control plane applies the CRDs kubeconform's schemas come from.
+    let mut shared = 0;
+    for line in sources.lines().filter(|l| !l.starts_with('#')) {
+        let Some((module, version)) = line
+            .split_whitespace()
+            .next()
+            .and_then(|m| m.split_once('@'))
+        else {
+            continue;
+        };
+        let named: Vec<&str> = manifests
+            .split_whitespace()
+            .filter(|w| w.starts_with(&format!("{module}@")))
+            .collect();
+        for n in &named {
+            assert_eq!(
+                *n,
+                format!("{module}@{version}"),
+                "manifests.txt and sources.txt"
+            );
+        }
+        shared += usize::from(!named.is_empty());
+    }
+    assert!(shared >= 4, "only {shared} modules in both lists");
     // The networking and caching CRDs are those of the versions that Serving requires.
     for module in ["knative.dev/networking", "knative.dev/caching"] {
         let v = required(&controller_mod, module).unwrap_or_else(|| panic!("{module}"));

@@ -33,8 +33,20 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver from `root`'s `.local/bin` with their files under `dir`,
-    /// waits until the API server is ready, and writes a kubeconfig.
+    /// waits until the API server is ready, and writes a kubeconfig. Their ports are picked
+    /// free, then bound by them: when another process takes one in between, it starts again
+    /// (up to three times).
     pub fn start(root: &Path, dir: &Path) -> Result<Self, String> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(root, dir) {
+                Err(e) if e.contains("address already in use") && attempt < 3 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(root: &Path, dir: &Path) -> Result<Self, String> {
         let bin = root.join(".local/bin");
         for tool in ["etcd", "kube-apiserver", "kubectl"] {
             if !bin.join(tool).exists() {
@@ -318,7 +330,7 @@ impl ControlPlane {
             return Err(format!("{} is missing: run scripts/tools", bin.display()));
         }
         let address = reachable_address().ok_or(
-            "this machine has no non-loopback IPv4 address: the API server cannot call a webhook here",
+            "no IPv4 address outside loopback on a default route: an endpoint may not be a loopback address, so the API server cannot call Knative's webhook here (connect a network, or add a default route)",
         )?;
         let port = free_port();
         let registration = format!(
