@@ -548,10 +548,10 @@ fn generate(
 
 /// Whether a label selector selects `labels`.
 fn selects(selector: &Value, labels: &Value) -> Result<bool, String> {
-    if let Some(want) = selector["matchLabels"].as_object() {
-        if want.iter().any(|(k, v)| &labels[k] != v) {
-            return Ok(false);
-        }
+    if let Some(want) = selector["matchLabels"].as_object()
+        && want.iter().any(|(k, v)| &labels[k] != v)
+    {
+        return Ok(false);
     }
     for e in selector["matchExpressions"]
         .as_array()
