@@ -11,6 +11,19 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The version of `module` that `tools/k8s-schemas/sources.txt` pins.
+fn source_version(module: &str) -> String {
+    read("tools/k8s-schemas/sources.txt")
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .strip_prefix(&format!("{module}@"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("{module} in sources.txt"))
+}
+
 /// `v0.50.0` → `1.23`.
 fn release_of_module(version: &str) -> String {
     let minor: u32 = version
@@ -32,15 +45,8 @@ fn knative_serving_is_the_same_version_everywhere() {
         .map(|v| v.trim().trim_matches('"').to_owned())
         .expect("knative.version in the platform values");
 
-    let sources = read("tools/k8s-schemas/sources.txt");
-    let schemas = sources
-        .lines()
-        .find_map(|l| {
-            l.split_whitespace()
-                .next()?
-                .strip_prefix("knative.dev/serving@")
-        })
-        .expect("knative.dev/serving in sources.txt");
+    let schemas = source_version("knative.dev/serving");
+    let schemas = schemas.as_str();
 
     let gomod = read("tools/knative-serving/go.mod");
     for tool in [
@@ -87,15 +93,7 @@ fn required(gomod: &str, module: &str) -> Option<String> {
 #[test]
 fn the_control_plane_is_the_schemas_kubernetes_and_the_platforms_knative() {
     let sources = read("tools/k8s-schemas/sources.txt");
-    let schemas = sources
-        .lines()
-        .find_map(|l| {
-            l.split_whitespace()
-                .next()?
-                .strip_prefix("k8s.io/kubernetes@")
-        })
-        .expect("k8s.io/kubernetes in sources.txt")
-        .to_owned();
+    let schemas = source_version("k8s.io/kubernetes");
     let kubernetes = read("tools/kubernetes/go.mod");
     for tool in ["kube-apiserver", "kubectl"] {
         assert!(

@@ -178,16 +178,22 @@ impl ControlPlane {
 
     /// Runs `kubectl` against this control plane; its stdout, or its stderr as the error.
     pub fn kubectl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(self.bin.join("kubectl"))
+        self.run_tool(Command::new(self.bin.join("kubectl")), "kubectl", args)
+    }
+
+    /// Runs a client (`kubectl`, `helm`) with this control plane's kubeconfig and `args`; its
+    /// stdout, or its stderr as the error.
+    fn run_tool(&self, mut cmd: Command, name: &str, args: &[&str]) -> Result<String, String> {
+        let out = cmd
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .args(args)
             .output()
-            .map_err(|e| format!("kubectl: {e}"))?;
+            .map_err(|e| format!("{name}: {e}"))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
-                "kubectl {}: {}",
+                "{name} {}: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
@@ -252,24 +258,12 @@ impl ControlPlane {
     /// Runs Helm (`.local/bin/helm`) against this control plane; its stdout, or its stderr as
     /// the error.
     pub fn helm(&self, root: &Path, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(self.bin.join("helm"))
-            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .args(args)
-            .current_dir(root)
+        let mut cmd = Command::new(self.bin.join("helm"));
+        cmd.current_dir(root)
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
-            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
-            .output()
-            .map_err(|e| format!("helm: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "helm {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
+        self.run_tool(cmd, "helm", args)
     }
 
     /// The kubeconfig entries for this control plane under the context name `context`.
@@ -290,30 +284,38 @@ impl ControlPlane {
     /// plane, as its Deployment runs it in `knative-serving`; it runs until the control plane is
     /// dropped.
     pub fn start_knative_controller(&mut self) -> Result<(), String> {
-        let bin = self.bin.join("controller");
+        self.start_knative("controller", &[])
+    }
+
+    /// Starts one of Knative Serving's binaries (`tools/knative-serving`) against this control
+    /// plane with the environment its Deployment gives it, plus `env`; it runs until the control
+    /// plane is dropped, its output in `<name>.log`.
+    fn start_knative(&mut self, name: &str, env: &[(&str, String)]) -> Result<(), String> {
+        let bin = self.bin.join(name);
         if !bin.exists() {
             return Err(format!("{} is missing: run scripts/tools", bin.display()));
         }
-        let log = std::fs::File::create(self.dir.join("controller.log"))
-            .map_err(|e| format!("controller.log: {e}"))?;
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))
+            .map_err(|e| format!("{name}.log: {e}"))?;
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin);
         cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
             .env("SYSTEM_NAMESPACE", "knative-serving")
-            .env("POD_NAME", "controller")
+            .env("POD_NAME", name)
             .env("METRICS_DOMAIN", "knative.dev/serving")
             .env("KUBERNETES_MIN_VERSION", "v1.30.0")
             // Its Prometheus and profiling servers on ports of their own: several control
             // planes run side by side here.
             .env("METRICS_PROMETHEUS_PORT", free_port().to_string())
             .env("PROFILING_PORT", free_port().to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err);
         die_with_parent(&mut cmd, libc::SIGKILL);
         let child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start Knative's controller: {e}"))?;
+            .map_err(|e| format!("cannot start Knative's {name}: {e}"))?;
         self.controllers.push(child);
         Ok(())
     }
@@ -374,29 +376,18 @@ ports:
             &configs.display().to_string(),
         ])?;
 
-        let log = std::fs::File::create(self.dir.join("webhook.log"))
-            .map_err(|e| format!("webhook.log: {e}"))?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--kubeconfig={}", self.kubeconfig.display()))
-            .env("SYSTEM_NAMESPACE", "knative-serving")
-            .env("POD_NAME", "webhook")
-            .env("WEBHOOK_NAME", "webhook")
-            .env("WEBHOOK_PORT", port.to_string())
-            .env("CONFIG_LOGGING_NAME", "config-logging")
-            .env("CONFIG_OBSERVABILITY_NAME", "config-observability")
-            .env("METRICS_DOMAIN", "knative.dev/serving")
-            .env("KUBERNETES_MIN_VERSION", "v1.30.0")
-            .env("METRICS_PROMETHEUS_PORT", free_port().to_string())
-            .env("PROFILING_PORT", free_port().to_string())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err);
-        die_with_parent(&mut cmd, libc::SIGKILL);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start Knative's webhook: {e}"))?;
-        self.controllers.push(child);
+        self.start_knative(
+            "webhook",
+            &[
+                ("WEBHOOK_NAME", "webhook".to_owned()),
+                ("WEBHOOK_PORT", port.to_string()),
+                ("CONFIG_LOGGING_NAME", "config-logging".to_owned()),
+                (
+                    "CONFIG_OBSERVABILITY_NAME",
+                    "config-observability".to_owned(),
+                ),
+            ],
+        )?;
 
         // Ready when the API server's call through it succeeds: a server-side dry run of a
         // config map Serving's config webhook validates.
