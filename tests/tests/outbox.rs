@@ -6,14 +6,15 @@ use std::time::Duration;
 use tern::Problem;
 use tern_db::DbResultExt;
 use tern_e2e::*;
-use tern_events::{EventPublisher, Outbox};
+use tern_events::{EventPublisher, Outbox, OutboxPolicy};
 
 async fn outbox(sys: &System) -> Outbox {
     let env = tern::Env::from_pairs([("DATABASE_URL", sys.database_url.as_str())]);
     let cfg = tern_db::DbConfig::from_env(&env).await.unwrap();
     let db = tern_db::Db::from_config(&cfg).unwrap();
     let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    Outbox::new(db, publisher, "//tests".into(), None)
+    let policy = OutboxPolicy::for_publish_timeout(sys.pubsub.publish_timeout);
+    Outbox::new(db, publisher, "//tests".into(), None, policy)
 }
 
 #[tokio::test(flavor = "multi_thread")]

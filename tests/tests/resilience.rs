@@ -80,6 +80,8 @@ async fn pubsub_down_loses_nothing_and_publishes_nothing_twice() {
     migrated_template(&pg).await;
     let mut sys = System::on(&pg, &emulator.addr).await;
     sys.set("PUBSUB_PUBLISH_TIMEOUT", "1s");
+    // Failed rows are due again at once: each flush below sees all of them.
+    sys.set("OUTBOX_RETRY_BACKOFF", "10ms");
     let create = sys.start("orders-create");
     let relay = sys.start("outbox-relay");
 

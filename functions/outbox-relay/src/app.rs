@@ -1,13 +1,14 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router, routing::post};
-use std::time::Duration;
-use tern::{Context, Problem, StartError};
+use std::time::{Duration, Instant};
+use tern::{ConfigError, Context, Problem, StartError};
 use tern_db::Db;
 use tern_events::Outbox;
 
 #[derive(Clone)]
 struct App {
+    ctx: Context,
     outbox: Outbox,
     batch_size: i64,
     max_batches: u32,
@@ -17,11 +18,24 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let batch_size: u32 = ctx.env().or("RELAY_BATCH_SIZE", 100)?;
     let max_batches: u32 = ctx.env().or("RELAY_MAX_BATCHES", 50)?;
     if batch_size == 0 {
-        return Err(tern::ConfigError::new("RELAY_BATCH_SIZE", "must be at least 1").into());
+        return Err(ConfigError::new("RELAY_BATCH_SIZE", "must be at least 1").into());
     }
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
+    // A flush must finish inside the request timeout with at least one batch.
+    let batch = outbox.policy().batch_limit();
+    if ctx.config().request_timeout <= batch {
+        return Err(ConfigError::new(
+            "TERN_REQUEST_TIMEOUT",
+            format!(
+                "{:?} leaves no time for one relay batch ({batch:?}: PUBSUB_PUBLISH_TIMEOUT + 5s)",
+                ctx.config().request_timeout
+            ),
+        )
+        .into());
+    }
     let app = App {
+        ctx: ctx.clone(),
         outbox,
         batch_size: i64::from(batch_size),
         max_batches,
@@ -34,19 +48,42 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
         .with_state(app))
 }
 
-/// Publishes pending rows. 200 with the counts; 503 when some could not be published, so the
-/// scheduler records a failed run (and alerting sees it).
+/// Publishes due rows. 200 with the counts; 503 when Pub/Sub failed to answer and nothing could
+/// be published (an outage), so the scheduler records a failed run and alerting sees it. Rows
+/// Pub/Sub refuses are retried with backoff and set aside after `OUTBOX_SET_ASIDE_AFTER`
+/// refusals, counted in `set_aside` and `set_aside_total`; they never block the others.
 async fn flush(State(app): State<App>) -> Result<Response, Problem> {
-    let report = app.outbox.flush(app.batch_size, app.max_batches).await?;
-    let pending = app.outbox.pending().await?;
-    if report.failed > 0 {
+    // Stop claiming batches in time to answer inside the request timeout. The flush runs as a
+    // task of its own, so a caller that goes away does not cut it between a publish and its
+    // mark (which would publish those rows again once their lease ends).
+    let deadline = Instant::now() + app.ctx.config().request_timeout;
+    let outbox = app.outbox.clone();
+    let (batch_size, max_batches) = (app.batch_size, app.max_batches);
+    let report = app
+        .ctx
+        .spawn(async move { outbox.flush(batch_size, max_batches, Some(deadline)).await })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "the flush task failed");
+            Problem::internal()
+        })??;
+    let counts = app.outbox.counts().await?;
+    if report.unavailable > 0 && report.published == 0 {
         return Err(Problem::unavailable(
             format!(
-                "published {}, failed {}, {pending} pending; Pub/Sub is unavailable",
-                report.published, report.failed
+                "published 0, failed {}, {} pending; Pub/Sub is unavailable",
+                report.failed, counts.pending
             ),
             Duration::from_secs(10),
         ));
     }
-    Ok(Json(serde_json::json!({"published": report.published, "failed": report.failed, "pending": pending})).into_response())
+    Ok(Json(serde_json::json!({
+        "published": report.published,
+        "failed": report.failed,
+        "set_aside": report.set_aside,
+        "out_of_time": report.out_of_time,
+        "pending": counts.pending,
+        "set_aside_total": counts.set_aside,
+    }))
+    .into_response())
 }

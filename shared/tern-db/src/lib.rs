@@ -31,11 +31,12 @@ pub use migrate::{Migration, Migrator};
 pub use tokio_postgres;
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
+    Hook, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tern::{Context, Problem, ReadinessCheck, StartError};
 
 /// A handle to the pool. Clone it into handlers.
@@ -43,6 +44,29 @@ use tern::{Context, Problem, ReadinessCheck, StartError};
 pub struct Db {
     pool: Pool,
     retry_after: Duration,
+    wait_timeout: Duration,
+    /// When a connection last became usable: made, or handed out again after a query
+    /// finished with it. Readiness reads it when every connection is busy.
+    progress: Arc<Progress>,
+}
+
+/// Milliseconds since `start` at the last sign of progress.
+#[derive(Debug)]
+struct Progress {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Progress {
+    fn mark(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+    fn since(&self) -> Duration {
+        self.start
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -80,8 +104,21 @@ impl Db {
                 mgr_cfg,
             ),
         };
+        let progress = Arc::new(Progress {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        });
+        let (created, recycled) = (progress.clone(), progress.clone());
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
+            .post_create(Hook::sync_fn(move |_, _| {
+                created.mark();
+                Ok(())
+            }))
+            .post_recycle(Hook::sync_fn(move |_, _| {
+                recycled.mark();
+                Ok(())
+            }))
             .runtime(Runtime::Tokio1)
             .timeouts(Timeouts {
                 wait: Some(cfg.wait_timeout),
@@ -93,6 +130,8 @@ impl Db {
         Ok(Self {
             pool,
             retry_after: cfg.retry_after,
+            wait_timeout: cfg.wait_timeout,
+            progress,
         })
     }
 
@@ -131,12 +170,33 @@ impl ReadinessCheck for Db {
         "database"
     }
 
+    /// Never waits for a pool slot (issue 13): a busy pool is not a reason to take an
+    /// instance out of rotation, and a probe queued behind requests would fail the instance
+    /// for being busy. With a slot free, one `SELECT 1` on it (a connection is made if none is
+    /// idle); with every connection busy, ready while connections keep coming back, that is
+    /// when one was handed out again within `DB_WAIT_TIMEOUT`.
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let client = self
-                .get()
-                .await
-                .map_err(|p| p.detail().unwrap_or("").to_owned())?;
+            let now = Timeouts {
+                wait: Some(Duration::ZERO),
+                ..self.pool.timeouts()
+            };
+            let client = match self.pool.timeout_get(&now).await {
+                Ok(c) => c,
+                Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
+                    let idle_for = self.progress.since();
+                    return if idle_for <= self.wait_timeout {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "every database connection is busy and none came back for {} ms",
+                            idle_for.as_millis()
+                        ))
+                    };
+                }
+                Err(PoolError::Closed) => return Err("the database pool is closed".to_owned()),
+                Err(e) => return Err(format!("the database cannot be reached: {e}")),
+            };
             client
                 .simple_query("SELECT 1")
                 .await

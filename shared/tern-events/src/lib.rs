@@ -14,7 +14,7 @@ pub mod outbox;
 pub mod publisher;
 
 pub use incoming::{DomainEvent, PushEnvelope, PushMessage};
-pub use outbox::{FlushReport, Outbox, OutboxTx};
+pub use outbox::{FlushReport, Outbox, OutboxCounts, OutboxPolicy, OutboxTx};
 pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
 
 use tern::{Context, StartError};
@@ -23,10 +23,11 @@ use tern_db::Db;
 /// The CloudEvents type of a Pub/Sub delivery (what Eventarc sends).
 pub const MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublished";
 
-/// Builds the function's outbox from the environment (see [`PubSubConfig`]) and flushes the
-/// publisher at shutdown.
+/// Builds the function's outbox from the environment (see [`PubSubConfig`] and
+/// [`OutboxPolicy`]) and flushes the publisher at shutdown.
 pub async fn outbox(ctx: &Context, db: &Db) -> Result<Outbox, StartError> {
     let cfg = PubSubConfig::from_env(ctx.env())?;
+    let policy = OutboxPolicy::from_env(ctx.env(), cfg.publish_timeout)?;
     let publisher = EventPublisher::new(cfg).await.map_err(StartError::failed)?;
     let flushing = publisher.clone();
     ctx.on_shutdown(
@@ -39,5 +40,6 @@ pub async fn outbox(ctx: &Context, db: &Db) -> Result<Outbox, StartError> {
         publisher,
         source,
         Some(ctx.clone()),
+        policy,
     ))
 }

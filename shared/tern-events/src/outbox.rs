@@ -3,23 +3,37 @@
 //! A handler writes its rows and stages its outgoing events in one call, [`Outbox::write`]: the
 //! work runs in one transaction ([`OutboxTx`], which is a [`Transaction`] for queries and stages
 //! events with [`OutboxTx::stage`]); the commit makes rows and events durable together, and the
-//! staged events are then published at once in the background (best effort). Whatever that
-//! misses — Pub/Sub down, the process killed — the relay publishes: [`Outbox::flush`], behind the
-//! `outbox-relay` function, which a scheduler calls.
+//! staged events are then published at once in the background. Whatever that misses — Pub/Sub
+//! down or hanging, the process killed, too many publishes already in flight — the relay
+//! publishes: [`Outbox::flush`], behind the `outbox-relay` function, which a scheduler calls.
 //!
-//! Rows are claimed with `FOR UPDATE SKIP LOCKED` inside a transaction that stays open while they
-//! are published and is committed with `published_at` set, so any number of relays and
-//! after-commit publishers can run at once and each row is published by exactly one of them.
-//! (A process that dies after Pub/Sub accepted a message but before its commit leaves the row
-//! pending and it is published again: delivery is at-least-once, and consumers deduplicate on
-//! the event id.)
+//! Publishing never holds a database connection or an open transaction while it waits on
+//! Pub/Sub (issue 13). A row is **leased** (`leased_until`) by whoever publishes it, in a short
+//! statement; the publish runs with no connection held; a second short statement marks the
+//! outcome. The writer leases its rows in the transaction that inserts them, when one of the
+//! instance's `OUTBOX_MAX_IN_FLIGHT` publish slots is free, and publishes from the values in
+//! hand; the relay leases due rows with `FOR UPDATE SKIP LOCKED`. A lease outlives the longest
+//! publish, so each row is published by one of them; if the process dies after Pub/Sub accepted
+//! a message but before the mark, the lease runs out and the row is published again: delivery
+//! is at-least-once, and consumers deduplicate on the event id.
+//!
+//! A failed row waits `OUTBOX_RETRY_BACKOFF`, doubling per attempt up to
+//! `OUTBOX_RETRY_BACKOFF_MAX`, before it is due again, so it never blocks the rows behind it. A
+//! failure that Pub/Sub says is the message's own (topic not found, permission denied, invalid
+//! or too large: [`PublishError::permanent`]) is a strike; after `OUTBOX_SET_ASIDE_AFTER`
+//! strikes the row is **set aside** (`set_aside_at`): logged, counted by the relay, left in the
+//! table for an operator (`docs/operations.md`). A timeout or an unreachable Pub/Sub is an
+//! outage, never a strike: it delays events, and loses none.
 
-use crate::publisher::{EventPublisher, OutgoingEvent};
+use crate::publisher::{EventPublisher, OutgoingEvent, PublishError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::ops::Deref;
-use tern::{Context, Problem};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern::{ConfigError, Context, Env, Problem};
 use tern_db::{Db, DbResultExt, Transaction};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A transaction whose staged events are published after it commits; see [`Outbox::write`].
 /// Dereferences to the [`Transaction`], for the rows.
@@ -27,9 +41,19 @@ use tern_db::{Db, DbResultExt, Transaction};
 pub struct OutboxTx<'c> {
     tx: Transaction<'c>,
     outbox: Outbox,
-    staged: Vec<i64>,
+    staged: Vec<Staged>,
     /// A stage failed: the transaction is aborted, and its COMMIT would silently roll back.
     failed: bool,
+}
+
+/// A staged row this instance leased at insertion, with what it takes to publish it.
+#[derive(Debug)]
+struct Staged {
+    id: i64,
+    topic: String,
+    event: OutgoingEvent,
+    /// One of the instance's publish slots, held until the outcome is marked.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl<'c> Deref for OutboxTx<'c> {
@@ -48,9 +72,23 @@ impl OutboxTx<'_> {
         subject: Option<&str>,
         data: &serde_json::Value,
     ) -> Result<(), Problem> {
-        match self.outbox.insert(&self.tx, topic, ty, subject, data).await {
-            Ok(id) => {
-                self.staged.push(id);
+        // A free slot: this instance publishes the row right after the commit, so it leases
+        // it now. None free (Pub/Sub slow or hanging): the row is left to the relay.
+        let slot = self.outbox.slots.clone().try_acquire_owned().ok();
+        match self
+            .outbox
+            .insert(&self.tx, topic, ty, subject, data, slot.is_some())
+            .await
+        {
+            Ok((id, event)) => {
+                if let Some(slot) = slot {
+                    self.staged.push(Staged {
+                        id,
+                        topic: topic.to_owned(),
+                        event,
+                        _slot: slot,
+                    });
+                }
                 Ok(())
             }
             Err(p) => {
@@ -61,6 +99,84 @@ impl OutboxTx<'_> {
     }
 }
 
+/// How the outbox publishes and retries. [`OutboxPolicy::from_env`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxPolicy {
+    /// `OUTBOX_MAX_IN_FLIGHT` (default 64): after-commit publishes one instance runs at once;
+    /// rows staged beyond it wait for the relay.
+    pub max_in_flight: usize,
+    /// `OUTBOX_RETRY_BACKOFF` (default 2s): how long a failed row waits before its first retry;
+    /// doubled after each further failure.
+    pub backoff: Duration,
+    /// `OUTBOX_RETRY_BACKOFF_MAX` (default 10m): the longest wait between two attempts.
+    pub backoff_max: Duration,
+    /// `OUTBOX_SET_ASIDE_AFTER` (default 5): permanent failures after which a row is set aside.
+    pub set_aside_after: u32,
+    /// How long a claim holds a row: twice the longest publish plus 10 s, derived from
+    /// `PUBSUB_PUBLISH_TIMEOUT`.
+    pub lease: Duration,
+    /// The longest one publish can take (`PUBSUB_PUBLISH_TIMEOUT` plus the 1 s backstop).
+    pub publish_limit: Duration,
+}
+
+impl OutboxPolicy {
+    /// The defaults for a publish timeout of `publish_timeout`.
+    pub fn for_publish_timeout(publish_timeout: Duration) -> Self {
+        let publish_limit = publish_timeout + Duration::from_secs(1);
+        Self {
+            max_in_flight: 64,
+            backoff: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(600),
+            set_aside_after: 5,
+            lease: publish_limit * 2 + Duration::from_secs(10),
+            publish_limit,
+        }
+    }
+
+    /// Reads the `OUTBOX_*` settings over the defaults for `publish_timeout`.
+    pub fn from_env(env: &Env, publish_timeout: Duration) -> Result<Self, ConfigError> {
+        let d = Self::for_publish_timeout(publish_timeout);
+        let p = Self {
+            max_in_flight: env.or("OUTBOX_MAX_IN_FLIGHT", d.max_in_flight)?,
+            backoff: env.or("OUTBOX_RETRY_BACKOFF", d.backoff)?,
+            backoff_max: env.or("OUTBOX_RETRY_BACKOFF_MAX", d.backoff_max)?,
+            set_aside_after: env.or("OUTBOX_SET_ASIDE_AFTER", d.set_aside_after)?,
+            ..d
+        };
+        if p.max_in_flight == 0 {
+            return Err(ConfigError::new(
+                "OUTBOX_MAX_IN_FLIGHT",
+                "must be at least 1",
+            ));
+        }
+        if p.backoff.is_zero() {
+            return Err(ConfigError::new("OUTBOX_RETRY_BACKOFF", "must be above 0"));
+        }
+        if p.backoff_max < p.backoff {
+            return Err(ConfigError::new(
+                "OUTBOX_RETRY_BACKOFF_MAX",
+                format!(
+                    "{:?} is shorter than OUTBOX_RETRY_BACKOFF ({:?})",
+                    p.backoff_max, p.backoff
+                ),
+            ));
+        }
+        if p.set_aside_after == 0 {
+            return Err(ConfigError::new(
+                "OUTBOX_SET_ASIDE_AFTER",
+                "must be at least 1",
+            ));
+        }
+        Ok(p)
+    }
+
+    /// The longest one batch of a flush takes: its publishes plus marking them (a pool wait
+    /// and a connect, at most a few seconds).
+    pub fn batch_limit(&self) -> Duration {
+        self.publish_limit + Duration::from_secs(4)
+    }
+}
+
 /// Stages and publishes events.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -68,6 +184,8 @@ pub struct Outbox {
     publisher: EventPublisher,
     source: String,
     ctx: Option<Context>,
+    policy: OutboxPolicy,
+    slots: Arc<Semaphore>,
 }
 
 /// What a flush did.
@@ -75,20 +193,53 @@ pub struct Outbox {
 pub struct FlushReport {
     /// Rows published and marked sent.
     pub published: u64,
-    /// Rows whose publish failed (left pending, attempts counted).
+    /// Rows whose publish failed (pending again after their backoff, attempts counted).
     pub failed: u64,
+    /// Of those, the rows that failed because Pub/Sub did not answer or was unavailable: an
+    /// outage, not the rows' fault.
+    pub unavailable: u64,
+    /// Rows set aside by this flush (their failures were permanent, `OUTBOX_SET_ASIDE_AFTER`
+    /// times).
+    pub set_aside: u64,
+    /// Whether the flush stopped before the pending rows ran out because its time was up.
+    pub out_of_time: bool,
 }
+
+/// What the table holds, for the relay's answer and the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    /// Rows still to publish (set-aside rows excluded).
+    pub pending: i64,
+    /// Rows set aside, waiting for an operator.
+    pub set_aside: i64,
+}
+
+/// A claimed row's outcome.
+type Outcome = (i64, Result<String, PublishError>);
 
 impl Outbox {
     /// An outbox writing through `db` and publishing with `publisher`. `source` becomes the
     /// CloudEvents `source` of every event (`//tern/<service>`).
-    pub fn new(db: Db, publisher: EventPublisher, source: String, ctx: Option<Context>) -> Self {
+    pub fn new(
+        db: Db,
+        publisher: EventPublisher,
+        source: String,
+        ctx: Option<Context>,
+        policy: OutboxPolicy,
+    ) -> Self {
         Self {
             db,
             publisher,
             source,
             ctx,
+            slots: Arc::new(Semaphore::new(policy.max_in_flight)),
+            policy,
         }
+    }
+
+    /// The policy it runs with.
+    pub fn policy(&self) -> &OutboxPolicy {
+        &self.policy
     }
 
     /// Runs `work` in one transaction, commits it, and publishes the events it staged soon
@@ -144,7 +295,8 @@ impl Outbox {
         Ok(value)
     }
 
-    /// Inserts one outbox row in `tx`; returns its id.
+    /// Inserts one outbox row in `tx`, leased to this instance when `leased`; returns its id
+    /// and the event as it will be published.
     async fn insert(
         &self,
         tx: &Transaction<'_>,
@@ -152,152 +304,296 @@ impl Outbox {
         ty: &str,
         subject: Option<&str>,
         data: &serde_json::Value,
-    ) -> Result<i64, Problem> {
+        leased: bool,
+    ) -> Result<(i64, OutgoingEvent), Problem> {
         let event_id = uuid::Uuid::now_v7().to_string();
+        let lease_ms = leased.then(|| millis(self.policy.lease));
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data, leased_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
+                 RETURNING id, created_at",
             )
             .await
             .or_problem()?;
         let row = tx
             .query_one(
                 &stmt,
-                &[&topic, &event_id, &ty, &self.source, &subject, data],
+                &[
+                    &topic,
+                    &event_id,
+                    &ty,
+                    &self.source,
+                    &subject,
+                    data,
+                    &lease_ms,
+                ],
             )
             .await
             .or_problem()?;
-        Ok(row.get(0))
+        let event = OutgoingEvent {
+            id: event_id,
+            source: self.source.clone(),
+            ty: ty.to_owned(),
+            subject: subject.map(str::to_owned),
+            time: row.get::<_, DateTime<Utc>>(1),
+            data: data.clone(),
+        };
+        Ok((row.get(0), event))
     }
 
-    /// Publishes the given committed rows in the background. The runtime waits for it at shutdown.
-    fn publish_soon(&self, ids: Vec<i64>) {
+    /// Publishes the given committed, leased rows in the background, from the values in hand;
+    /// then marks them. The runtime waits for it at shutdown.
+    fn publish_soon(&self, staged: Vec<Staged>) {
         let this = self.clone();
         let task = async move {
-            if let Err(e) = this.publish_batch(Some(&ids), ids.len() as i64).await {
-                tracing::warn!(error = %e, "after-commit publish failed; the relay will retry");
+            let sends = staged
+                .iter()
+                .map(|s| async { (s.id, this.publisher.publish(&s.topic, &s.event).await) });
+            let outcomes = futures::future::join_all(sends).await;
+            if let Err(p) = this.mark(&outcomes).await {
+                tracing::warn!(
+                    error = p.detail().unwrap_or_default(),
+                    rows = outcomes.len(),
+                    "after-commit publish could not be recorded; the relay publishes these rows again once their lease ends"
+                );
             }
+            // The slots are released only now, with the rows marked.
+            drop(staged);
         };
         match &self.ctx {
-            Some(ctx) => ctx.spawn(task),
-            None => {
-                tokio::spawn(task);
-            }
+            Some(ctx) => drop(ctx.spawn(task)),
+            None => drop(tokio::spawn(task)),
         }
     }
 
-    /// Publishes pending rows in batches of `batch_size` until none are left, a publish fails,
-    /// or `max_batches` batches have run.
-    pub async fn flush(&self, batch_size: i64, max_batches: u32) -> Result<FlushReport, Problem> {
+    /// Publishes due rows in batches of `batch_size` until none are left, `max_batches`
+    /// batches have run, a whole batch failed (Pub/Sub is down: the rest would fail too), or
+    /// `deadline` is too close for one more batch ([`OutboxPolicy::batch_limit`]). A row that
+    /// fails is due again after its backoff, so it never stops the rows behind it.
+    pub async fn flush(
+        &self,
+        batch_size: i64,
+        max_batches: u32,
+        deadline: Option<Instant>,
+    ) -> Result<FlushReport, Problem> {
         let mut total = FlushReport::default();
         for _ in 0..max_batches {
-            let (report, claimed) = self.publish_batch(None, batch_size).await?;
+            if deadline.is_some_and(|d| Instant::now() + self.policy.batch_limit() > d) {
+                total.out_of_time = true;
+                break;
+            }
+            let claimed = self.claim(batch_size).await?;
+            let n = claimed.len();
+            if n == 0 {
+                break;
+            }
+            let sends = claimed.iter().map(|(id, topic, event)| async move {
+                (*id, self.publisher.publish(topic, event).await)
+            });
+            let outcomes = futures::future::join_all(sends).await;
+            let report = self.mark(&outcomes).await?;
             total.published += report.published;
             total.failed += report.failed;
-            if report.failed > 0 || (claimed as i64) < batch_size {
+            total.unavailable += report.unavailable;
+            total.set_aside += report.set_aside;
+            if report.published == 0 || (n as i64) < batch_size {
                 break;
             }
         }
         Ok(total)
     }
 
-    /// Rows not yet published.
-    pub async fn pending(&self) -> Result<i64, Problem> {
+    /// Leases up to `limit` due rows, oldest first, in one short statement.
+    async fn claim(&self, limit: i64) -> Result<Vec<(i64, String, OutgoingEvent)>, Problem> {
         let client = self.db.get().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
-                &[],
+        let stmt = client
+            .prepare_cached(
+                "UPDATE tern_outbox o SET leased_until = now() + $2::bigint * interval '1 millisecond'
+                 FROM (SELECT id FROM tern_outbox
+                       WHERE published_at IS NULL AND set_aside_at IS NULL
+                         AND next_attempt_at <= now()
+                         AND (leased_until IS NULL OR leased_until <= now())
+                       ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) due
+                 WHERE o.id = due.id
+                 RETURNING o.id, o.topic, o.event_id, o.event_type, o.source, o.subject, o.data,
+                           o.created_at",
             )
             .await
             .or_problem()?;
-        Ok(row.get(0))
+        let rows = client
+            .query(&stmt, &[&limit, &millis(self.policy.lease)])
+            .await
+            .or_problem()?;
+        let mut claimed: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let event = OutgoingEvent {
+                    id: row.get(2),
+                    ty: row.get(3),
+                    source: row.get(4),
+                    subject: row.get(5),
+                    data: row.get(6),
+                    time: row.get::<_, DateTime<Utc>>(7),
+                };
+                (row.get::<_, i64>(0), row.get::<_, String>(1), event)
+            })
+            .collect();
+        claimed.sort_by_key(|(id, _, _)| *id);
+        Ok(claimed)
     }
 
-    async fn publish_batch(
-        &self,
-        only: Option<&[i64]>,
-        limit: i64,
-    ) -> Result<(FlushReport, usize), Problem> {
-        let mut client = self.db.get().await?;
-        let tx = client.transaction().await.or_problem()?;
-        let rows = match only {
-            Some(ids) => {
-                let stmt = tx
-                    .prepare_cached(
-                        "SELECT id, topic, event_id, event_type, source, subject, data, created_at
-                         FROM tern_outbox WHERE published_at IS NULL AND id = ANY($1)
-                         ORDER BY id FOR UPDATE SKIP LOCKED",
-                    )
-                    .await
-                    .or_problem()?;
-                tx.query(&stmt, &[&ids]).await.or_problem()?
-            }
-            None => {
-                let stmt = tx
-                    .prepare_cached(
-                        "SELECT id, topic, event_id, event_type, source, subject, data, created_at
-                         FROM tern_outbox WHERE published_at IS NULL
-                         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    )
-                    .await
-                    .or_problem()?;
-                tx.query(&stmt, &[&limit]).await.or_problem()?
-            }
-        };
-        let claimed = rows.len();
-        let sends = rows.iter().map(|row| {
-            let id: i64 = row.get(0);
-            let topic: String = row.get(1);
-            let event = OutgoingEvent {
-                id: row.get(2),
-                ty: row.get(3),
-                source: row.get(4),
-                subject: row.get(5),
-                data: row.get(6),
-                time: row.get::<_, DateTime<Utc>>(7),
-            };
-            let publisher = self.publisher.clone();
-            async move { (id, publisher.publish(&topic, &event).await) }
-        });
-        let results = futures::future::join_all(sends).await;
+    /// Records the outcomes of leased rows and releases them: published rows are marked;
+    /// failed ones get their backoff, a strike when the failure was permanent, and are set
+    /// aside at `OUTBOX_SET_ASIDE_AFTER` strikes. Two short statements.
+    async fn mark(&self, outcomes: &[Outcome]) -> Result<FlushReport, Problem> {
         let mut report = FlushReport::default();
-        let sent = tx
-            .prepare_cached(
-                "UPDATE tern_outbox SET published_at = now(), message_id = $2, attempts = attempts + 1,
-                 last_error = NULL WHERE id = $1",
-            )
-            .await
-            .or_problem()?;
-        let failed = tx
-            .prepare_cached(
-                "UPDATE tern_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-            )
-            .await
-            .or_problem()?;
-        for (id, result) in results {
-            match result {
-                Ok(message_id) => {
-                    tx.execute(&sent, &[&id, &message_id]).await.or_problem()?;
-                    report.published += 1;
+        let (mut ok_ids, mut message_ids) = (Vec::new(), Vec::new());
+        let (mut bad_ids, mut errors, mut strikes) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, outcome) in outcomes {
+            match outcome {
+                Ok(m) => {
+                    ok_ids.push(*id);
+                    message_ids.push(m.clone());
                 }
                 Err(e) => {
-                    tx.execute(&failed, &[&id, &e.to_string()])
-                        .await
-                        .or_problem()?;
-                    report.failed += 1;
+                    bad_ids.push(*id);
+                    errors.push(e.to_string());
+                    strikes.push(i32::from(e.permanent));
+                    report.unavailable += u64::from(!e.permanent);
                 }
             }
         }
-        tx.commit().await.or_problem()?;
+        let client = self.db.get().await?;
+        if !ok_ids.is_empty() {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE tern_outbox o SET published_at = now(), message_id = m.message_id,
+                            attempts = o.attempts + 1, last_error = NULL, leased_until = NULL
+                     FROM unnest($1::bigint[], $2::text[]) AS m(id, message_id)
+                     WHERE o.id = m.id AND o.published_at IS NULL",
+                )
+                .await
+                .or_problem()?;
+            client
+                .execute(&stmt, &[&ok_ids, &message_ids])
+                .await
+                .or_problem()?;
+            report.published = ok_ids.len() as u64;
+        }
+        if !bad_ids.is_empty() {
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE tern_outbox o SET attempts = o.attempts + 1, last_error = f.error,
+                            leased_until = NULL, strikes = o.strikes + f.strike,
+                            next_attempt_at = now() + least($4::float8 * power(2, least(o.attempts, 30)),
+                                                            $5::float8) * interval '1 millisecond',
+                            set_aside_at = CASE WHEN o.strikes + f.strike >= $3 THEN now() END
+                     FROM unnest($1::bigint[], $2::text[], $6::int[]) AS f(id, error, strike)
+                     WHERE o.id = f.id AND o.published_at IS NULL
+                     RETURNING o.id, o.topic, o.event_id, o.attempts, o.set_aside_at IS NOT NULL",
+                )
+                .await
+                .or_problem()?;
+            let limit = i32::try_from(self.policy.set_aside_after).unwrap_or(i32::MAX);
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &bad_ids,
+                        &errors,
+                        &limit,
+                        &(millis(self.policy.backoff) as f64),
+                        &(millis(self.policy.backoff_max) as f64),
+                        &strikes,
+                    ],
+                )
+                .await
+                .or_problem()?;
+            report.failed = bad_ids.len() as u64;
+            for row in rows.iter().filter(|r| r.get::<_, bool>(4)) {
+                report.set_aside += 1;
+                let id: i64 = row.get(0);
+                let error = bad_ids
+                    .iter()
+                    .position(|b| *b == id)
+                    .map(|i| errors[i].as_str())
+                    .unwrap_or_default();
+                tracing::error!(
+                    outbox_id = id,
+                    topic = row.get::<_, String>(1),
+                    event_id = row.get::<_, String>(2),
+                    attempts = row.get::<_, i32>(3),
+                    error,
+                    "outbox row set aside: Pub/Sub keeps refusing it (docs/operations.md, \"Set-aside outbox rows\")"
+                );
+            }
+        }
         if report.published > 0 || report.failed > 0 {
             tracing::info!(
                 published = report.published,
                 failed = report.failed,
+                set_aside = report.set_aside,
                 "outbox batch"
             );
         }
-        Ok((report, claimed))
+        Ok(report)
+    }
+
+    /// Rows still to publish, and rows set aside.
+    pub async fn counts(&self) -> Result<OutboxCounts, Problem> {
+        let client = self.db.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE set_aside_at IS NULL),
+                        count(*) FILTER (WHERE set_aside_at IS NOT NULL)
+                 FROM tern_outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await
+            .or_problem()?;
+        Ok(OutboxCounts {
+            pending: row.get(0),
+            set_aside: row.get(1),
+        })
+    }
+
+    /// Rows not yet published (set-aside rows excluded).
+    pub async fn pending(&self) -> Result<i64, Problem> {
+        Ok(self.counts().await?.pending)
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_settings_are_checked() {
+        let env = |pairs: &[(&str, &str)]| Env::from_pairs(pairs.iter().copied());
+        let five = Duration::from_secs(5);
+        let p = OutboxPolicy::from_env(&env(&[]), five).unwrap();
+        assert_eq!(p, OutboxPolicy::for_publish_timeout(five));
+        assert_eq!(p.publish_limit, Duration::from_secs(6));
+        assert_eq!(p.lease, Duration::from_secs(22));
+        for (var, value) in [
+            ("OUTBOX_MAX_IN_FLIGHT", "0"),
+            ("OUTBOX_RETRY_BACKOFF", "0s"),
+            ("OUTBOX_RETRY_BACKOFF_MAX", "1s"),
+            ("OUTBOX_SET_ASIDE_AFTER", "0"),
+            ("OUTBOX_SET_ASIDE_AFTER", "many"),
+        ] {
+            assert_eq!(
+                OutboxPolicy::from_env(&env(&[(var, value)]), five)
+                    .unwrap_err()
+                    .var,
+                var,
+                "{var}={value}"
+            );
+        }
     }
 }

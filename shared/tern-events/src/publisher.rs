@@ -149,6 +149,29 @@ pub struct PublishError {
     pub topic: String,
     /// What went wrong.
     pub reason: String,
+    /// Pub/Sub refused this message for a reason that retrying will not change (the topic does
+    /// not exist, permission denied, the message is invalid or too large). A timeout or an
+    /// unreachable Pub/Sub is not permanent: it is an outage, which only delays.
+    pub permanent: bool,
+}
+
+/// Whether Pub/Sub's answer says the message itself (or its topic) is the problem.
+fn is_permanent(e: &google_cloud_pubsub::error::PublishError) -> bool {
+    use google_cloud_gax::error::rpc::Code;
+    let google_cloud_pubsub::error::PublishError::Rpc(inner) = e else {
+        return false;
+    };
+    inner.status().is_some_and(|s| {
+        matches!(
+            s.code,
+            Code::NotFound
+                | Code::InvalidArgument
+                | Code::PermissionDenied
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::Unimplemented
+        )
+    })
 }
 
 /// Publishes events to topics, one batching `Publisher` per topic, created on first use.
@@ -225,10 +248,12 @@ impl EventPublisher {
             Ok(Err(e)) => Err(PublishError {
                 topic: topic.to_owned(),
                 reason: e.to_string(),
+                permanent: is_permanent(&e),
             }),
             Err(_) => Err(PublishError {
                 topic: topic.to_owned(),
                 reason: format!("no answer within {:?}", self.cfg.publish_timeout),
+                permanent: false,
             }),
         }
     }

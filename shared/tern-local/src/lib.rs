@@ -57,7 +57,7 @@ pub use pod::{
 pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
     FunctionProcess, Output, die_with_parent, free_port, http_status, repo_root, run_job, signal,
-    wait_for_port,
+    signal_tree, wait_for_port,
 };
 pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
 pub use router::{NAMESPACE, Router, Upstreams};

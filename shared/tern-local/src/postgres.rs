@@ -1,7 +1,7 @@
 //! PostgreSQL for a local run: a throwaway cluster on loopback, and its databases. (A world
 //! that uses `DATABASE_URL` instead starts none; the `migrate` job is run by `process::run_job`.)
 
-use crate::process::{die_with_parent, free_port, signal};
+use crate::process::{die_with_parent, free_port, signal, signal_tree};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -137,8 +137,24 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// Freezes the server and every backend (`SIGSTOP`): connections are accepted by the
+    /// kernel, queries are never answered. [`Postgres::thaw`] resumes it.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), libc::SIGSTOP);
+        }
+    }
+
+    /// Resumes a frozen server (`SIGCONT`).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), libc::SIGCONT);
+        }
+    }
+
     /// Stops the server (fast shutdown) and waits for it.
     pub fn stop(&mut self) {
+        self.thaw();
         if let Some(mut child) = self.child.take() {
             signal(&child, libc::SIGINT);
             let _ = child.wait();

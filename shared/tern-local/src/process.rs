@@ -53,6 +53,39 @@ pub fn signal(child: &Child, sig: libc::c_int) {
     }
 }
 
+/// Sends `sig` to `pid` and every process below it (children first found, then theirs): how
+/// the fault drills freeze a server with its workers (`SIGSTOP`) and thaw it (`SIGCONT`).
+pub fn signal_tree(pid: u32, sig: libc::c_int) {
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        // SAFETY: kill(2) on a pid of a process we started or its descendant.
+        unsafe {
+            libc::kill(p as libc::pid_t, sig);
+        }
+        todo.extend(children(p));
+    }
+}
+
+/// The pids whose parent is `pid`, from /proc.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
 /// The repository root: the nearest ancestor of the current directory with `routes.toml`.
 pub fn repo_root() -> Result<PathBuf, String> {
     let mut dir = std::env::current_dir().map_err(|e| e.to_string())?;

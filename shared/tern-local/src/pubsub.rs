@@ -1,7 +1,7 @@
 //! Pub/Sub for a local run: the emulator process (our wrapper of Google's `pstest`), the
 //! topology the route table declares, and clients that pull from it.
 
-use crate::process::{die_with_parent, free_port, signal, wait_for_port};
+use crate::process::{die_with_parent, free_port, signal, signal_tree, wait_for_port};
 use google_cloud_pubsub::client::{Subscriber, SubscriptionAdmin, TopicAdmin};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -130,9 +130,26 @@ impl Emulator {
 
     /// Stops it (its state is lost, as with the real emulator).
     pub fn stop(&mut self) {
+        self.thaw();
         if let Some(mut c) = self.child.take() {
             signal(&c, libc::SIGTERM);
             let _ = c.wait();
+        }
+    }
+
+    /// Freezes it (`SIGSTOP`): connections are accepted by the kernel and never answered,
+    /// which is what a partition or an overloaded endpoint looks like. [`Emulator::thaw`]
+    /// resumes it.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), libc::SIGSTOP);
+        }
+    }
+
+    /// Resumes a frozen emulator (`SIGCONT`).
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal_tree(c.id(), libc::SIGCONT);
         }
     }
 

@@ -90,12 +90,14 @@ impl Context {
     }
 
     /// Runs `fut` in the background; shutdown waits for it (within the grace period).
-    /// Use it for work that must not be cut off, such as publishing after a commit.
-    pub fn spawn<F>(&self, fut: F)
+    /// Use it for work that must not be cut off, such as publishing after a commit. Awaiting
+    /// the handle gives its output; dropping the handle leaves the task running.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
-        self.inner.tasks.spawn(fut);
+        self.inner.tasks.spawn(fut)
     }
 
     /// Cancelled when the server stops accepting connections.

@@ -1,0 +1,203 @@
+//! Fault drills (issue 13): dependencies that hang rather than refuse, and rows Pub/Sub keeps
+//! refusing — against the real emulator and PostgreSQL, through the router and queue-proxy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use tern_e2e::*;
+
+/// Calls the relay until nothing is pending; returns how many rows it published.
+async fn drain_outbox(sys: &System, relay: &str, limit: Duration) -> u64 {
+    let published = std::cell::Cell::new(0);
+    eventually("the outbox drained", limit, || async {
+        let r: serde_json::Value = sys
+            .http
+            .post(format!("{relay}/internal/outbox/flush"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        published.set(published.get() + r["published"].as_u64().unwrap_or(0));
+        if sys.pending_outbox().await == 0 {
+            Some(())
+        } else {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            None
+        }
+    })
+    .await;
+    published.get()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pubsub_hanging_slows_events_never_orders() {
+    let emulator = own_emulator();
+    let pg = own_postgres("pg-pubsub-frozen").await;
+    let mut sys = System::on(&pg, &emulator.addr).await;
+    let create = sys.start("orders-create");
+    let relay = sys.start("outbox-relay");
+    sys.subscribe("watch-orders", "orders").await;
+    let ready_url = format!("{}/_tern/ready", sys.pod_url("orders-create"));
+
+    emulator.freeze();
+    // 40 clients, 5 orders each, while readiness is probed every 100 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let not_ready = Arc::new(AtomicUsize::new(0));
+    let probes = Arc::new(AtomicUsize::new(0));
+    let prober = {
+        let (stop, not_ready, probes, http) = (
+            stop.clone(),
+            not_ready.clone(),
+            probes.clone(),
+            sys.http.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let ok = http
+                    .get(&ready_url)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                probes.fetch_add(1, Ordering::SeqCst);
+                if !ok {
+                    not_ready.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let clients = (0..40).map(|_| async {
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let r = sys.create_order(&create, &order_body()).await;
+            let status = r.status().as_u16();
+            let id = r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
+            out.push((status, id));
+        }
+        out
+    });
+    let results: Vec<(u16, Option<String>)> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    prober.await.unwrap();
+    let mut statuses = BTreeMap::new();
+    for (s, _) in &results {
+        *statuses.entry(*s).or_insert(0) += 1;
+    }
+    let orders: BTreeSet<String> = results.iter().filter_map(|(_, id)| id.clone()).collect();
+    eprintln!(
+        "frozen Pub/Sub: statuses {statuses:?}; readiness probes {} of which not ready {}",
+        probes.load(Ordering::SeqCst),
+        not_ready.load(Ordering::SeqCst)
+    );
+    assert_eq!(statuses, BTreeMap::from([(201, 200)]), "every order 201");
+    assert_eq!(orders.len(), 200);
+    assert_eq!(not_ready.load(Ordering::SeqCst), 0, "readiness stayed 200");
+    assert_eq!(sys.pending_outbox().await, 200, "nothing published yet");
+
+    emulator.thaw();
+    let by_relay = drain_outbox(&sys, &relay, Duration::from_secs(90)).await;
+    let msgs = sys
+        .collect("watch-orders", 1000, Duration::from_secs(5))
+        .await;
+    let ids: BTreeSet<String> = msgs.iter().map(|m| attr(m, "ce-id")).collect();
+    let subjects: BTreeSet<String> = msgs.iter().map(|m| attr(m, "ce-subject")).collect();
+    eprintln!(
+        "after the thaw: {} messages, {} distinct events, {by_relay} published by the relay",
+        msgs.len(),
+        ids.len()
+    );
+    assert_eq!(subjects, orders, "every order's event arrived");
+    assert_eq!(ids.len(), 200, "one event per order");
+    let set_aside: i64 = sys
+        .sql()
+        .await
+        .query_one(
+            "SELECT count(*) FROM tern_outbox WHERE set_aside_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(set_aside, 0, "an outage sets nothing aside");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_row_is_set_aside_and_blocks_nothing() {
+    let mut sys = System::new().await;
+    sys.set("OUTBOX_RETRY_BACKOFF", "50ms");
+    sys.set("OUTBOX_SET_ASIDE_AFTER", "3");
+    let relay = sys.start("outbox-relay");
+    sys.subscribe("watch-orders", "orders").await;
+    // 300 good rows, and among them one for a topic that does not exist: Pub/Sub answers
+    // NOT_FOUND to every attempt.
+    let db = sys.sql().await;
+    let insert = "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data)
+                  VALUES ($1, $2, 'com.example.test.drill', '//tests', $3, '{}')";
+    for i in 0..300 {
+        if i == 150 {
+            db.execute(insert, &[&"no-such-topic", &"poison", &"poison"])
+                .await
+                .unwrap();
+        }
+        let id = format!("good-{i}");
+        db.execute(insert, &[&"orders", &id, &id]).await.unwrap();
+    }
+    let published = std::cell::Cell::new(0);
+    let set_aside = std::cell::Cell::new(0);
+    eventually(
+        "the poison row set aside",
+        Duration::from_secs(60),
+        || async {
+            let r: serde_json::Value = sys
+                .http
+                .post(format!("{relay}/internal/outbox/flush"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            published.set(published.get() + r["published"].as_u64().unwrap_or(0));
+            set_aside.set(set_aside.get() + r["set_aside"].as_u64().unwrap_or(0));
+            eprintln!("relay: {r}");
+            if r["set_aside_total"] == 1 && r["pending"] == 0 {
+                Some(())
+            } else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                None
+            }
+        },
+    )
+    .await;
+    assert_eq!(published.get(), 300, "every good row published once");
+    assert_eq!(set_aside.get(), 1);
+    let row = db
+        .query_one(
+            "SELECT strikes, attempts, last_error, published_at IS NULL FROM tern_outbox
+             WHERE event_id = 'poison'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 3);
+    assert!(row.get::<_, bool>(3));
+    let error: String = row.get(2);
+    assert!(error.contains("no-such-topic"), "{error}");
+    let msgs = sys
+        .collect("watch-orders", 400, Duration::from_secs(3))
+        .await;
+    let ids: BTreeSet<String> = msgs.iter().map(|m| attr(m, "ce-id")).collect();
+    assert_eq!((msgs.len(), ids.len()), (300, 300), "each good row once");
+}
