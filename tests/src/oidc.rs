@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::RwLock;
 
 /// The push service account the tests configure as an allowed caller.
@@ -83,13 +83,18 @@ pub fn with(mut claims: Value, key: &str, value: Value) -> Value {
     claims
 }
 
-/// The key endpoint: serves the key set the test puts in, counting fetches; 503 while empty.
+/// The key endpoint: serves the key set the test puts in, counting fetches; 503 while empty;
+/// never answers while `hang` is set.
 #[derive(Clone, Default)]
 pub struct KeyServer {
     /// The published keys (JWKs).
     pub set: Arc<RwLock<Vec<Value>>>,
     /// How many times the key set was fetched.
     pub fetches: Arc<AtomicUsize>,
+    /// Accept requests and never answer them, as an endpoint behind a partition does.
+    pub hang: Arc<AtomicBool>,
+    /// The `Cache-Control: max-age` it serves, in seconds (0: Google's usual 21600).
+    pub max_age: Arc<AtomicU64>,
 }
 
 impl KeyServer {
@@ -97,12 +102,22 @@ impl KeyServer {
     pub async fn serve(&self) -> String {
         async fn certs(State(k): State<KeyServer>) -> Response {
             k.fetches.fetch_add(1, Ordering::SeqCst);
+            if k.hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             let set = k.set.read().await.clone();
             if set.is_empty() {
                 return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
             }
+            let max_age = match k.max_age.load(Ordering::SeqCst) {
+                0 => 21600,
+                s => s,
+            };
             (
-                [("cache-control", "public, max-age=21600, must-revalidate")],
+                [(
+                    "cache-control",
+                    format!("public, max-age={max_age}, must-revalidate"),
+                )],
                 axum::Json(json!({"keys": set})),
             )
                 .into_response()

@@ -181,14 +181,60 @@ async fn unreachable_keys_are_a_retryable_503() {
     let (status, body, retry_after) =
         call(&url, Some(&k1.sign(&claims(AUDIENCE))), &json!({})).await;
     assert_eq!((status, retry_after), (503, true), "{body}");
+    // Right after a failed fetch the next one waits its backoff (1 s): still 503, no fetch.
+    let fetched = keys.fetched();
+    let (status, body, _) = call(&url, Some(&k1.sign(&claims(AUDIENCE))), &json!({})).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("next one"),
+        "{body}"
+    );
+    assert_eq!(keys.fetched(), fetched);
     // Once the keys are back, the same token passes: the failed fetch cached nothing.
     keys.set.write().await.push(k1.jwk());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         call(&url, Some(&k1.sign(&claims(AUDIENCE))), &json!({}))
             .await
             .0,
         200
     );
+}
+
+/// Stale keys cached and the key endpoint hanging: every push is still verified at once from
+/// the cache, and one background fetch at a time waits on the endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_key_endpoint_costs_no_request() {
+    let keys = KeyServer::default();
+    keys.max_age.store(1, std::sync::atomic::Ordering::SeqCst);
+    let k1 = Signer::new("k1");
+    keys.set.write().await.push(k1.jwk());
+    let url = serve_function(&keys.serve().await).await;
+    let token = k1.sign(&claims(AUDIENCE));
+    assert_eq!(call(&url, Some(&token), &json!({})).await.0, 200);
+    assert_eq!(keys.fetched(), 1);
+
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the keys are stale now
+    keys.hang.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let empty = json!({});
+    let concurrent = (0..40).map(|_| call(&url, Some(&token), &empty));
+    let statuses: Vec<u16> = futures::future::join_all(concurrent)
+        .await
+        .into_iter()
+        .map(|(s, _, _)| s)
+        .collect();
+    for _ in 0..40 {
+        assert_eq!(call(&url, Some(&token), &json!({})).await.0, 200);
+    }
+    eprintln!(
+        "80 pushes verified with the key endpoint hanging in {} ms; fetches started: {}",
+        started.elapsed().as_millis(),
+        keys.fetched() - 1
+    );
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // One refresh in flight at a time (the HTTP client gives up after 5 s, then backs off).
+    assert!(keys.fetched() - 1 <= 2, "{} fetches", keys.fetched() - 1);
 }
 
 #[tokio::test]

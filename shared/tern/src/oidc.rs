@@ -14,10 +14,13 @@
 //! | `TERN_OIDC_REFRESH_INTERVAL` | the shortest time between two key fetches caused by unknown key ids (default 10s) |
 //!
 //! The keys are fetched on first use and cached for the response's `Cache-Control: max-age`
-//! (1 hour when absent, 24 hours at most). A token whose `kid` is not in the cache triggers one
-//! refresh, at most every `TERN_OIDC_REFRESH_INTERVAL`, so forged key ids cannot turn into a request flood
-//! towards Google. A missing or invalid token is a 401 problem; keys that cannot be fetched are a
-//! 503 problem with `Retry-After`, so Pub/Sub retries rather than dead-letters the event.
+//! (1 hour when absent, 24 hours at most). Once stale they keep serving while one refresh runs
+//! in the background, backing off after failures (1 s doubling to a minute): a key endpoint that
+//! hangs costs no request any time. A token whose `kid` is not in the cache makes one request
+//! wait for a refresh, at most every `TERN_OIDC_REFRESH_INTERVAL`, so forged key ids cannot turn
+//! into a request flood towards Google; others arriving meanwhile are not queued behind it. A
+//! missing or invalid token is a 401 problem; keys that cannot be fetched are a 503 problem with
+//! `Retry-After`, so Pub/Sub retries rather than dead-letters the event.
 
 use crate::config::{ConfigError, Env, Setting};
 use crate::guard::{Guard, GuardLayer};
@@ -42,6 +45,8 @@ const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
 const LONGEST_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The longest wait between two failed key fetches.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// `TERN_OIDC`: whether calls must carry a Google-signed token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +96,8 @@ struct Verifier {
     refresh_interval: Duration,
     http: reqwest::Client,
     keys: RwLock<KeyCache>,
-    refresh: Mutex<()>,
+    /// Held by the one fetch that may run at a time.
+    refresh: Arc<Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +105,10 @@ struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
     max_age: Duration,
+    /// Fetches failed in a row.
+    failures: u32,
+    /// No fetch before this, after a failure.
+    retry_at: Option<Instant>,
 }
 
 impl KeyCache {
@@ -108,6 +118,13 @@ impl KeyCache {
     }
     fn fetched_within(&self, interval: Duration) -> bool {
         self.fetched_at.is_some_and(|at| at.elapsed() < interval)
+    }
+    fn backoff_left(&self) -> Option<Duration> {
+        self.retry_at
+            .and_then(|at| at.checked_duration_since(Instant::now()))
+    }
+    fn backing_off(&self) -> bool {
+        self.backoff_left().is_some()
     }
 }
 
@@ -193,7 +210,7 @@ impl GoogleOidc {
                 refresh_interval,
                 http,
                 keys: RwLock::new(KeyCache::default()),
-                refresh: Mutex::new(()),
+                refresh: Arc::new(Mutex::new(())),
             })),
         })
     }
@@ -243,7 +260,7 @@ fn check_jwks_url(url: &str) -> Result<(), ConfigError> {
 }
 
 impl Verifier {
-    async fn verify(&self, token: &str) -> Result<Caller, OidcError> {
+    async fn verify(self: &Arc<Self>, token: &str) -> Result<Caller, OidcError> {
         let head = jsonwebtoken::decode_header(token)
             .map_err(|e| OidcError::Invalid(format!("malformed token ({e})")))?;
         if head.alg != Algorithm::RS256 {
@@ -282,29 +299,80 @@ impl Verifier {
         Ok(Caller { email })
     }
 
-    /// The key for `kid`, refreshing the cache when it is stale or does not know `kid`.
-    async fn key(&self, kid: &str) -> Result<DecodingKey, OidcError> {
+    /// The key for `kid`. A known key is served from the cache even when the cache is stale:
+    /// a stale cache is refreshed in the background, one fetch at a time, with a backoff after
+    /// each failure, so a key endpoint that hangs never holds up a request. An unknown `kid`
+    /// (a rotation) makes one request wait for a fetch, no sooner than
+    /// `TERN_OIDC_REFRESH_INTERVAL` after the last one; while that fetch runs, or while a
+    /// failed fetch backs off, other requests for unknown keys get a 503 at once.
+    async fn key(self: &Arc<Self>, kid: &str) -> Result<DecodingKey, OidcError> {
+        let unknown = || OidcError::Invalid(format!("unknown signing key {kid:?}"));
         {
             let cache = self.keys.read().await;
-            if cache.fresh()
-                && let Some(k) = cache.keys.get(kid)
-            {
-                return Ok(k.clone());
-            }
-        }
-        let _single_flight = self.refresh.lock().await;
-        {
-            // Another request may have refreshed while this one waited.
-            let cache = self.keys.read().await;
-            if let Some(k) = cache.keys.get(kid)
-                && cache.fresh()
-            {
+            if let Some(k) = cache.keys.get(kid) {
+                if !cache.fresh() && !cache.backing_off() {
+                    self.refresh_in_background();
+                }
                 return Ok(k.clone());
             }
             if cache.fresh() && cache.fetched_within(self.refresh_interval) {
-                return Err(OidcError::Invalid(format!("unknown signing key {kid:?}")));
+                return Err(unknown());
+            }
+            if let Some(wait) = cache.backoff_left() {
+                return Err(if cache.fresh() {
+                    unknown()
+                } else {
+                    OidcError::KeysUnavailable(format!(
+                        "the last fetch failed; the next one is in {} ms",
+                        wait.as_millis()
+                    ))
+                });
             }
         }
+        let Ok(_single_flight) = self.refresh.clone().try_lock_owned() else {
+            return Err(OidcError::KeysUnavailable(
+                "the keys are being fetched".into(),
+            ));
+        };
+        {
+            // Another request may have refreshed just before this one took the lock.
+            let cache = self.keys.read().await;
+            if let Some(k) = cache.keys.get(kid) {
+                return Ok(k.clone());
+            }
+            if cache.fresh() && cache.fetched_within(self.refresh_interval) {
+                return Err(unknown());
+            }
+        }
+        self.refresh_now()
+            .await
+            .map_err(OidcError::KeysUnavailable)?;
+        self.keys
+            .read()
+            .await
+            .keys
+            .get(kid)
+            .cloned()
+            .ok_or_else(unknown)
+    }
+
+    /// Starts a refresh in the background unless one is running.
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(guard) = self.refresh.clone().try_lock_owned() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _single_flight = guard;
+            if !this.keys.read().await.fresh() {
+                let _ = this.refresh_now().await;
+            }
+        });
+    }
+
+    /// Fetches the keys and replaces the cache; on failure keeps the cached keys and backs off
+    /// (1 s, doubling, at most a minute). The caller holds the refresh lock.
+    async fn refresh_now(&self) -> Result<(), String> {
         match self.fetch().await {
             Ok((keys, max_age)) => {
                 tracing::info!(
@@ -312,26 +380,29 @@ impl Verifier {
                     max_age_s = max_age.as_secs(),
                     "fetched OIDC signing keys"
                 );
-                let mut cache = self.keys.write().await;
-                *cache = KeyCache {
+                *self.keys.write().await = KeyCache {
                     keys,
                     fetched_at: Some(Instant::now()),
                     max_age,
+                    failures: 0,
+                    retry_at: None,
                 };
-                cache
-                    .keys
-                    .get(kid)
-                    .cloned()
-                    .ok_or_else(|| OidcError::Invalid(format!("unknown signing key {kid:?}")))
+                Ok(())
             }
             Err(why) => {
-                tracing::warn!(url = %self.jwks_url, error = %why, "could not fetch OIDC signing keys");
-                // Stale keys are better than none while Google's endpoint is unreachable.
-                let cache = self.keys.read().await;
-                match cache.keys.get(kid) {
-                    Some(k) => Ok(k.clone()),
-                    None => Err(OidcError::KeysUnavailable(why)),
-                }
+                let mut cache = self.keys.write().await;
+                cache.failures = cache.failures.saturating_add(1);
+                let backoff = (Duration::from_secs(1) * 2u32.saturating_pow(cache.failures - 1))
+                    .min(MAX_BACKOFF);
+                cache.retry_at = Some(Instant::now() + backoff);
+                tracing::warn!(
+                    url = %self.jwks_url,
+                    error = %why,
+                    cached_keys = cache.keys.len(),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "could not fetch OIDC signing keys; cached keys stay in use"
+                );
+                Err(why)
             }
         }
     }
