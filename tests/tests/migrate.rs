@@ -55,6 +55,37 @@ async fn concurrent_runs_apply_each_migration_once() {
             .success()
     );
 
+    // A run waits for the lock longer than its statement timeout, as documented: another session
+    // holds it for 2 s while migrate runs with a 500 ms statement timeout.
+    let (holder, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    holder
+        .execute("SELECT pg_advisory_lock(1952805486)", &[])
+        .await
+        .unwrap();
+    let waiting = std::process::Command::new(bin_dir().join("migrate"))
+        .env_clear()
+        .env("DATABASE_URL", &url)
+        .env("DB_STATEMENT_TIMEOUT", "500ms")
+        .env("TERN_LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    holder
+        .execute("SELECT pg_advisory_unlock(1952805486)", &[])
+        .await
+        .unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // An applied migration whose text changed is refused, with a message saying what to do.
     db.execute(
         "UPDATE tern_migrations SET checksum = 'edited' WHERE version = 1",

@@ -35,6 +35,13 @@ async fn postgres_down_gives_fast_503s_and_recovers_without_a_restart() {
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["retry-after"], "1");
         assert_eq!(r.headers()["content-type"], "application/problem+json");
+        // The detail says what to do; the driver's text stays in the log.
+        let problem: serde_json::Value = r.json().await.unwrap();
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.to_lowercase().contains("retry after"), "{detail}");
+        for driver in ["os error", "refused", "error connecting", "timed out"] {
+            assert!(!detail.contains(driver), "{detail}");
+        }
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "took {:?}",
@@ -273,6 +280,24 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
                 ("MIGRATE_WAIT", "soon"),
             ],
             "MIGRATE_WAIT",
+        ),
+        (
+            "orders-create",
+            &[
+                ("DATABASE_URL", "postgres://u@h/d"),
+                ("PUBSUB_PROJECT", "p"),
+                ("OUTBOX_MAX_IN_FLIGHT", "0"),
+            ],
+            "OUTBOX_MAX_IN_FLIGHT",
+        ),
+        (
+            "outbox-relay",
+            &[
+                ("DATABASE_URL", "postgres://u@h/d"),
+                ("PUBSUB_PROJECT", "p"),
+                ("TERN_REQUEST_TIMEOUT", "8s"),
+            ],
+            "TERN_REQUEST_TIMEOUT",
         ),
     ];
     for (bin, env, var) in cases {

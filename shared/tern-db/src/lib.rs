@@ -137,12 +137,18 @@ impl Db {
 
     /// A connection from the pool, or a 503 problem when none can be had in time.
     pub async fn get(&self) -> Result<Client, Problem> {
+        // The detail says what the client can do; what the driver said goes to the log only.
         self.pool.get().await.map_err(|e| {
             let detail = match &e {
-                PoolError::Timeout(_) => "no database connection became free in time".to_owned(),
-                PoolError::Backend(b) => format!("the database cannot be reached: {b}"),
-                PoolError::Closed => "the database pool is closed (shutting down)".to_owned(),
-                other => format!("the database cannot be reached: {other}"),
+                PoolError::Timeout(_) => {
+                    "The service is busy: no database connection became free in time. Retry after the Retry-After delay."
+                }
+                PoolError::Closed => {
+                    "This instance is shutting down. Retry; another instance will answer."
+                }
+                _ => {
+                    "The database is unreachable. Nothing was changed; retry after the Retry-After delay."
+                }
             };
             tracing::warn!(error = %e, "database unavailable");
             Problem::unavailable(detail, self.retry_after)
@@ -223,7 +229,7 @@ pub fn problem(e: &tokio_postgres::Error) -> Problem {
     if is_transient(e) {
         tracing::warn!(error = %e, "database unavailable");
         return Problem::unavailable(
-            "the database is unavailable; try again",
+            "The database is unavailable. Retry after the Retry-After delay.",
             Duration::from_secs(2),
         );
     }

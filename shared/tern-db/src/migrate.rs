@@ -109,10 +109,14 @@ impl Migrator {
         Self { migrations }
     }
 
-    /// Applies whatever is missing, holding the advisory lock.
+    /// Applies whatever is missing, holding the advisory lock. Waiting for the lock is not
+    /// subject to `DB_STATEMENT_TIMEOUT`: a second run waits for the first however long its
+    /// migrations take (the Job's own deadline bounds it), then finds nothing left to do.
     pub async fn run(&self, client: &mut Client) -> Result<MigrateReport, MigrateError> {
         client
-            .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+            .batch_execute(&format!(
+                "SET statement_timeout = 0; SELECT pg_advisory_lock({LOCK_KEY}); RESET statement_timeout"
+            ))
             .await?;
         let result = self.run_locked(client).await;
         // The lock is session-level: release it whatever happened.
