@@ -201,3 +201,77 @@ async fn a_poison_row_is_set_aside_and_blocks_nothing() {
     let ids: BTreeSet<String> = msgs.iter().map(|m| attr(m, "ce-id")).collect();
     assert_eq!((msgs.len(), ids.len()), (300, 300), "each good row once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_hanging_gives_fast_503s_and_recovers() {
+    let pg = own_postgres("pg-frozen").await;
+    let emulator = own_emulator();
+    let mut sys = System::on(&pg, &emulator.addr).await;
+    // DB_WAIT_TIMEOUT and DB_CONNECT_TIMEOUT are 1 s in tests.
+    sys.set("DB_STATEMENT_TIMEOUT", "2s");
+    let create = sys.start("orders-create");
+    let get = sys.start("orders-get");
+    let o: serde_json::Value = sys
+        .create_order(&create, &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = format!("{get}/api/orders/{}", o["id"].as_str().unwrap());
+    // Warm both pools: every connection idle and trusted when the server freezes.
+    for _ in 0..20 {
+        assert_eq!(sys.http.get(&url).send().await.unwrap().status(), 200);
+    }
+
+    pg.freeze();
+    let started = std::time::Instant::now();
+    let calls = (0..24).map(|i| {
+        let (http, url, create) = (&sys.http, &url, &create);
+        async move {
+            let t = std::time::Instant::now();
+            let r = if i % 2 == 0 {
+                http.get(url).timeout(Duration::from_secs(60)).send().await
+            } else {
+                http.post(format!("{create}/api/orders"))
+                    .json(&order_body())
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+            };
+            let r = r.expect("an answer");
+            (
+                r.status().as_u16(),
+                r.headers().contains_key("retry-after"),
+                t.elapsed(),
+            )
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let slowest = answers.iter().map(|a| a.2).max().unwrap();
+    eprintln!(
+        "frozen PostgreSQL: {:?}; slowest answer {} ms, all in {} ms",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+        slowest.as_millis(),
+        started.elapsed().as_millis()
+    );
+    for (status, retry_after, _) in &answers {
+        assert_eq!((*status, *retry_after), (503, true));
+    }
+    let ready = sys
+        .http
+        .get(format!("{}/_tern/ready", sys.pod_url("orders-get")))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while the database hangs");
+
+    pg.thaw();
+    eventually(
+        "recovery without a restart",
+        Duration::from_secs(30),
+        || async { (sys.http.get(&url).send().await.ok()?.status() == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(sys.create_order(&create, &order_body()).await.status(), 201);
+}

@@ -46,6 +46,9 @@ pub struct DbConfig {
     pub wait_timeout: Duration,
     /// `DB_RETRY_AFTER` (default 2s): the `Retry-After` of a 503 when the database is unavailable.
     pub retry_after: Duration,
+    /// `DB_STALL_TIMEOUT` (default `DB_STATEMENT_TIMEOUT` + 2s): a connection whose server owes
+    /// an answer and sent nothing for this long is closed. `None`: never (the migrate job).
+    pub stall_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for DbConfig {
@@ -119,6 +122,24 @@ impl DbConfig {
         if pool_size == 0 {
             return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
         }
+        // With no statement timeout, a query may legitimately run for ever: no default stall.
+        let stall_default = if statement_timeout.is_zero() {
+            Duration::ZERO
+        } else {
+            statement_timeout + Duration::from_secs(2)
+        };
+        let stall_timeout: Duration = env.or("DB_STALL_TIMEOUT", stall_default)?;
+        if !statement_timeout.is_zero()
+            && !stall_timeout.is_zero()
+            && stall_timeout <= statement_timeout
+        {
+            return Err(ConfigError::new(
+                "DB_STALL_TIMEOUT",
+                format!(
+                    "{stall_timeout:?} would cut queries the server is still running; make it longer than DB_STATEMENT_TIMEOUT ({statement_timeout:?})"
+                ),
+            ));
+        }
         Ok(Self {
             pg,
             ssl_mode,
@@ -127,6 +148,7 @@ impl DbConfig {
             connect_timeout,
             wait_timeout: env.or("DB_WAIT_TIMEOUT", Duration::from_secs(2))?,
             retry_after: env.or("DB_RETRY_AFTER", Duration::from_secs(2))?,
+            stall_timeout: (!stall_timeout.is_zero()).then_some(stall_timeout),
         })
     }
 }
@@ -192,6 +214,31 @@ mod tests {
         assert_eq!(
             cfg(&[url, ("DB_WAIT_TIMEOUT", "2")]).await.unwrap_err().var,
             "DB_WAIT_TIMEOUT"
+        );
+        assert_eq!(
+            cfg(&[url, ("DB_STALL_TIMEOUT", "5s")])
+                .await
+                .unwrap_err()
+                .var,
+            "DB_STALL_TIMEOUT",
+            "shorter than the statement timeout (10 s)"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stall_timeout_follows_the_statement_timeout() {
+        let url = ("DATABASE_URL", "postgres://u@h/d");
+        let stall = async |pairs: &[(&str, &str)]| cfg(pairs).await.unwrap().stall_timeout;
+        assert_eq!(stall(&[url]).await, Some(Duration::from_secs(12)));
+        assert_eq!(
+            stall(&[url, ("DB_STATEMENT_TIMEOUT", "2s")]).await,
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(stall(&[url, ("DB_STATEMENT_TIMEOUT", "0s")]).await, None);
+        assert_eq!(stall(&[url, ("DB_STALL_TIMEOUT", "0s")]).await, None);
+        assert_eq!(
+            stall(&[url, ("DB_STALL_TIMEOUT", "30s")]).await,
+            Some(Duration::from_secs(30))
         );
     }
 }

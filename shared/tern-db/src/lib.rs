@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod migrate;
+mod stall;
 mod tls;
 
 pub use config::{DbConfig, SslMode};
@@ -96,11 +97,24 @@ impl Db {
             // drops the connection.
             recycling_method: RecyclingMethod::Fast,
         };
+        // Every connection is made over a socket that gives up on a server that stopped
+        // answering (`stall.rs`).
+        let stall = cfg.stall_timeout;
         let manager = match tls::client_config(cfg)? {
-            None => Manager::from_config(cfg.pg.clone(), tokio_postgres::NoTls, mgr_cfg),
-            Some(tls) => Manager::from_config(
+            None => Manager::from_connect(
                 cfg.pg.clone(),
-                tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                stall::WatchedConnect {
+                    tls: tokio_postgres::NoTls,
+                    stall,
+                },
+                mgr_cfg,
+            ),
+            Some(tls) => Manager::from_connect(
+                cfg.pg.clone(),
+                stall::WatchedConnect {
+                    tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+                    stall,
+                },
                 mgr_cfg,
             ),
         };

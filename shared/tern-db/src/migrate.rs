@@ -16,7 +16,10 @@ use tokio_postgres::Client;
 /// then applies `migrations`. A bad setting is a [`StartError::Config`] (exit 2); a database
 /// that stays unreachable or a migration that fails is [`StartError::Failed`] (exit 1).
 pub async fn job(ctx: Context, migrations: &[Migration]) -> Result<(), StartError> {
-    let cfg = DbConfig::from_env(ctx.env()).await?;
+    let mut cfg = DbConfig::from_env(ctx.env()).await?;
+    // The lock wait has no statement timeout (`Migrator::run`): the server sends nothing while
+    // another run holds it, which is not a stall.
+    cfg.stall_timeout = None;
     let wait: Duration = ctx.env().or("MIGRATE_WAIT", Duration::from_secs(60))?;
     let db = Db::from_config(&cfg)?;
     let deadline = Instant::now() + wait;
