@@ -3,9 +3,11 @@
 //! On SIGTERM or SIGINT:
 //! 1. readiness turns 503 at once;
 //! 2. requests are still accepted for `TERN_DRAIN_DELAY`, while the routing layer notices;
-//! 3. the listener closes; in-flight requests finish, bounded by `TERN_GRACE_PERIOD`;
+//! 3. the listener closes; in-flight requests finish, bounded by `TERN_GRACE_PERIOD`; once it is
+//!    over, connections still open are closed and their handlers dropped;
 //! 4. background tasks (publishing after commit) finish, within what is left of the grace period;
-//! 5. shutdown hooks run: the pool closes, the Pub/Sub publisher flushes;
+//! 5. shutdown hooks run, with no handler left running: the pool closes, the Pub/Sub publisher
+//!    flushes;
 //! 6. [`crate::run`] drops the log guard, which flushes the logs, and the process exits 0.
 
 use crate::conn::{Guarded, Watched, too_large};
@@ -30,7 +32,10 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
     let limits = ctx.config().conn;
     let builder = limits.builder();
     let graceful = GracefulShutdown::new();
+    // Every connection's task, so that those still open after the grace period can be closed.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -71,7 +76,7 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, peer = %peer, "connection ended with an error");
             }
@@ -89,7 +94,14 @@ pub async fn serve(listener: TcpListener, router: Router, ctx: Context) {
         .await
         .is_err()
     {
-        tracing::warn!("grace period over with requests still in flight; closing them");
+        // Close them before the hooks run: a handler must not outlive the pool it uses.
+        let open = connections.len();
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+        tracing::warn!(
+            connections = open,
+            "grace period over with requests still in flight; their connections are closed"
+        );
     }
     let left = deadline.saturating_duration_since(Instant::now());
     if tokio::time::timeout(left, ctx.wait_for_tasks())

@@ -241,3 +241,70 @@ async fn a_plain_async_fn_is_a_function_too() {
         .unwrap();
     assert_eq!(text, "you asked for /anything");
 }
+
+/// After the grace period, connections still open are closed and their handlers dropped before
+/// the shutdown hooks run (the pool closes in one): no handler outlives what it uses.
+#[tokio::test]
+async fn after_the_grace_period_handlers_are_dropped_before_the_hooks_run() {
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let in_handler = Arc::new(tokio::sync::Notify::new());
+    let app = {
+        let (dropped, in_handler) = (dropped.clone(), in_handler.clone());
+        Router::new().route(
+            "/stuck",
+            get(move || {
+                let guard = SetOnDrop(dropped.clone());
+                let in_handler = in_handler.clone();
+                async move {
+                    let _guard = guard;
+                    in_handler.notify_one();
+                    std::future::pending::<()>().await;
+                    "never"
+                }
+            }),
+        )
+    };
+    let ctx = Context::for_env(Env::from_pairs([
+        ("TERN_GRACE_PERIOD", "200ms"),
+        ("TERN_REQUEST_TIMEOUT", "60s"),
+    ]))
+    .unwrap();
+    let seen_by_hook = Arc::new(AtomicBool::new(false));
+    {
+        let (dropped, seen) = (dropped.clone(), seen_by_hook.clone());
+        ctx.on_shutdown("check", move || async move {
+            seen.store(dropped.load(Ordering::SeqCst), Ordering::SeqCst);
+        });
+    }
+    let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .unwrap();
+    let url = format!("http://{}/stuck", listener.local_addr().unwrap());
+    let server = tokio::spawn(tern::platform::serve(
+        listener,
+        tern::platform::assemble(app, &ctx),
+        ctx.clone(),
+    ));
+    let client = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    in_handler.notified().await;
+    ctx.stopping().cancel();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops after the grace period")
+        .unwrap();
+    assert!(dropped.load(Ordering::SeqCst), "the handler was dropped");
+    assert!(
+        seen_by_hook.load(Ordering::SeqCst),
+        "the handler was gone before the shutdown hooks ran"
+    );
+    assert!(
+        client.await.unwrap().is_err(),
+        "the client sees its connection closed"
+    );
+}
