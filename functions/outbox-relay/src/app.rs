@@ -4,12 +4,14 @@ use axum::{Json, Router, routing::post};
 use std::time::{Duration, Instant};
 use tern::{ConfigError, Context, Problem, StartError};
 use tern_db::Db;
-use tern_events::Outbox;
+use tern_events::{Outbox, Retention};
 
 #[derive(Clone)]
 struct App {
     ctx: Context,
     outbox: Outbox,
+    db: Db,
+    retention: Retention,
     batch_size: i64,
     max_batches: u32,
 }
@@ -20,6 +22,7 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     if batch_size == 0 {
         return Err(ConfigError::new("RELAY_BATCH_SIZE", "must be at least 1").into());
     }
+    let retention = Retention::from_env(ctx.env())?;
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
     // A flush must finish inside the request timeout with at least one batch.
@@ -37,6 +40,8 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let app = App {
         ctx: ctx.clone(),
         outbox,
+        db,
+        retention,
         batch_size: i64::from(batch_size),
         max_batches,
     };
@@ -48,8 +53,9 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
         .with_state(app))
 }
 
-/// Publishes due rows. 200 with the counts; 503 when Pub/Sub failed to answer and nothing could
-/// be published (an outage), so the scheduler records a failed run and alerting sees it. Rows
+/// Publishes due rows, then prunes what is past its retention window (`Retention`) with the
+/// time left. 200 with the counts; 503 when Pub/Sub failed to answer and nothing could be
+/// published (an outage), so the scheduler records a failed run and alerting sees it. Rows
 /// Pub/Sub refuses are retried with backoff and set aside after `OUTBOX_SET_ASIDE_AFTER`
 /// refusals, counted in `set_aside` and `set_aside_total`; they never block the others.
 async fn flush(State(app): State<App>) -> Result<Response, Problem> {
@@ -59,9 +65,19 @@ async fn flush(State(app): State<App>) -> Result<Response, Problem> {
     let deadline = Instant::now() + app.ctx.config().request_timeout;
     let outbox = app.outbox.clone();
     let (batch_size, max_batches) = (app.batch_size, app.max_batches);
-    let report = app
+    let (db, retention) = (app.db.clone(), app.retention);
+    let (report, pruned) = app
         .ctx
-        .spawn(async move { outbox.flush(batch_size, max_batches, Some(deadline)).await })
+        .spawn(async move {
+            let report = outbox
+                .flush(batch_size, max_batches, Some(deadline))
+                .await?;
+            // Pruning deletes in small statements; leave a few seconds for the answer.
+            let pruned = retention
+                .prune(&db, deadline - Duration::from_secs(3))
+                .await?;
+            Ok::<_, Problem>((report, pruned))
+        })
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "the flush task failed");
@@ -84,6 +100,7 @@ async fn flush(State(app): State<App>) -> Result<Response, Problem> {
         "out_of_time": report.out_of_time,
         "pending": counts.pending,
         "set_aside_total": counts.set_aside,
+        "pruned": pruned,
     }))
     .into_response())
 }

@@ -12,10 +12,12 @@ pub mod inbox;
 pub mod incoming;
 pub mod outbox;
 pub mod publisher;
+pub mod retention;
 
 pub use incoming::{DomainEvent, PushEnvelope, PushMessage};
 pub use outbox::{FlushReport, Outbox, OutboxCounts, OutboxPolicy, OutboxTx};
 pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
+pub use retention::Retention;
 
 use tern::{Context, StartError};
 use tern_db::Db;

@@ -133,10 +133,10 @@ impl Setting for bool {
     }
 }
 
-/// A duration written with a unit: `250ms`, `5s`, `2m`. A bare number is rejected so
-/// nobody has to guess the unit.
+/// A duration written with a unit: `250ms`, `5s`, `2m`, `48h`, `8d`. A bare number is rejected
+/// so nobody has to guess the unit.
 impl Setting for Duration {
-    const EXPECTED: &'static str = "a duration with a unit such as 250ms, 5s or 2m";
+    const EXPECTED: &'static str = "a duration with a unit such as 250ms, 5s, 2m, 48h or 8d";
     fn parse(raw: &str) -> Result<Self, String> {
         let raw_t = raw.trim();
         let split = raw_t
@@ -148,6 +148,8 @@ impl Setting for Duration {
             "ms" => Ok(Duration::from_millis(n)),
             "s" => Ok(Duration::from_secs(n)),
             "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+            "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+            "d" => Ok(Duration::from_secs(n.saturating_mul(86_400))),
             _ => Err(expected::<Self>(raw)),
         }
     }
@@ -338,8 +340,10 @@ mod tests {
         assert_eq!(Duration::parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(Duration::parse("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(Duration::parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(Duration::parse("48h"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(Duration::parse("8d"), Ok(Duration::from_secs(691_200)));
         assert!(Duration::parse("5").is_err());
-        assert!(Duration::parse("5h").is_err());
+        assert!(Duration::parse("5w").is_err());
         assert!(Duration::parse("s").is_err());
         let env = Env::from_pairs([("TERN_GRACE_PERIOD", "soon")]);
         let err = RuntimeConfig::from_env(&env, "x").unwrap_err();
