@@ -329,3 +329,95 @@ async fn pages_carry_security_headers_and_escape_input() {
             .starts_with("text/html")
     );
 }
+
+/// ISO 4217 minor units (issue 13): a yen price has no decimals, and the pages show yen as yen.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_form_and_pages_use_each_currencys_own_decimals() {
+    let mut sys = System::new().await;
+    let web = sys.start("web");
+    let home = sys.http.get(format!("{web}/")).send().await.unwrap();
+    let cookie = home.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = home.text().await.unwrap();
+    let token = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let origin = sys.router.clone();
+    let post = |currency: &'static str, price: &'static str| {
+        let form = vec![
+            ("csrf", token.clone()),
+            ("customer_email", "yuki@example.com".to_owned()),
+            ("currency", currency.to_owned()),
+            ("sku_0", "TEA-GYOKURO".to_owned()),
+            ("quantity_0", "2".to_owned()),
+            ("price_0", price.to_owned()),
+        ];
+        sys.http
+            .post(format!("{web}/orders"))
+            .header("cookie", &cookie)
+            .header("origin", &origin)
+            .form(&form)
+            .send()
+    };
+
+    // Yen have no minor unit: 12.50 JPY is refused, saying what a yen price looks like.
+    let r = post("JPY", "12.50").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("must look like 1250 in JPY"), "{page}");
+
+    // 1250 JPY × 2 is 2500 yen: stored as 2500 minor units, shown as 2500 JPY.
+    let r = post("JPY", "1250").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.trim_start_matches("/orders/").to_owned();
+    let page = sys
+        .http
+        .get(format!("{web}{location}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("1250 JPY") && page.contains("2500 JPY"),
+        "{page}"
+    );
+    let total: i64 = sys
+        .sql()
+        .await
+        .query_one("SELECT total_cents FROM orders WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 2500);
+
+    // Euros keep their cents: 12.5 EUR × 2 is 2500 cents, shown as 25.00 EUR.
+    let r = post("EUR", "12.5").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let page = sys
+        .http
+        .get(format!("{web}{location}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("12.50 EUR") && page.contains("25.00 EUR"),
+        "{page}"
+    );
+}

@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use orders_domain::id::is_order_id;
-use orders_domain::{NewItem, NewOrder, OrderError, repo};
+use orders_domain::{NewItem, NewOrder, OrderError, currency, repo};
 use std::collections::HashMap;
 use tern::{ConfigError, Context, Problem, StartError};
 use tern_db::Db;
@@ -147,12 +147,23 @@ async fn create(
             continue;
         }
         let quantity = qty.parse::<u32>().ok();
-        let cents = parse_price(&price);
+        // ISO 4217 minor units decide the decimals: 12.50 EUR, 1250 JPY, 12.500 KWD. An unknown
+        // currency is reported once by the order's own validation.
+        let currency = if currency::is_iso4217(&values.currency) {
+            values.currency.as_str()
+        } else {
+            "EUR"
+        };
+        let cents = currency::parse(&price, currency);
         if quantity.is_none() {
             errors.push(format!("Item {}: quantity must be a whole number.", i + 1));
         }
         if cents.is_none() {
-            errors.push(format!("Item {}: unit price must look like 12.50.", i + 1));
+            errors.push(format!(
+                "Item {}: unit price must look like {} in {currency}.",
+                i + 1,
+                currency::example(currency)
+            ));
         }
         if let (Some(quantity), Some(unit_price_cents)) = (quantity, cents) {
             items.push(NewItem {
@@ -193,24 +204,6 @@ async fn create(
         .await?;
     tracing::info!(order_id = %created.order.id, "order created from the web form");
     Ok(Redirect::to(&format!("/orders/{}", created.order.id)).into_response())
-}
-
-/// `12`, `12.5`, `12.50` → cents.
-fn parse_price(s: &str) -> Option<i64> {
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty()
-        || frac.len() > 2
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let frac = format!("{frac:0<2}");
-    whole
-        .parse::<i64>()
-        .ok()?
-        .checked_mul(100)?
-        .checked_add(frac.parse::<i64>().ok()?)
 }
 
 async fn order(State(app): State<App>, Path(id): Path<String>) -> Result<Response, Problem> {
@@ -259,17 +252,4 @@ async fn stylesheet(Path(file): Path<String>) -> Response {
         CSS,
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn prices() {
-        assert_eq!(super::parse_price("12"), Some(1200));
-        assert_eq!(super::parse_price("12.5"), Some(1250));
-        assert_eq!(super::parse_price("0.07"), Some(7));
-        for bad in ["", ".5", "1.234", "-1", "1e3", "abc"] {
-            assert_eq!(super::parse_price(bad), None, "{bad}");
-        }
-    }
 }

@@ -70,7 +70,9 @@ pub fn home(
         let sel = if c == chosen { " selected" } else { "" };
         body.push_str(&format!("<option{sel}>{c}</option>"));
     }
-    body.push_str("</select>");
+    body.push_str(
+        "</select><p class=\"hint\">Unit prices in the currency's own decimals: 12.50 EUR, 1250 JPY.</p>",
+    );
     for i in 0..LINES {
         let (sku, qty, price) = values.lines.get(i).cloned().unwrap_or_default();
         let (sku, qty, price) = if i == 0 && sku.is_empty() && values.lines.is_empty() {
@@ -144,13 +146,9 @@ pub fn forbidden() -> String {
     )
 }
 
-fn money(cents: i64, currency: &str) -> String {
-    format!(
-        "{}.{:02} {}",
-        cents / 100,
-        (cents % 100).abs(),
-        esc(currency)
-    )
+/// An amount in minor units as people write it, with the currency's own decimals (ISO 4217).
+fn money(minor: i64, currency: &str) -> String {
+    esc(&orders_domain::currency::format(minor, currency))
 }
 
 trait StatusStr {
