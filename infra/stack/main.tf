@@ -125,6 +125,7 @@ module "cloudsql" {
   tier                        = var.database.tier
   disk_size_gb                = var.database.disk_size_gb
   backup_retention_count      = var.database.backup_retention_count
+  max_connections             = var.database.max_connections
   user_password               = module.secrets.database_password
   replica_region              = var.standby == null ? null : var.standby.region
   deletion_protection         = var.deletion_protection

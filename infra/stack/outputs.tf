@@ -23,6 +23,11 @@ output "cloudsql_private_ip" {
   value       = module.cloudsql.private_ip
 }
 
+output "cloudsql_max_connections" {
+  description = "Chart database.maxConnections: the budget the functions' pools must fit in."
+  value       = var.database.max_connections
+}
+
 output "cloudsql_replica_private_ip" {
   description = "Chart database.host in env/prod-standby.yaml; null without a standby."
   value       = module.cloudsql.replica_private_ip

@@ -78,6 +78,7 @@ variable "database" {
     tier                   = optional(string, "db-custom-2-8192")
     disk_size_gb           = optional(number, 20)
     backup_retention_count = optional(number, 14)
+    max_connections        = optional(number, 400)
   })
   default = {}
 }

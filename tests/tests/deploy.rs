@@ -851,3 +851,75 @@ fn the_router_routes_as_the_rendered_httproutes_do() {
         );
     }
 }
+
+/// The connection budget (issue 13): every function with a database at its max-scale, each
+/// instance with a full pool, plus the reserve, fits in the database's `max_connections`; the
+/// chart's `database.maxConnections` is what `infra/envs/<env>` sets; a pool too large for the
+/// budget fails to render.
+#[test]
+fn the_connection_budget_fits_the_databases_max_connections() {
+    let defaults = values_file(FUNCTIONS_CHART, "values.yaml");
+    for (target, files) in TARGETS {
+        let env = target.trim_end_matches("-standby");
+        let infra = std::fs::read_to_string(root().join(format!("infra/envs/{env}/main.tf")))
+            .expect("the environment's OpenTofu root");
+        let infra_max: i64 = infra
+            .split("max_connections")
+            .nth(1)
+            .and_then(|rest| {
+                rest.trim_start()
+                    .trim_start_matches('=')
+                    .trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("infra/envs/{env} sets database.max_connections"));
+        // The value files in order over the defaults, as Helm merges them.
+        let mut database = defaults["database"].clone();
+        for f in files {
+            if let Some(over) = values_file(FUNCTIONS_CHART, f)["database"].as_object() {
+                for (k, v) in over {
+                    database[k] = v.clone();
+                }
+            }
+        }
+        let chart_max = database["maxConnections"].as_i64().unwrap();
+        assert_eq!(
+            chart_max, infra_max,
+            "{target}: database.maxConnections and infra/envs/{env}'s max_connections differ"
+        );
+        let reserved = database["reservedConnections"].as_i64().unwrap();
+        // What the rendered Services would open at most.
+        let docs = docs(&functions(target));
+        let mut pools = 0;
+        for svc in of_kind(&docs, "Service")
+            .into_iter()
+            .filter(|s| s["apiVersion"] == "serving.knative.dev/v1")
+        {
+            let template = &svc["spec"]["template"];
+            let max: i64 = template["metadata"]["annotations"]["autoscaling.knative.dev/max-scale"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let env = env_of(&template["spec"]["containers"][0]);
+            if let Some(pool) = env.get("DB_POOL_SIZE") {
+                pools += max * pool.parse::<i64>().unwrap();
+            }
+        }
+        assert!(pools > 0, "{target}: no function has a pool");
+        assert!(
+            pools + reserved <= chart_max,
+            "{target}: {pools} pooled connections + {reserved} reserved > {chart_max}"
+        );
+        eprintln!("{target}: {pools} pooled + {reserved} reserved of {chart_max}");
+    }
+    let err = helm_template(FUNCTIONS_CHART, &["env/prod.yaml"], &["database.poolSize=8"])
+        .expect_err("prod with 8 connections per instance exceeds 400");
+    assert!(
+        err.contains("connection budget is exceeded") && err.contains("infra/envs/prod"),
+        "{err}"
+    );
+}

@@ -16,6 +16,6 @@ module "tern" {
   hosts               = var.hosts
   dns_zone            = var.dns_zone
   node_pool           = { machine_type = "e2-standard-2", min_nodes = 3, max_nodes = 6, spot = true }
-  database            = { tier = "db-custom-1-3840", backup_retention_count = 7 }
+  database            = { tier = "db-custom-1-3840", backup_retention_count = 7, max_connections = 200 }
   external_publishers = var.external_publishers
 }

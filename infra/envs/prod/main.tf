@@ -23,7 +23,7 @@ module "tern" {
   hosts               = var.hosts
   dns_zone            = var.dns_zone
   node_pool           = { machine_type = "e2-standard-4", min_nodes = 3, max_nodes = 12 }
-  database            = { tier = "db-custom-2-8192", backup_retention_count = 30 }
+  database            = { tier = "db-custom-2-8192", backup_retention_count = 30, max_connections = 400 }
   external_publishers = var.external_publishers
   active_region       = var.active_region
   alert_channels      = var.alert_channels

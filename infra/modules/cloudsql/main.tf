@@ -46,6 +46,12 @@ resource "google_sql_database_instance" "primary" {
       record_client_address   = false
     }
 
+    # The connection budget the chart checks its pools against (knative/chart/tern-functions,
+    # database.maxConnections; tests/tests/deploy.rs compares the two).
+    database_flags {
+      name  = "max_connections"
+      value = tostring(var.max_connections)
+    }
     # The logging and audit flags the CIS checks ask for, and that an incident needs.
     database_flags {
       name  = "log_checkpoints"
@@ -157,7 +163,13 @@ resource "google_sql_database_instance" "replica" {
 
     # The logging and audit flags the CIS checks ask for, and that an incident needs: the same
     # as the primary's, written out because checkov (3.3.30) does not resolve a `dynamic` block
-    # built from a local (tried: 8 checks per instance then fail).
+    # built from a local (tried: 8 checks per instance then fail). A replica must allow at
+    # least the primary's max_connections (a PostgreSQL hot standby refuses to start otherwise),
+    # and after a failover it serves the same pools.
+    database_flags {
+      name  = "max_connections"
+      value = tostring(var.max_connections)
+    }
     database_flags {
       name  = "log_checkpoints"
       value = "on"

@@ -43,6 +43,16 @@ variable "tier" {
   default     = "db-custom-2-8192"
 }
 
+variable "max_connections" {
+  description = "PostgreSQL max_connections on the primary and the replica: what the chart's pools (max instances x pool size per function, plus a reserve) must fit in."
+  type        = number
+  default     = 400
+  validation {
+    condition     = var.max_connections >= 50 && var.max_connections <= 4000
+    error_message = "max_connections must be between 50 and 4000."
+  }
+}
+
 variable "disk_size_gb" {
   description = "Initial disk size; it grows automatically."
   type        = number
