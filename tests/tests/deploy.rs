@@ -916,8 +916,12 @@ fn the_connection_budget_fits_the_databases_max_connections() {
         );
         eprintln!("{target}: {pools} pooled + {reserved} reserved of {chart_max}");
     }
-    let err = helm_template(FUNCTIONS_CHART, &["env/prod.yaml"], &["database.poolSize=8"])
-        .expect_err("prod with 8 connections per instance exceeds 400");
+    let err = helm_template(
+        FUNCTIONS_CHART,
+        &["env/prod.yaml"],
+        &["database.poolSize=8"],
+    )
+    .expect_err("prod with 8 connections per instance exceeds 400");
     assert!(
         err.contains("connection budget is exceeded") && err.contains("infra/envs/prod"),
         "{err}"

@@ -1,28 +1,40 @@
-//! Events in: CloudEvents 1.0 over HTTP (binary and structured mode) and the Pub/Sub push
-//! envelope, all turned into the one shape a handler sees: [`DomainEvent`].
+//! Events in, from any producer, in three shapes a handler can take (`docs/events.md`, "Which
+//! producers get which"):
 //!
-//! Pub/Sub deliveries are `google.cloud.pubsub.topic.v1.messagePublished` events, whether they
-//! arrive as a push request (`{"message": {...}, "subscription": "..."}`) or as the CloudEvent
-//! Eventarc makes of one. Their message carries the producer's own CloudEvent in the Pub/Sub
-//! binding's attributes (`ce-id`, `ce-type`, ...) and data; that inner event is what the
-//! handler gets. Any other CloudEvent (from Knative Eventing, say) is the domain event itself.
+//! - [`DomainEvent`]: a CloudEvent with JSON data: Tern's own events, and any producer that
+//!   publishes CloudEvents with JSON data. The convenient path.
+//! - [`CloudEvent`]: any CloudEvent 1.0, with its `datacontenttype`, `dataschema`, extensions
+//!   and data of any content type (JSON, text or bytes).
+//! - [`PubSubMessage`]: a plain Pub/Sub message, whatever its producer (`gcloud pubsub topics
+//!   publish`, a client library, Cloud Storage notifications, Cloud Build): data as bytes, the
+//!   attributes, ordering key, message id, publish time and delivery attempt.
 //!
-//! Anything malformed is a 400 `invalid-event` problem: a permanent failure that Pub/Sub
-//! retries up to the subscription's budget and then moves to the dead-letter topic.
+//! Each is an axum extractor and accepts every way the message can arrive: a Pub/Sub push
+//! request (`{"message": {...}, "subscription": "..."}`), Eventarc's
+//! `google.cloud.pubsub.topic.v1.messagePublished` CloudEvent carrying that same message, and,
+//! for the CloudEvent shapes, a CloudEvent POSTed directly in binary or structured mode (Knative
+//! Eventing). A Pub/Sub message carries its CloudEvent in the Pub/Sub protocol binding: `ce-*`
+//! attributes and the data (binary mode), or the whole event as `application/cloudevents+json`
+//! data (structured mode).
+//!
+//! Anything malformed is a 400 `invalid-event` problem (415 for a content type that is neither):
+//! a permanent failure that Pub/Sub retries up to the subscription's budget and then moves to
+//! the dead-letter topic.
 
 use crate::MESSAGE_PUBLISHED;
 use axum::extract::{FromRequest, Request};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event};
 use http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tern::Problem;
 
-/// The CloudEvent a producer published, with where it came from.
+/// The CloudEvent a producer published, with JSON data, and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DomainEvent {
     /// `id`: unique per `source`; the idempotency key of the effect.
@@ -50,6 +62,11 @@ pub struct Delivery {
     pub subscription: String,
     /// When it was published.
     pub publish_time: Option<DateTime<Utc>>,
+    /// The message's ordering key, when it was published with one.
+    pub ordering_key: Option<String>,
+    /// How many times Pub/Sub has tried to deliver it (push subscriptions with a dead-letter
+    /// policy say so; 1 on the first try).
+    pub delivery_attempt: Option<u32>,
 }
 
 impl DomainEvent {
@@ -61,6 +78,111 @@ impl DomainEvent {
                 format!("the event data does not fit type {}: {e}", self.ty),
             )
         })
+    }
+}
+
+/// A CloudEvent's data, as it came.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    /// JSON (`datacontenttype` `application/json` or `…+json`, or a structured-mode event's
+    /// `data` member).
+    Json(serde_json::Value),
+    /// Text (`data` of a structured-mode event that is a JSON string, not JSON content).
+    Text(String),
+    /// Bytes, in any other content type (`data_base64`, a binary-mode body, a Pub/Sub message's
+    /// data).
+    Binary(Bytes),
+}
+
+/// Any CloudEvent 1.0, with everything it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEvent {
+    /// `id`.
+    pub id: String,
+    /// `source`.
+    pub source: String,
+    /// `type`.
+    pub ty: String,
+    /// `subject`.
+    pub subject: Option<String>,
+    /// `time`.
+    pub time: Option<DateTime<Utc>>,
+    /// `datacontenttype`, such as `application/json` or `application/avro`.
+    pub datacontenttype: Option<String>,
+    /// `dataschema`: a URI of the schema the data follows.
+    pub dataschema: Option<String>,
+    /// Extension attributes (`traceparent`, `partitionkey`, a producer's own), by name, as text.
+    pub extensions: BTreeMap<String, String>,
+    /// The data, if any.
+    pub data: Option<EventData>,
+    /// The Pub/Sub delivery, when it came through Pub/Sub.
+    pub delivery: Option<Delivery>,
+}
+
+impl CloudEvent {
+    /// The data as JSON: JSON data as it is, text or bytes parsed as JSON; a 400 `invalid-event`
+    /// problem when there is none or it is not JSON.
+    pub fn data_json(&self) -> Result<serde_json::Value, Problem> {
+        json_of(self.data.as_ref())
+    }
+
+    /// The data as bytes, whatever its kind (JSON serialized compactly).
+    pub fn data_bytes(&self) -> Bytes {
+        match &self.data {
+            Some(EventData::Json(v)) => Bytes::from(serde_json::to_vec(v).unwrap_or_default()),
+            Some(EventData::Text(s)) => Bytes::from(s.clone()),
+            Some(EventData::Binary(b)) => b.clone(),
+            None => Bytes::new(),
+        }
+    }
+
+    /// The convenient shape: a 400 `invalid-event` problem unless the data is JSON.
+    pub fn into_domain(self) -> Result<DomainEvent, Problem> {
+        let data = self.data_json()?;
+        Ok(DomainEvent {
+            id: self.id,
+            source: self.source,
+            ty: self.ty,
+            subject: self.subject,
+            time: self.time,
+            data,
+            delivery: self.delivery,
+        })
+    }
+}
+
+/// A Pub/Sub message as a push subscription or Eventarc delivers it, whatever its producer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PubSubMessage {
+    /// The data, as published.
+    pub data: Bytes,
+    /// The attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// The ordering key, when it was published with one.
+    pub ordering_key: Option<String>,
+    /// The Pub/Sub message id: unique per topic, the idempotency key of the effect.
+    pub message_id: String,
+    /// When it was published.
+    pub publish_time: Option<DateTime<Utc>>,
+    /// How many times Pub/Sub has tried to deliver it (with a dead-letter policy).
+    pub delivery_attempt: Option<u32>,
+    /// `projects/P/subscriptions/S`.
+    pub subscription: String,
+}
+
+/// Data as JSON: JSON as it is, text or bytes parsed; a 400 problem when absent or not JSON.
+fn json_of(data: Option<&EventData>) -> Result<serde_json::Value, Problem> {
+    let not_json = |e: serde_json::Error| {
+        invalid(
+            StatusCode::BAD_REQUEST,
+            format!("the event data is not JSON: {e}"),
+        )
+    };
+    match data {
+        Some(EventData::Json(v)) => Ok(v.clone()),
+        Some(EventData::Text(s)) => serde_json::from_str(s).map_err(not_json),
+        Some(EventData::Binary(b)) => serde_json::from_slice(b).map_err(not_json),
+        None => Err(invalid(StatusCode::BAD_REQUEST, "the event has no data")),
     }
 }
 
@@ -76,6 +198,9 @@ pub struct PushEnvelope {
     pub message: PushMessage,
     /// `projects/P/subscriptions/S`.
     pub subscription: String,
+    /// Delivery attempts so far (push subscriptions with a dead-letter policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_attempt: Option<u32>,
 }
 
 /// One Pub/Sub message as push delivers it.
@@ -94,6 +219,13 @@ pub struct PushMessage {
     /// RFC 3339.
     #[serde(default, alias = "publish_time")]
     pub publish_time: Option<String>,
+    /// The ordering key, if any.
+    #[serde(
+        default,
+        alias = "ordering_key",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ordering_key: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for DomainEvent {
@@ -106,8 +238,35 @@ impl<S: Send + Sync> FromRequest<S> for DomainEvent {
     }
 }
 
-/// Decodes a delivery from its headers and body. See the module docs.
-pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> {
+impl<S: Send + Sync> FromRequest<S> for CloudEvent {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
+        let headers = req.headers().clone();
+        let body = tern::platform::read_body(req).await?;
+        decode_cloudevent(&headers, &body)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for PubSubMessage {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
+        let headers = req.headers().clone();
+        let body = tern::platform::read_body(req).await?;
+        decode_message(&headers, &body)
+    }
+}
+
+/// How a request carries what it carries.
+enum Arrival {
+    /// A CloudEvent over HTTP (binary or structured mode) that is not a Pub/Sub delivery.
+    Direct(Event),
+    /// A Pub/Sub message: a push request, or Eventarc's `messagePublished` event.
+    PubSub(PushEnvelope),
+}
+
+fn arrival(headers: &HeaderMap, body: &[u8]) -> Result<Arrival, Problem> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -124,7 +283,18 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
                 format!("not a valid CloudEvent: {e}"),
             )
         })?;
-        return from_cloudevent(event);
+        check_version(&event)?;
+        if event.ty() == MESSAGE_PUBLISHED {
+            let data = json_of(event_data(&event).as_ref())?;
+            let envelope: PushEnvelope = serde_json::from_value(data).map_err(|e| {
+                invalid(
+                    StatusCode::BAD_REQUEST,
+                    format!("messagePublished data is not a Pub/Sub message: {e}"),
+                )
+            })?;
+            return Ok(Arrival::PubSub(envelope));
+        }
+        return Ok(Arrival::Direct(event));
     }
     if content_type.starts_with("application/json") {
         let envelope: PushEnvelope = tern::platform::parse_json(body).map_err(|p| {
@@ -136,7 +306,7 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
                 ),
             )
         })?;
-        return from_envelope(envelope);
+        return Ok(Arrival::PubSub(envelope));
     }
     Err(invalid(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -144,57 +314,87 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> 
     ))
 }
 
-fn from_cloudevent(event: Event) -> Result<DomainEvent, Problem> {
-    if event.specversion() != cloudevents::event::SpecVersion::V10 {
-        return Err(invalid(
+/// Decodes a delivery into the convenient shape (JSON data). See the module docs.
+pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<DomainEvent, Problem> {
+    decode_cloudevent(headers, body)?.into_domain()
+}
+
+/// Decodes a delivery into a CloudEvent with everything it carries. See the module docs.
+pub fn decode_cloudevent(headers: &HeaderMap, body: &[u8]) -> Result<CloudEvent, Problem> {
+    match arrival(headers, body)? {
+        Arrival::Direct(event) => from_event(&event, None),
+        Arrival::PubSub(envelope) => {
+            let message = message_of(envelope)?;
+            cloudevent_of_message(message)
+        }
+    }
+}
+
+/// Decodes a Pub/Sub delivery into the plain message. A CloudEvent that did not come through
+/// Pub/Sub is a 400 problem naming the shape that takes it.
+pub fn decode_message(headers: &HeaderMap, body: &[u8]) -> Result<PubSubMessage, Problem> {
+    match arrival(headers, body)? {
+        Arrival::PubSub(envelope) => message_of(envelope),
+        Arrival::Direct(event) => Err(invalid(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "a CloudEvent of type {:?}, not a Pub/Sub delivery; take it as a CloudEvent",
+                event.ty()
+            ),
+        )),
+    }
+}
+
+fn check_version(event: &Event) -> Result<(), Problem> {
+    if event.specversion() == cloudevents::event::SpecVersion::V10 {
+        Ok(())
+    } else {
+        Err(invalid(
             StatusCode::BAD_REQUEST,
             format!(
                 "unsupported CloudEvents specversion {}; only 1.0 is accepted",
                 event.specversion()
             ),
-        ));
+        ))
     }
-    if event.ty() == MESSAGE_PUBLISHED {
-        let data = event_json(&event)?;
-        let envelope: PushEnvelope = serde_json::from_value(data).map_err(|e| {
-            invalid(
-                StatusCode::BAD_REQUEST,
-                format!("messagePublished data is not a Pub/Sub message: {e}"),
-            )
-        })?;
-        return from_envelope(envelope);
+}
+
+fn event_data(event: &Event) -> Option<EventData> {
+    match event.data() {
+        Some(Data::Json(v)) => Some(EventData::Json(v.clone())),
+        Some(Data::String(s)) => Some(EventData::Text(s.clone())),
+        Some(Data::Binary(b)) => Some(EventData::Binary(Bytes::from(b.clone()))),
+        None => None,
     }
-    Ok(DomainEvent {
+}
+
+/// A CloudEvent from the SDK's, with the delivery it came in.
+fn from_event(event: &Event, delivery: Option<Delivery>) -> Result<CloudEvent, Problem> {
+    check_version(event)?;
+    Ok(CloudEvent {
         id: event.id().to_owned(),
         source: event.source().to_string(),
         ty: event.ty().to_owned(),
         subject: event.subject().map(str::to_owned),
         time: event.time().copied(),
-        data: event_json(&event)?,
-        delivery: None,
+        datacontenttype: event.datacontenttype().map(str::to_owned),
+        dataschema: event.dataschema().map(ToString::to_string),
+        extensions: event
+            .iter_extensions()
+            .map(|(k, v)| (k.to_owned(), v.to_string()))
+            .collect(),
+        data: event_data(event),
+        delivery,
     })
 }
 
-fn event_json(event: &Event) -> Result<serde_json::Value, Problem> {
-    match event.data() {
-        Some(Data::Json(v)) => Ok(v.clone()),
-        Some(Data::String(s)) => serde_json::from_str(s).map_err(|e| {
-            invalid(
-                StatusCode::BAD_REQUEST,
-                format!("the event data is not JSON: {e}"),
-            )
-        }),
-        Some(Data::Binary(b)) => serde_json::from_slice(b).map_err(|e| {
-            invalid(
-                StatusCode::BAD_REQUEST,
-                format!("the event data is not JSON: {e}"),
-            )
-        }),
-        None => Err(invalid(StatusCode::BAD_REQUEST, "the event has no data")),
-    }
+fn rfc3339(t: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
-fn from_envelope(env: PushEnvelope) -> Result<DomainEvent, Problem> {
+fn message_of(env: PushEnvelope) -> Result<PubSubMessage, Problem> {
     let m = env.message;
     let data = B64.decode(m.data.as_bytes()).map_err(|e| {
         invalid(
@@ -202,11 +402,49 @@ fn from_envelope(env: PushEnvelope) -> Result<DomainEvent, Problem> {
             format!("message.data is not valid base64: {e}"),
         )
     })?;
+    Ok(PubSubMessage {
+        data: Bytes::from(data),
+        attributes: m.attributes.into_iter().collect(),
+        ordering_key: m.ordering_key.filter(|k| !k.is_empty()),
+        message_id: m.message_id,
+        publish_time: m.publish_time.as_deref().and_then(rfc3339),
+        delivery_attempt: env.delivery_attempt,
+        subscription: env.subscription,
+    })
+}
+
+/// The CloudEvent a Pub/Sub message carries (the Pub/Sub protocol binding): `ce-*` attributes
+/// and the data in binary mode, or the whole event as data in structured mode.
+fn cloudevent_of_message(m: PubSubMessage) -> Result<CloudEvent, Problem> {
+    let delivery = Delivery {
+        message_id: m.message_id.clone(),
+        subscription: m.subscription.clone(),
+        publish_time: m.publish_time,
+        ordering_key: m.ordering_key.clone(),
+        delivery_attempt: m.delivery_attempt,
+    };
     let attr = |name: &str| m.attributes.get(name).filter(|v| !v.is_empty()).cloned();
+    let content_type = attr("content-type");
+    if attr("ce-specversion").is_none()
+        && content_type.as_deref().is_some_and(|c| {
+            c.to_ascii_lowercase()
+                .starts_with("application/cloudevents+json")
+        })
+    {
+        let event: Event = serde_json::from_slice(&m.data).map_err(|e| {
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("the message's data is not a structured-mode CloudEvent: {e}"),
+            )
+        })?;
+        return from_event(&event, Some(delivery));
+    }
     let missing = |name: &str| {
         invalid(
             StatusCode::BAD_REQUEST,
-            format!("the Pub/Sub message has no {name} attribute (CloudEvents Pub/Sub binding)"),
+            format!(
+                "the Pub/Sub message has no {name} attribute (CloudEvents Pub/Sub binding); a plain message is taken as a PubSubMessage"
+            ),
         )
     };
     match attr("ce-specversion").as_deref() {
@@ -223,39 +461,59 @@ fn from_envelope(env: PushEnvelope) -> Result<DomainEvent, Problem> {
     let source = attr("ce-source").ok_or_else(|| missing("ce-source"))?;
     let ty = attr("ce-type").ok_or_else(|| missing("ce-type"))?;
     let time = match attr("ce-time") {
-        Some(t) => Some(
-            DateTime::parse_from_rfc3339(&t)
-                .map_err(|_| {
-                    invalid(
-                        StatusCode::BAD_REQUEST,
-                        format!("ce-time {t:?} is not RFC 3339"),
-                    )
-                })?
-                .with_timezone(&Utc),
-        ),
+        Some(t) => Some(rfc3339(&t).ok_or_else(|| {
+            invalid(
+                StatusCode::BAD_REQUEST,
+                format!("ce-time {t:?} is not RFC 3339"),
+            )
+        })?),
         None => None,
     };
-    let data = serde_json::from_slice(&data).map_err(|e| {
-        invalid(
-            StatusCode::BAD_REQUEST,
-            format!("the message data is not JSON: {e}"),
+    const KNOWN: [&str; 7] = [
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+    ];
+    let extensions = m
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("ce-")?, v)))
+        .filter(|(k, _)| !KNOWN.contains(k))
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    let is_json = content_type.as_deref().is_none_or(|c| {
+        let c = c.to_ascii_lowercase();
+        let essence = c.split(';').next().unwrap_or("").trim();
+        essence == "application/json" || essence.ends_with("+json") || essence == "text/json"
+    });
+    let data = if m.data.is_empty() {
+        None
+    } else if is_json {
+        // JSON by its content type (or none given): kept as JSON when it parses, as the bytes
+        // otherwise, so that `data_json` reports the error and `data_bytes` still has them.
+        Some(
+            serde_json::from_slice(&m.data)
+                .map(EventData::Json)
+                .unwrap_or(EventData::Binary(m.data.clone())),
         )
-    })?;
-    Ok(DomainEvent {
+    } else {
+        Some(EventData::Binary(m.data.clone()))
+    };
+    Ok(CloudEvent {
         id,
         source,
         ty,
         subject: attr("ce-subject"),
         time,
+        datacontenttype: content_type,
+        dataschema: attr("ce-dataschema"),
+        extensions,
         data,
-        delivery: Some(Delivery {
-            message_id: m.message_id,
-            subscription: env.subscription,
-            publish_time: m
-                .publish_time
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-        }),
+        delivery: Some(delivery),
     })
 }
 
@@ -359,5 +617,76 @@ mod tests {
         // Neither.
         assert_eq!(decode(&HeaderMap::new(), b"x").unwrap_err().status(), 415);
         assert_eq!(decode(&json_headers(), b"[1]").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn a_plain_message_is_a_pubsub_message_not_a_domain_event() {
+        let body = serde_json::to_vec(&json!({
+            "message": {"data": B64.encode(b"\x00\xffraw"), "attributes": {"eventType": "OBJECT_FINALIZE"},
+                        "messageId": "9", "publishTime": "2026-11-23T10:00:00Z", "orderingKey": "bucket-a"},
+            "subscription": "projects/p/subscriptions/uploads",
+            "deliveryAttempt": 3
+        }))
+        .unwrap();
+        let m = decode_message(&json_headers(), &body).unwrap();
+        assert_eq!(&m.data[..], b"\x00\xffraw");
+        assert_eq!(m.attributes["eventType"], "OBJECT_FINALIZE");
+        assert_eq!(m.ordering_key.as_deref(), Some("bucket-a"));
+        assert_eq!(m.delivery_attempt, Some(3));
+        assert_eq!(m.message_id, "9");
+        assert!(m.publish_time.is_some());
+        let p = decode(&json_headers(), &body).unwrap_err();
+        assert_eq!(p.status(), 400);
+        assert!(p.detail().unwrap().contains("PubSubMessage"), "{p:?}");
+    }
+
+    #[test]
+    fn a_structured_cloudevent_in_a_pubsub_message() {
+        let event = json!({"specversion": "1.0", "id": "s-1", "source": "//x", "type": "t.structured",
+                           "datacontenttype": "text/plain", "data": "hello", "region": "eu"});
+        let body = push_body(
+            json!({"content-type": "application/cloudevents+json; charset=utf-8"}),
+            &B64.encode(serde_json::to_vec(&event).unwrap()),
+        );
+        let e = decode_cloudevent(&json_headers(), &body).unwrap();
+        assert_eq!((e.id.as_str(), e.ty.as_str()), ("s-1", "t.structured"));
+        assert_eq!(e.datacontenttype.as_deref(), Some("text/plain"));
+        assert_eq!(e.extensions["region"], "eu");
+        assert_eq!(&e.data_bytes()[..], b"hello");
+        assert_eq!(e.delivery.unwrap().message_id, "42");
+    }
+
+    #[test]
+    fn a_direct_cloudevent_keeps_everything_it_carries() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "k-1"),
+            ("ce-source", "//knative/eventing"),
+            ("ce-type", "dev.knative.example"),
+            ("ce-dataschema", "https://schemas.example.com/x"),
+            ("ce-partitionkey", "p-7"),
+            ("content-type", "application/octet-stream"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        let e = decode_cloudevent(&h, b"\x01\x02").unwrap();
+        assert_eq!(
+            e.dataschema.as_deref(),
+            Some("https://schemas.example.com/x")
+        );
+        assert_eq!(e.extensions["partitionkey"], "p-7");
+        assert_eq!(
+            e.datacontenttype.as_deref(),
+            Some("application/octet-stream")
+        );
+        assert_eq!(&e.data_bytes()[..], b"\x01\x02");
+        assert!(e.delivery.is_none());
+        // Not a Pub/Sub delivery: the plain-message shape refuses it, saying which one takes it.
+        let p = decode_message(&h, b"\x01\x02").unwrap_err();
+        assert!(
+            p.detail().unwrap().contains("take it as a CloudEvent"),
+            "{p:?}"
+        );
     }
 }

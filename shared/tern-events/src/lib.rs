@@ -1,7 +1,9 @@
 //! # tern-events: events in and out of Tern functions
 //!
-//! - In: [`DomainEvent`] is an axum extractor that accepts CloudEvents (binary and structured
-//!   mode) and Pub/Sub push requests; see [`incoming`].
+//! - In: [`DomainEvent`] (a CloudEvent with JSON data), [`CloudEvent`] (any CloudEvent, any
+//!   data) and [`PubSubMessage`] (a plain Pub/Sub message from any producer) are axum
+//!   extractors that accept CloudEvents (binary and structured mode), Pub/Sub push requests and
+//!   Eventarc deliveries; see [`incoming`].
 //! - Idempotency: [`inbox::first_delivery`] records the event id in the effect's transaction.
 //! - Out: [`Outbox`] stages events in the same transaction as the rows they describe and
 //!   publishes them after commit; the `outbox-relay` function publishes what is left.
@@ -14,7 +16,9 @@ pub mod outbox;
 pub mod publisher;
 pub mod retention;
 
-pub use incoming::{DomainEvent, PushEnvelope, PushMessage};
+pub use incoming::{
+    CloudEvent, Delivery, DomainEvent, EventData, PubSubMessage, PushEnvelope, PushMessage,
+};
 pub use outbox::{FlushReport, Outbox, OutboxCounts, OutboxPolicy, OutboxTx};
 pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
 pub use retention::Retention;

@@ -60,6 +60,7 @@ fn request_for(
     cfg: &PubSubConfig,
     target: &Target,
     msg: &Message,
+    attempt: u32,
 ) -> (Vec<(String, String)>, Vec<u8>) {
     let publish_time = msg
         .publish_time
@@ -76,8 +77,11 @@ fn request_for(
                 .collect(),
             message_id: msg.message_id.clone(),
             publish_time: publish_time.clone(),
+            ordering_key: Some(msg.ordering_key.clone()).filter(|k| !k.is_empty()),
         },
         subscription: cfg.subscription_path(&target.subscription),
+        // What a push subscription with a dead-letter policy sends.
+        delivery_attempt: Some(attempt),
     };
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
@@ -127,10 +131,11 @@ pub async fn run(
                 continue;
             }
         };
-        let (headers, body) = request_for(mode, &cfg, &target, &msg);
-        let status = loopback::post(&client, &target.url, &headers, body).await;
         let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
         *attempt += 1;
+        let (headers, body) = request_for(mode, &cfg, &target, &msg, *attempt);
+        let status = loopback::post(&client, &target.url, &headers, body).await;
+        let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
         match status {
             Ok(s) if (200..300).contains(&s) => {
                 tracing::info!(subscription = %target.subscription, message_id = %msg.message_id, status = s, "delivered");
