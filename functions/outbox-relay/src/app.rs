@@ -6,6 +6,9 @@ use tern::{ConfigError, Context, Problem, StartError};
 use tern_db::Db;
 use tern_events::{Outbox, Retention};
 
+/// Kept free at the end of the request timeout: the counts query and the answer.
+const ANSWER_TIME: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 struct App {
     ctx: Context,
@@ -25,14 +28,15 @@ pub async fn app(ctx: Context) -> Result<Router, StartError> {
     let retention = Retention::from_env(ctx.env())?;
     let db = Db::connect(&ctx).await?;
     let outbox = tern_events::outbox(&ctx, &db).await?;
-    // A flush must finish inside the request timeout with at least one batch.
+    // A flush must finish inside the request timeout with at least one batch and the answer.
     let batch = outbox.policy().batch_limit();
-    if ctx.config().request_timeout <= batch {
+    if ctx.config().request_timeout <= batch + ANSWER_TIME {
         return Err(ConfigError::new(
             "TERN_REQUEST_TIMEOUT",
             format!(
-                "{:?} leaves no time for one relay batch ({batch:?}: PUBSUB_PUBLISH_TIMEOUT + 5s)",
-                ctx.config().request_timeout
+                "{:?} leaves no time for one relay batch and its answer ({:?}: PUBSUB_PUBLISH_TIMEOUT + 10s)",
+                ctx.config().request_timeout,
+                batch + ANSWER_TIME
             ),
         )
         .into());
@@ -62,7 +66,7 @@ async fn flush(State(app): State<App>) -> Result<Response, Problem> {
     // Stop claiming batches in time to answer inside the request timeout. The flush runs as a
     // task of its own, so a caller that goes away does not cut it between a publish and its
     // mark (which would publish those rows again once their lease ends).
-    let deadline = Instant::now() + app.ctx.config().request_timeout;
+    let deadline = Instant::now() + app.ctx.config().request_timeout - ANSWER_TIME;
     let outbox = app.outbox.clone();
     let (batch_size, max_batches) = (app.batch_size, app.max_batches);
     let (db, retention) = (app.db.clone(), app.retention);
@@ -72,10 +76,8 @@ async fn flush(State(app): State<App>) -> Result<Response, Problem> {
             let report = outbox
                 .flush(batch_size, max_batches, Some(deadline))
                 .await?;
-            // Pruning deletes in small statements; leave a few seconds for the answer.
-            let pruned = retention
-                .prune(&db, deadline - Duration::from_secs(3))
-                .await?;
+            // Pruning deletes in small statements, until the deadline.
+            let pruned = retention.prune(&db, deadline).await?;
             Ok::<_, Problem>((report, pruned))
         })
         .await
