@@ -138,6 +138,8 @@ async fn a_poison_row_is_set_aside_and_blocks_nothing() {
     let mut sys = System::new().await;
     sys.set("OUTBOX_RETRY_BACKOFF", "50ms");
     sys.set("OUTBOX_SET_ASIDE_AFTER", "3");
+    // The rows are seconds old; in production no row under an hour is set aside.
+    sys.set("OUTBOX_SET_ASIDE_MIN_AGE", "0s");
     let relay = sys.start("outbox-relay");
     sys.subscribe("watch-orders", "orders").await;
     // 300 good rows, and among them one for a topic that does not exist: Pub/Sub answers

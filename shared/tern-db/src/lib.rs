@@ -45,7 +45,9 @@ use tern::{Context, Problem, ReadinessCheck, StartError};
 pub struct Db {
     pool: Pool,
     retry_after: Duration,
-    wait_timeout: Duration,
+    /// How long every connection may be busy without one coming back before readiness fails:
+    /// the longest a legitimate query runs (`DB_STALL_TIMEOUT`, else `DB_WAIT_TIMEOUT`).
+    busy_limit: Duration,
     /// When a connection last became usable: made, or handed out again after a query
     /// finished with it. Readiness reads it when every connection is busy.
     progress: Arc<Progress>,
@@ -144,7 +146,10 @@ impl Db {
         Ok(Self {
             pool,
             retry_after: cfg.retry_after,
-            wait_timeout: cfg.wait_timeout,
+            busy_limit: cfg
+                .stall_timeout
+                .unwrap_or(cfg.wait_timeout)
+                .max(cfg.wait_timeout),
             progress,
         })
     }
@@ -194,7 +199,7 @@ impl ReadinessCheck for Db {
     /// instance out of rotation, and a probe queued behind requests would fail the instance
     /// for being busy. With a slot free, one `SELECT 1` on it (a connection is made if none is
     /// idle); with every connection busy, ready while connections keep coming back, that is
-    /// when one was handed out again within `DB_WAIT_TIMEOUT`.
+    /// when one was handed out again within the longest a query may run (`DB_STALL_TIMEOUT`).
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let now = Timeouts {
@@ -205,7 +210,7 @@ impl ReadinessCheck for Db {
                 Ok(c) => c,
                 Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {
                     let idle_for = self.progress.since();
-                    return if idle_for <= self.wait_timeout {
+                    return if idle_for <= self.busy_limit {
                         Ok(())
                     } else {
                         Err(format!(

@@ -203,8 +203,10 @@ pub struct PushEnvelope {
     pub delivery_attempt: Option<u32>,
 }
 
-/// One Pub/Sub message as push delivers it.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+/// One Pub/Sub message as push delivers it. Google's push requests carry the id and the publish
+/// time twice, as `messageId` and `message_id`, `publishTime` and `publish_time`; either
+/// spelling is read (serde aliases would refuse a body with both as a duplicate field).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushMessage {
     /// Base64 of the data.
@@ -214,18 +216,35 @@ pub struct PushMessage {
     #[serde(default)]
     pub attributes: HashMap<String, String>,
     /// The message id.
-    #[serde(alias = "message_id")]
+    #[serde(default)]
     pub message_id: String,
     /// RFC 3339.
-    #[serde(default, alias = "publish_time")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_time: Option<String>,
     /// The ordering key, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+    /// `message_id`, the second spelling push requests carry.
     #[serde(
         default,
-        alias = "ordering_key",
+        rename = "message_id",
         skip_serializing_if = "Option::is_none"
     )]
-    pub ordering_key: Option<String>,
+    pub message_id_snake: Option<String>,
+    /// `publish_time`, the second spelling.
+    #[serde(
+        default,
+        rename = "publish_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub publish_time_snake: Option<String>,
+    /// `ordering_key`, the second spelling.
+    #[serde(
+        default,
+        rename = "ordering_key",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ordering_key_snake: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for DomainEvent {
@@ -395,7 +414,18 @@ fn rfc3339(t: &str) -> Option<DateTime<Utc>> {
 }
 
 fn message_of(env: PushEnvelope) -> Result<PubSubMessage, Problem> {
-    let m = env.message;
+    let mut m = env.message;
+    if m.message_id.is_empty() {
+        m.message_id = m.message_id_snake.take().unwrap_or_default();
+    }
+    if m.message_id.is_empty() {
+        return Err(invalid(
+            StatusCode::BAD_REQUEST,
+            "the Pub/Sub message has no messageId",
+        ));
+    }
+    let publish_time = m.publish_time.take().or(m.publish_time_snake.take());
+    let ordering_key = m.ordering_key.take().or(m.ordering_key_snake.take());
     let data = B64.decode(m.data.as_bytes()).map_err(|e| {
         invalid(
             StatusCode::BAD_REQUEST,
@@ -405,9 +435,9 @@ fn message_of(env: PushEnvelope) -> Result<PubSubMessage, Problem> {
     Ok(PubSubMessage {
         data: Bytes::from(data),
         attributes: m.attributes.into_iter().collect(),
-        ordering_key: m.ordering_key.filter(|k| !k.is_empty()),
+        ordering_key: ordering_key.filter(|k| !k.is_empty()),
         message_id: m.message_id,
-        publish_time: m.publish_time.as_deref().and_then(rfc3339),
+        publish_time: publish_time.as_deref().and_then(rfc3339),
         delivery_attempt: env.delivery_attempt,
         subscription: env.subscription,
     })
@@ -688,5 +718,24 @@ mod tests {
             p.detail().unwrap().contains("take it as a CloudEvent"),
             "{p:?}"
         );
+    }
+
+    /// A push request as Google sends it: the id and the publish time in both spellings.
+    #[test]
+    fn googles_push_body_with_both_spellings() {
+        let body = br#"{"message":{"attributes":{"ce-specversion":"1.0","ce-id":"pay-1","ce-source":"//payments","ce-type":"com.example.payment.completed"},
+            "data":"eyJvcmRlcl9pZCI6Im9yZF8xIn0=","messageId":"2070443601311540","message_id":"2070443601311540",
+            "publishTime":"2021-02-26T19:13:55.749Z","publish_time":"2021-02-26T19:13:55.749Z"},
+            "subscription":"projects/myproject/subscriptions/mysubscription"}"#;
+        let ev = decode(&json_headers(), body).unwrap();
+        assert_eq!(ev.data["order_id"], "ord_1");
+        let d = ev.delivery.unwrap();
+        assert_eq!(d.message_id, "2070443601311540");
+        assert!(d.publish_time.is_some());
+        // Only the snake-case spelling: still read.
+        let body = br#"{"message":{"data":"","message_id":"7","publish_time":"2021-02-26T19:13:55.749Z"},"subscription":"s"}"#;
+        let m = decode_message(&json_headers(), body).unwrap();
+        assert_eq!(m.message_id, "7");
+        assert!(m.publish_time.is_some());
     }
 }

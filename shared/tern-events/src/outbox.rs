@@ -41,6 +41,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct OutboxTx<'c> {
     tx: Transaction<'c>,
     outbox: Outbox,
+    /// The lease token of the rows this transaction leases.
+    token: String,
     staged: Vec<Staged>,
     /// A stage failed: the transaction is aborted, and its COMMIT would silently roll back.
     failed: bool,
@@ -52,6 +54,8 @@ struct Staged {
     id: i64,
     topic: String,
     event: OutgoingEvent,
+    /// When the row was inserted: its lease runs from then.
+    at: Instant,
     /// One of the instance's publish slots, held until the outcome is marked.
     _slot: OwnedSemaphorePermit,
 }
@@ -75,9 +79,11 @@ impl OutboxTx<'_> {
         // A free slot: this instance publishes the row right after the commit, so it leases
         // it now. None free (Pub/Sub slow or hanging): the row is left to the relay.
         let slot = self.outbox.slots.clone().try_acquire_owned().ok();
+        let at = Instant::now();
+        let token = slot.as_ref().map(|_| self.token.as_str());
         match self
             .outbox
-            .insert(&self.tx, topic, ty, subject, data, slot.is_some())
+            .insert(&self.tx, topic, ty, subject, data, token)
             .await
         {
             Ok((id, event)) => {
@@ -86,6 +92,7 @@ impl OutboxTx<'_> {
                         id,
                         topic: topic.to_owned(),
                         event,
+                        at,
                         _slot: slot,
                     });
                 }
@@ -112,6 +119,9 @@ pub struct OutboxPolicy {
     pub backoff_max: Duration,
     /// `OUTBOX_SET_ASIDE_AFTER` (default 5): permanent failures after which a row is set aside.
     pub set_aside_after: u32,
+    /// `OUTBOX_SET_ASIDE_MIN_AGE` (default 1h): no row younger is set aside, so that a topic
+    /// created or a permission granted minutes after a deploy does not park its first events.
+    pub set_aside_min_age: Duration,
     /// How long a claim holds a row: twice the longest publish plus 10 s, derived from
     /// `PUBSUB_PUBLISH_TIMEOUT`.
     pub lease: Duration,
@@ -128,6 +138,7 @@ impl OutboxPolicy {
             backoff: Duration::from_secs(2),
             backoff_max: Duration::from_secs(600),
             set_aside_after: 5,
+            set_aside_min_age: Duration::from_secs(3600),
             lease: publish_limit * 2 + Duration::from_secs(10),
             publish_limit,
         }
@@ -141,6 +152,7 @@ impl OutboxPolicy {
             backoff: env.or("OUTBOX_RETRY_BACKOFF", d.backoff)?,
             backoff_max: env.or("OUTBOX_RETRY_BACKOFF_MAX", d.backoff_max)?,
             set_aside_after: env.or("OUTBOX_SET_ASIDE_AFTER", d.set_aside_after)?,
+            set_aside_min_age: env.or("OUTBOX_SET_ASIDE_MIN_AGE", d.set_aside_min_age)?,
             ..d
         };
         if p.max_in_flight == 0 {
@@ -274,12 +286,17 @@ impl Outbox {
         let mut otx = OutboxTx {
             tx,
             outbox: self.clone(),
+            token: uuid::Uuid::new_v4().to_string(),
             staged: Vec::new(),
             failed: false,
         };
         let value = work(&mut otx).await?;
         let OutboxTx {
-            tx, staged, failed, ..
+            tx,
+            staged,
+            failed,
+            token,
+            ..
         } = otx;
         if failed {
             // `work` went on after a failed stage: PostgreSQL would turn the COMMIT into a
@@ -290,13 +307,14 @@ impl Outbox {
         }
         tx.commit().await.or_problem()?;
         if !staged.is_empty() {
-            self.publish_soon(staged);
+            self.publish_soon(staged, token);
         }
         Ok(value)
     }
 
-    /// Inserts one outbox row in `tx`, leased to this instance when `leased`; returns its id
-    /// and the event as it will be published.
+    /// Inserts one outbox row in `tx`, leased with `token` when given; returns its id and the
+    /// event as it will be published. The lease runs from the insert (`clock_timestamp()`), not
+    /// from the transaction's start.
     async fn insert(
         &self,
         tx: &Transaction<'_>,
@@ -304,14 +322,16 @@ impl Outbox {
         ty: &str,
         subject: Option<&str>,
         data: &serde_json::Value,
-        leased: bool,
+        token: Option<&str>,
     ) -> Result<(i64, OutgoingEvent), Problem> {
         let event_id = uuid::Uuid::now_v7().to_string();
-        let lease_ms = leased.then(|| millis(self.policy.lease));
+        let lease_ms = token.map(|_| millis(self.policy.lease));
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data, leased_until)
-                 VALUES ($1, $2, $3, $4, $5, $6, now() + $7::bigint * interval '1 millisecond')
+                "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data,
+                                          leased_until, lease_token)
+                 VALUES ($1, $2, $3, $4, $5, $6,
+                         clock_timestamp() + $7::bigint * interval '1 millisecond', $8)
                  RETURNING id, created_at",
             )
             .await
@@ -327,6 +347,7 @@ impl Outbox {
                     &subject,
                     data,
                     &lease_ms,
+                    &token,
                 ],
             )
             .await
@@ -344,14 +365,19 @@ impl Outbox {
 
     /// Publishes the given committed, leased rows in the background, from the values in hand;
     /// then marks them. The runtime waits for it at shutdown.
-    fn publish_soon(&self, staged: Vec<Staged>) {
+    fn publish_soon(&self, staged: Vec<Staged>, token: String) {
         let this = self.clone();
         let task = async move {
+            // A row whose lease has too little left for a publish and its mark (a transaction
+            // that ran long after staging) is left to the relay, which claims it once the lease
+            // ends: publishing it here could overlap the relay's.
+            let room = this.policy.publish_limit + Duration::from_secs(4);
             let sends = staged
                 .iter()
+                .filter(|s| s.at.elapsed() + room <= this.policy.lease)
                 .map(|s| async { (s.id, this.publisher.publish(&s.topic, &s.event).await) });
             let outcomes = futures::future::join_all(sends).await;
-            if let Err(p) = this.mark(&outcomes).await {
+            if let Err(p) = this.mark(&outcomes, &token).await {
                 tracing::warn!(
                     error = p.detail().unwrap_or_default(),
                     rows = outcomes.len(),
@@ -383,7 +409,8 @@ impl Outbox {
                 total.out_of_time = true;
                 break;
             }
-            let claimed = self.claim(batch_size).await?;
+            let token = uuid::Uuid::new_v4().to_string();
+            let claimed = self.claim(batch_size, &token).await?;
             let n = claimed.len();
             if n == 0 {
                 break;
@@ -392,7 +419,7 @@ impl Outbox {
                 (*id, self.publisher.publish(topic, event).await)
             });
             let outcomes = futures::future::join_all(sends).await;
-            let report = self.mark(&outcomes).await?;
+            let report = self.mark(&outcomes, &token).await?;
             total.published += report.published;
             total.failed += report.failed;
             total.unavailable += report.unavailable;
@@ -405,11 +432,17 @@ impl Outbox {
     }
 
     /// Leases up to `limit` due rows, oldest first, in one short statement.
-    async fn claim(&self, limit: i64) -> Result<Vec<(i64, String, OutgoingEvent)>, Problem> {
+    async fn claim(
+        &self,
+        limit: i64,
+        token: &str,
+    ) -> Result<Vec<(i64, String, OutgoingEvent)>, Problem> {
         let client = self.db.get().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE tern_outbox o SET leased_until = now() + $2::bigint * interval '1 millisecond'
+                "UPDATE tern_outbox o
+                 SET leased_until = clock_timestamp() + $2::bigint * interval '1 millisecond',
+                     lease_token = $3
                  FROM (SELECT id FROM tern_outbox
                        WHERE published_at IS NULL AND set_aside_at IS NULL
                          AND next_attempt_at <= now()
@@ -422,7 +455,7 @@ impl Outbox {
             .await
             .or_problem()?;
         let rows = client
-            .query(&stmt, &[&limit, &millis(self.policy.lease)])
+            .query(&stmt, &[&limit, &millis(self.policy.lease), &token])
             .await
             .or_problem()?;
         let mut claimed: Vec<_> = rows
@@ -443,10 +476,12 @@ impl Outbox {
         Ok(claimed)
     }
 
-    /// Records the outcomes of leased rows and releases them: published rows are marked;
-    /// failed ones get their backoff, a strike when the failure was permanent, and are set
-    /// aside at `OUTBOX_SET_ASIDE_AFTER` strikes. Two short statements.
-    async fn mark(&self, outcomes: &[Outcome]) -> Result<FlushReport, Problem> {
+    /// Records the outcomes of rows leased with `token` and releases them: published rows are
+    /// marked (whoever holds them now: Pub/Sub has the message); failed ones, only while this
+    /// lease still holds them, get their backoff, a strike when the failure was permanent, and
+    /// are set aside at `OUTBOX_SET_ASIDE_AFTER` strikes once older than
+    /// `OUTBOX_SET_ASIDE_MIN_AGE`. Two short statements.
+    async fn mark(&self, outcomes: &[Outcome], token: &str) -> Result<FlushReport, Problem> {
         let mut report = FlushReport::default();
         let (mut ok_ids, mut message_ids) = (Vec::new(), Vec::new());
         let (mut bad_ids, mut errors, mut strikes) = (Vec::new(), Vec::new(), Vec::new());
@@ -469,7 +504,8 @@ impl Outbox {
             let stmt = client
                 .prepare_cached(
                     "UPDATE tern_outbox o SET published_at = now(), message_id = m.message_id,
-                            attempts = o.attempts + 1, last_error = NULL, leased_until = NULL
+                            attempts = o.attempts + 1, last_error = NULL, leased_until = NULL,
+                            lease_token = NULL
                      FROM unnest($1::bigint[], $2::text[]) AS m(id, message_id)
                      WHERE o.id = m.id AND o.published_at IS NULL",
                 )
@@ -485,12 +521,15 @@ impl Outbox {
             let stmt = client
                 .prepare_cached(
                     "UPDATE tern_outbox o SET attempts = o.attempts + 1, last_error = f.error,
-                            leased_until = NULL, strikes = o.strikes + f.strike,
+                            leased_until = NULL, lease_token = NULL,
+                            strikes = o.strikes + f.strike,
                             next_attempt_at = now() + least($4::float8 * power(2, least(o.attempts, 30)),
                                                             $5::float8) * interval '1 millisecond',
-                            set_aside_at = CASE WHEN o.strikes + f.strike >= $3 THEN now() END
+                            set_aside_at = CASE WHEN o.strikes + f.strike >= $3
+                                                 AND o.created_at <= now() - $7::bigint * interval '1 millisecond'
+                                                THEN now() END
                      FROM unnest($1::bigint[], $2::text[], $6::int[]) AS f(id, error, strike)
-                     WHERE o.id = f.id AND o.published_at IS NULL
+                     WHERE o.id = f.id AND o.published_at IS NULL AND o.lease_token = $8
                      RETURNING o.id, o.topic, o.event_id, o.attempts, o.set_aside_at IS NOT NULL",
                 )
                 .await
@@ -506,6 +545,8 @@ impl Outbox {
                         &(millis(self.policy.backoff) as f64),
                         &(millis(self.policy.backoff_max) as f64),
                         &strikes,
+                        &millis(self.policy.set_aside_min_age),
+                        &token,
                     ],
                 )
                 .await
@@ -545,9 +586,10 @@ impl Outbox {
         let client = self.db.get().await?;
         let row = client
             .query_one(
-                "SELECT count(*) FILTER (WHERE set_aside_at IS NULL),
-                        count(*) FILTER (WHERE set_aside_at IS NOT NULL)
-                 FROM tern_outbox WHERE published_at IS NULL",
+                "SELECT (SELECT count(*) FROM tern_outbox
+                         WHERE published_at IS NULL AND set_aside_at IS NULL),
+                        (SELECT count(*) FROM tern_outbox
+                         WHERE published_at IS NULL AND set_aside_at IS NOT NULL)",
                 &[],
             )
             .await

@@ -78,6 +78,10 @@ fn request_for(
             message_id: msg.message_id.clone(),
             publish_time: publish_time.clone(),
             ordering_key: Some(msg.ordering_key.clone()).filter(|k| !k.is_empty()),
+            // Google's push requests carry both spellings; so do these.
+            message_id_snake: Some(msg.message_id.clone()),
+            publish_time_snake: publish_time.clone(),
+            ..PushMessage::default()
         },
         subscription: cfg.subscription_path(&target.subscription),
         // What a push subscription with a dead-letter policy sends.

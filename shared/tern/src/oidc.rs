@@ -319,14 +319,11 @@ impl Verifier {
                 return Err(unknown());
             }
             if let Some(wait) = cache.backoff_left() {
-                return Err(if cache.fresh() {
-                    unknown()
-                } else {
-                    OidcError::KeysUnavailable(format!(
-                        "the last fetch failed; the next one is in {} ms",
-                        wait.as_millis()
-                    ))
-                });
+                // The key may be a rotation the failed fetch would have brought: retryable.
+                return Err(OidcError::KeysUnavailable(format!(
+                    "the last fetch failed; the next one is in {} ms",
+                    wait.as_millis()
+                )));
             }
         }
         let Ok(_single_flight) = self.refresh.clone().try_lock_owned() else {
