@@ -32,8 +32,14 @@ parse_common() {
   done
   case "$ENVIRONMENT" in dev|staging|prod) ;; *) die "--env must be dev, staging or prod, not $ENVIRONMENT" ;; esac
   case "$CLUSTER_ROLE" in primary|standby) ;; *) die "--cluster must be primary or standby, not $CLUSTER_ROLE" ;; esac
-  [[ "$CLUSTER_ROLE" == standby && "$ENVIRONMENT" != prod ]] && die "only prod has a standby cluster"
   local values="$ops_root/knative/chart/tern-functions/env/$ENVIRONMENT.yaml"
+  # An environment has a standby cluster when the chart has values for it (so a rehearsal on
+  # staging needs only a staging-standby: infra's standby_region and env/staging-standby.yaml).
+  if [[ "$CLUSTER_ROLE" == standby && ! -f "${values%.yaml}-standby.yaml" ]]; then
+    local with=() f
+    for f in "$ops_root"/knative/chart/tern-functions/env/*-standby.yaml; do with+=("$(basename "${f%-standby.yaml}")"); done
+    die "$ENVIRONMENT has no standby cluster (no env/$ENVIRONMENT-standby.yaml); environments with one: ${with[*]}"
+  fi
   PROJECT="$(value "$values" project)"
   REGION="$(value "$values" region)"
   HOST="$(sed -n '/^hosts:/{n;s/^ *- *//p;}' "$values")"

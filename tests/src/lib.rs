@@ -222,10 +222,27 @@ impl System {
     pub async fn on(pg: &Postgres, emulator_addr: &str) -> Self {
         let database_url = fresh_database(pg).await;
         let pubsub = test_pubsub(emulator_addr);
-        let table = table();
-        tern_local::create_topology(&pubsub, &table)
+        tern_local::create_topology(&pubsub, &table())
             .await
             .expect("topics and subscriptions");
+        Self::at(database_url, pubsub).await
+    }
+
+    /// The standby region of `primary`'s world: the same database, on `replica` (a streaming
+    /// replica of `primary`'s PostgreSQL), the same Pub/Sub project (Pub/Sub is global), and a
+    /// router of its own (the region's Gateway).
+    pub async fn standby_of(primary: &System, replica: &Postgres) -> Self {
+        let name = primary
+            .database_url
+            .rsplit('/')
+            .next()
+            .expect("a database name");
+        Self::at(replica.url(name), primary.pubsub.clone()).await
+    }
+
+    /// A world on `database_url` and `pubsub` as they are, with a router of its own.
+    pub async fn at(database_url: String, pubsub: PubSubConfig) -> Self {
+        let table = table();
         let listener = tern::platform::bind(([127, 0, 0, 1], 0).into())
             .await
             .expect("router port");
@@ -320,6 +337,14 @@ impl System {
     /// route, such as the runtime's `/_tern/ready`.
     pub fn pod_url(&self, key: &str) -> String {
         self.functions[key].url()
+    }
+
+    /// The router's address (the region's Gateway).
+    pub fn gateway(&self) -> std::net::SocketAddr {
+        self.router
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the router's address")
     }
 
     /// The base URL a started function is reached at: the router's.

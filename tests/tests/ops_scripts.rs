@@ -207,7 +207,7 @@ fn bad_arguments_are_refused_with_a_message() {
         (
             "selfheal",
             vec!["pause", "--env", "dev", "--cluster", "standby"],
-            "only prod has a standby",
+            "dev has no standby cluster",
         ),
         ("selfheal", vec!["stop"], "pause or resume"),
         ("pin-scale", vec!["web", "many"], "MIN must be a number"),

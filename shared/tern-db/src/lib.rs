@@ -245,6 +245,10 @@ impl<T> DbResultExt<T> for Result<T, tokio_postgres::Error> {
 
 /// The problem for a database error. See [`DbResultExt`].
 pub fn problem(e: &tokio_postgres::Error) -> Problem {
+    if is_read_only(e) {
+        tracing::info!(error = %e, "a write reached a read-only replica: this region is on standby");
+        return standby();
+    }
     if is_transient(e) {
         tracing::warn!(error = %e, "database unavailable");
         return Problem::unavailable(
@@ -254,6 +258,31 @@ pub fn problem(e: &tokio_postgres::Error) -> Problem {
     }
     tracing::error!(error = %e, "database error");
     Problem::internal()
+}
+
+/// How long a client is asked to wait before retrying a write refused on standby: a failover
+/// takes minutes, and the public host's DNS record lives 60 s.
+pub const STANDBY_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The 503 for a write that reached a standby region (`region-standby`): its database is a
+/// read-only replica, so nothing was changed. Reads keep working there; writes belong to the
+/// active region (`docs/operations.md`, "Region failover").
+pub fn standby() -> Problem {
+    Problem::new(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "region-standby",
+        "This region is on standby",
+    )
+    .with_detail(
+        "This region's database is a read-only replica: it serves reads, and writes go to the active region. Nothing was changed; retry after the Retry-After delay.",
+    )
+    .with_retry_after(STANDBY_RETRY_AFTER)
+}
+
+/// Whether the server refused a write because it is a read-only replica (a hot standby, or a
+/// Cloud SQL read replica): SQLSTATE 25006, `read_only_sql_transaction`.
+pub fn is_read_only(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
 }
 
 /// Whether retrying later may succeed: a lost connection, a server shutting down or starting,

@@ -40,6 +40,19 @@ pub async fn job(ctx: Context, migrations: &[Migration]) -> Result<(), StartErro
             }
         }
     };
+    // A standby region's database is a read-only replica: its schema comes from the primary by
+    // replication, and even `CREATE TABLE IF NOT EXISTS` fails there. Say so in one line (the
+    // chart renders no migrate Job for a standby cluster; this is for a job pointed there by hand).
+    let in_recovery: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| StartError::failed(format!("cannot ask the database its role: {e}")))?
+        .get(0);
+    if in_recovery {
+        return Err(StartError::failed(
+            "the database is a read-only replica (pg_is_in_recovery() is true): migrations run against the primary and reach a replica by replication",
+        ));
+    }
     let report = Migrator::new(migrations.to_vec())
         .run(&mut client)
         .await

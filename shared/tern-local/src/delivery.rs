@@ -238,6 +238,18 @@ pub mod loopback {
         Client::builder(TokioExecutor::new()).build_http()
     }
 
+    /// GETs and returns the status (the body is dropped).
+    pub async fn get(client: &HttpClient, url: &str) -> Result<u16, String> {
+        let req = http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let res = client
+            .request(req)
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok(res.status().as_u16())
+    }
+
     /// POSTs and returns the status.
     pub async fn post(
         client: &HttpClient,

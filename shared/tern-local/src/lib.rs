@@ -37,6 +37,7 @@ mod control_plane;
 mod delivery;
 mod edge;
 mod env;
+pub mod failover;
 mod pod;
 mod postgres;
 mod process;
@@ -54,10 +55,10 @@ pub use pod::{
     ADMIN_PORT, Pod, QUEUE_PROXY_DRAIN, READY_TIMEOUT, REQUEST_METRICS_PORT, RevisionSettings,
     SERVING_PORT, Termination, USER_PORT,
 };
-pub use postgres::{Postgres, ensure_database, postgres_bin_dir};
+pub use postgres::{Durability, Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
-    FunctionProcess, Output, die_with_parent, free_port, http_status, repo_root, run_job, signal,
-    signal_tree, wait_for_port,
+    FunctionProcess, Output, die_with_parent, free_port, http_status, kill_tree, repo_root,
+    run_job, signal, signal_tree, wait_for_port,
 };
 pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
 pub use router::{NAMESPACE, Router, Upstreams};

@@ -1,7 +1,7 @@
 //! PostgreSQL for a local run: a throwaway cluster on loopback, and its databases. (A world
 //! that uses `DATABASE_URL` instead starts none; the `migrate` job is run by `process::run_job`.)
 
-use crate::process::{die_with_parent, free_port, signal, signal_tree};
+use crate::process::{die_with_parent, free_port, kill_tree, signal, signal_tree};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,19 +32,40 @@ pub fn postgres_bin_dir() -> Result<PathBuf, String> {
     })
 }
 
+/// How a cluster trades durability for speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// No fsync, asynchronous commit, no full-page writes: for tests and `tern dev`, where the
+    /// data is thrown away. A commit may be acknowledged before its WAL is written, so a killed
+    /// server can lose the last few hundred milliseconds of acknowledged commits.
+    #[default]
+    Fast,
+    /// PostgreSQL's defaults, as Cloud SQL runs: a commit is acknowledged once its WAL is
+    /// flushed, which is also when a streaming replica can be sent it. The failover drill runs
+    /// its primary so, so that what it counts as lost is what replication lost.
+    Durable,
+}
+
 /// A throwaway PostgreSQL cluster on loopback, trusted local auth.
 pub struct Postgres {
     /// Where its files are (data, socket, log).
     pub dir: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    durability: Durability,
     bin: PathBuf,
     child: Option<Child>,
 }
 
 impl Postgres {
-    /// Creates (if needed) and starts a cluster in `dir` on `port` (0: any free port).
+    /// Creates (if needed) and starts a cluster in `dir` on `port` (0: any free port), tuned for
+    /// speed ([`Durability::Fast`]).
     pub fn start(dir: &Path, port: u16) -> Result<Self, String> {
+        Self::start_with(dir, port, Durability::Fast)
+    }
+
+    /// [`Postgres::start`] with the given durability.
+    pub fn start_with(dir: &Path, port: u16, durability: Durability) -> Result<Self, String> {
         let bin = postgres_bin_dir()?;
         let port = if port == 0 { free_port() } else { port };
         let data = dir.join("data");
@@ -71,6 +92,48 @@ impl Postgres {
                 ));
             }
         }
+        Self::launch(dir, port, durability, bin)
+    }
+
+    /// A streaming replica of this cluster in `dir` (emptied first), as a standby region's read
+    /// replica: a base backup (`pg_basebackup -R`, which also writes the connection to this
+    /// primary and `standby.signal`), then a hot standby that serves reads and refuses writes
+    /// (SQLSTATE 25006) until [`Postgres::promote`]. Replication is asynchronous, as Cloud SQL's
+    /// cross-region replicas are.
+    pub fn start_replica(&self, dir: &Path, port: u16) -> Result<Self, String> {
+        let port = if port == 0 { free_port() } else { port };
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot empty {}: {e}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut cmd = Command::new(self.bin.join("pg_basebackup"));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+        ])
+        .arg(dir.join("data"))
+        .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        let out = as_postgres_user(&mut cmd, dir)?
+            .output()
+            .map_err(|e| format!("pg_basebackup: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_basebackup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Self::launch(dir, port, self.durability, self.bin.clone())
+    }
+
+    fn launch(dir: &Path, port: u16, durability: Durability, bin: PathBuf) -> Result<Self, String> {
+        let data = dir.join("data");
         let sock = dir.join("sock");
         std::fs::create_dir_all(&sock).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(bin.join("postgres"));
@@ -78,20 +141,25 @@ impl Postgres {
             .arg(&data)
             .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
             .arg(&sock)
-            .args([
+            .args(["-c", "max_connections=200"]);
+        if durability == Durability::Fast {
+            cmd.args([
                 "-c",
                 "fsync=off",
                 "-c",
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-                "-c",
-                "max_connections=200",
-            ])
-            .stdin(Stdio::null())
+            ]);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
-                std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("postgres.log"))
+                    .map_err(|e| e.to_string())?,
             ));
         as_postgres_user(&mut cmd, dir)?;
         die_with_parent(&mut cmd, libc::SIGINT);
@@ -101,6 +169,7 @@ impl Postgres {
         let pg = Self {
             dir: dir.to_owned(),
             port,
+            durability,
             bin,
             child: Some(child),
         };
@@ -152,6 +221,39 @@ impl Postgres {
         }
     }
 
+    /// Kills the server and every backend with SIGKILL, as a region lost at once: nothing is
+    /// flushed or shut down, and a replica keeps only what it had received.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_tree(child.id());
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the server process is running (not stopped or killed by us).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Promotes a replica ([`Postgres::start_replica`]) to a writable primary, waiting until it
+    /// is (`pg_promote`, up to 60 s). Replication from the old primary stops for good.
+    pub async fn promote(&self) -> Result<(), String> {
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to the replica: {e}"))?;
+        tokio::spawn(conn);
+        let done: bool = client
+            .query_one("SELECT pg_promote(true, 60)", &[])
+            .await
+            .map_err(|e| format!("pg_promote: {e}"))?
+            .get(0);
+        if done {
+            Ok(())
+        } else {
+            Err("pg_promote: the replica did not finish promotion within 60 s".to_owned())
+        }
+    }
+
     /// Stops the server (fast shutdown) and waits for it.
     pub fn stop(&mut self) {
         self.thaw();
@@ -164,7 +266,7 @@ impl Postgres {
     /// Starts the server again on the same port and data.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        let again = Self::start(&self.dir, self.port)?;
+        let again = Self::start_with(&self.dir, self.port, self.durability)?;
         let mut again = std::mem::ManuallyDrop::new(again);
         self.child = again.child.take();
         Ok(())

@@ -66,6 +66,25 @@ pub fn signal_tree(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Kills `pid` and every descendant with SIGKILL, as a machine lost with its region: the tree
+/// is stopped and listed first, so no child escapes to init before it is killed.
+pub fn kill_tree(pid: u32) {
+    signal_tree(pid, libc::SIGSTOP);
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let more = children(all[i]);
+        all.extend(more);
+        i += 1;
+    }
+    for p in all {
+        // SAFETY: kill(2) on a pid of a process we started or its descendant, stopped above.
+        unsafe {
+            libc::kill(p as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
 /// The pids whose parent is `pid`, from /proc.
 fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
