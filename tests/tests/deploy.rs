@@ -738,6 +738,23 @@ fn no_value_or_manifest_carries_a_secret() {
     );
 }
 
+/// After failover the promoted replica is the primary: `database.replica: false` in the
+/// standby's values brings the migrate Job back, so the next release's migrations run there.
+#[test]
+fn a_promoted_standby_runs_its_migrations_again() {
+    let promoted = helm_template(
+        FUNCTIONS_CHART,
+        &["env/prod.yaml", "env/prod-standby.yaml"],
+        &["database.replica=false"],
+    )
+    .expect("render");
+    let jobs = of_kind(&docs(&promoted), "Job")
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap_or("").to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(jobs, ["migrate"]);
+}
+
 #[test]
 fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
     let allowed = [
@@ -746,6 +763,7 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
         "scale.",
         "hosts",
         "database.host",
+        "database.replica",
         "gateway.addressName",
     ];
     for chart in [FUNCTIONS_CHART, PLATFORM_CHART] {

@@ -79,8 +79,6 @@ async fn a_standby_serves_reads_and_answers_writes_with_a_503() {
             .unwrap();
         assert_eq!(ready.status(), 200, "{key} on the standby must be ready");
     }
-    assert_eq!(standby.count("orders").await, 1);
-    assert_eq!(standby.count("idempotency_keys").await, 0);
 
     // migrate pointed at the replica by hand: one line saying why, and a failure.
     let out = std::process::Command::new(bin_dir().join("migrate"))
@@ -132,7 +130,7 @@ async fn region_failover_drill() {
     for run in 1..=3 {
         let f = drill(run, &emulator.addr).await;
         eprintln!(
-            "drill {run}: {} orders acknowledged before the kill, {} lost ({:.3} s of them; lag at the kill {} bytes, {:.3} s); first write {:.2} s after the kill (failover steps {:.2} s); {} acknowledged after, {} refusals retried, {} present unacknowledged; {} orders, {} with their events ({} published by the promoted side); no order twice",
+            "drill {run}: {} orders acknowledged before the kill, {} lost ({:.3} s of them; lag at the kill {} bytes, {:.3} s); first write {:.2} s after the kill (failover steps {:.2} s); {} acknowledged after, {} refusals retried, {} present unacknowledged; {} orders, {} with their events ({} of the lost side's outbox rows published by the promoted side); no order twice",
             f.acked_before_kill,
             f.lost,
             f.lost_span.as_secs_f64(),
@@ -291,6 +289,10 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         (row.get::<_, i64>(0), row.get::<_, f64>(1))
     };
     let killed_at = Instant::now();
+    let killed_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     primary_pg.kill();
 
     // The failover, as production runs it, on this world.
@@ -346,7 +348,10 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     let twice: Vec<_> = present.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(twice.is_empty(), "orders present twice: {twice:?}");
     let acks = acks.lock().unwrap().clone();
-    let (before, after): (Vec<&Ack>, Vec<&Ack>) = acks.iter().partition(|a| a.at <= killed_at);
+    // By who acknowledged it: an answer of the primary that arrives after the kill was committed
+    // before it, and is lost if it had not reached the replica.
+    let (before, after): (Vec<&Ack>, Vec<&Ack>) =
+        acks.iter().partition(|a| a.via != standby_gateway);
     let lost: Vec<&&Ack> = before
         .iter()
         .filter(|a| present.get(&a.email).is_none_or(|ids| ids[0] != a.id))
@@ -360,7 +365,7 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     }
     let lost_span = lost
         .iter()
-        .map(|a| killed_at - a.at)
+        .map(|a| killed_at.saturating_duration_since(a.at))
         .max()
         .unwrap_or_default();
     let acked: BTreeSet<&str> = acks.iter().map(|a| a.email.as_str()).collect();
@@ -377,10 +382,13 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         || async { (standby.pending_outbox().await == 0).then_some(()) },
     )
     .await;
+    // The lost side's backlog: rows committed before the kill and published after it (by the
+    // promoted side's relay; nothing else publishes after the kill).
     let published_by_standby: i64 = db
         .query_one(
-            "SELECT count(*) FROM tern_outbox WHERE published_at > now() - $1::bigint * interval '1 millisecond'",
-            &[&i64::try_from(killed_at.elapsed().as_millis()).unwrap()],
+            "SELECT count(*) FROM tern_outbox
+             WHERE created_at < to_timestamp($1) AND published_at > to_timestamp($1)",
+            &[&killed_epoch],
         )
         .await
         .unwrap()

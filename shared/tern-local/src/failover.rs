@@ -372,7 +372,8 @@ impl Query {
     fn sql(self) -> &'static str {
         match self {
             Self::Answers => "SELECT 1",
-            Self::Promote => "SELECT pg_promote(true, 60)",
+            // Resumable: a database promoted already (a rerun of the step) is not promoted again.
+            Self::Promote => "SELECT NOT pg_is_in_recovery() OR pg_promote(true, 60)",
             Self::Writable => "SELECT pg_is_in_recovery()",
         }
     }
