@@ -179,6 +179,7 @@ module "dns" {
   hosts           = var.hosts
   primary_address = module.edge.addresses["primary"].address
   standby_address = var.standby == null ? null : module.edge.addresses["standby"].address
+  standby_hosts   = var.standby_hosts
   active          = var.active_region
   alert_channels  = var.alert_channels
   extra_records   = { for host, r in module.edge.dns_authorizations : "acme-${host}" => { name = r.name, type = "CNAME", rrdatas = [r.data] } }

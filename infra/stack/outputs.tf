@@ -79,6 +79,11 @@ output "name_servers" {
   value       = module.dns.name_servers
 }
 
+output "dns_targets" {
+  description = "host -> the Gateway (cluster role) its A record answers with: the active region's; standby_hosts always the standby's."
+  value       = module.dns.targets
+}
+
 output "function_grants" {
   description = "function -> every role it holds, as role:resource (secrets it reads, topics it publishes to)."
   value = {

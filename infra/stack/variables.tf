@@ -52,6 +52,12 @@ variable "hosts" {
   type        = list(string)
 }
 
+variable "standby_hosts" {
+  description = "Hosts (among hosts) that always answer with the standby region's Gateway: its own test host (needs standby)."
+  type        = list(string)
+  default     = []
+}
+
 variable "dns_zone" {
   description = "The public zone the hosts live in."
   type = object({

@@ -11,7 +11,8 @@
 //! - the functions chart (`knative/argocd/apps/functions.yaml`): release `tern` in namespace
 //!   `tern`, with `env/<env>.yaml` and `env/<env>-<role>.yaml` where it exists;
 //! - the AppProjects, the ApplicationSets, and the Applications the ApplicationSets generate, in
-//!   `argocd` on each environment's primary cluster (where Argo CD runs).
+//!   `argocd` on every cluster (each runs its own Argo CD, registered with itself only:
+//!   decision 0021).
 //!
 //! What the Knative operator would do: Serving's config maps, with the KnativeServing's
 //! `spec.config` written into them. What is not here: the operator itself (its chart comes from a
@@ -160,10 +161,9 @@ fn start_all() -> Result<Clusters, String> {
         kubeconfig,
         ready_in: Duration::ZERO,
     };
-    // Argo CD runs in each environment's primary cluster and holds the Applications of every
-    // cluster of its environment.
-    for (environment, _) in TARGETS.iter().filter(|(_, r)| *r == "primary") {
-        install_argocd_objects(&clusters, environment)?;
+    // Every cluster runs its own Argo CD, registered with only that cluster (decision 0021).
+    for (environment, role) in TARGETS {
+        install_argocd_objects(&clusters, environment, role)?;
     }
     clusters.ready_in = started.elapsed();
     Ok(clusters)
@@ -393,11 +393,15 @@ fn documents(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Argo CD's objects in an environment's primary cluster: the `argocd` namespace, our
-/// AppProjects and ApplicationSets, and the Applications the ApplicationSets generate for the
-/// environment's clusters ([`generated_applications`]).
-fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), String> {
-    let cp = &clusters.get(environment, "primary").cp;
+/// Argo CD's objects in a cluster: the `argocd` namespace, our AppProjects and ApplicationSets,
+/// and the Applications the ApplicationSets generate for the one cluster registered with that
+/// Argo CD, itself ([`generated_applications`]; decision 0021).
+fn install_argocd_objects(
+    clusters: &Clusters,
+    environment: &str,
+    role: &str,
+) -> Result<(), String> {
+    let cp = &clusters.get(environment, role).cp;
     let dir = root().join("knative/argocd/apps");
     cp.kubectl(&["create", "namespace", "argocd"])?;
     for file in ["projects.yaml", "functions.yaml", "platform.yaml"] {
@@ -411,11 +415,11 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
     let targets: Vec<Target> = clusters
         .all
         .iter()
-        .filter(|c| c.environment == environment)
+        .filter(|c| c.environment == environment && c.role == role)
         .map(Cluster::target)
         .collect();
     let mut items = Vec::new();
-    // The clusters registered with this Argo CD: its environment's (docs/deploy.md).
+    // The cluster registered with this Argo CD: its own (docs/deploy.md).
     for set in ["functions.yaml", "platform.yaml"] {
         let list = generated_applications(set, &targets)?;
         items.extend(list["items"].as_array().cloned().unwrap_or_default());
@@ -425,7 +429,7 @@ fn install_argocd_objects(clusters: &Clusters, environment: &str) -> Result<(), 
     }
     let file = clusters
         .kubeconfig
-        .with_file_name(format!("applications-{environment}.json"));
+        .with_file_name(format!("applications-{environment}-{role}.json"));
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     std::fs::write(&file, list.to_string()).map_err(|e| e.to_string())?;
     cp.kubectl(&[

@@ -392,11 +392,14 @@ fn knatives_webhook_refuses_what_knative_refuses() {
 }
 
 #[test]
-fn argo_cd_holds_the_applications_its_application_sets_generate() {
+fn each_cluster_s_argo_cd_holds_the_applications_its_application_sets_generate() {
     let _reading = reading();
     let all = clusters();
-    for env in ["dev", "staging", "prod"] {
-        let argo = &all.get(env, "primary").cp;
+    // Every cluster runs its own Argo CD, registered with that cluster only (decision 0021):
+    // losing a region loses nothing that syncs the other.
+    for this in &all.all {
+        let env = this.environment;
+        let argo = &this.cp;
         let sets = get_json(argo, &["-n", "argocd", "get", "applicationsets"]).unwrap();
         let mut set_names: Vec<&str> = sets["items"]
             .as_array()
@@ -422,7 +425,7 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
                 .find(|a| a["metadata"]["name"] == name)
                 .unwrap_or_else(|| panic!("{env}: no Application {name}"))
         };
-        let targets: Vec<&Cluster> = all.all.iter().filter(|c| c.environment == env).collect();
+        let targets = [this];
         let mut expected = 0;
         for c in targets {
             let app = find(&format!("tern-functions-{}", c.name));
@@ -494,7 +497,7 @@ fn argo_cd_holds_the_applications_its_application_sets_generate() {
             assert_eq!(installed, from_argo, "{}", c.name);
             expected += 2 + children.len();
         }
-        assert_eq!(apps.len(), expected, "{env}: no other Application");
+        assert_eq!(apps.len(), expected, "{}: no other Application", this.name);
         // Each Application's destination is one its AppProject allows.
         let project = projects["items"]
             .as_array()
@@ -847,18 +850,32 @@ fn the_runbooks_take_effect_on_the_cluster() {
         "hard"
     );
 
-    // selfheal on the standby: its Application lives with Argo CD, in prod's primary cluster.
+    // selfheal on the standby: its Application lives with the standby's own Argo CD, in the
+    // standby cluster (decision 0021), which goes on syncing it when the primary region is lost.
+    let standby = all.get("prod", "standby");
+    let standby_app = "tern-functions-tern-prod-standby";
     execute("selfheal", &["pause", "--cluster", "standby"], &[]);
-    assert_eq!(self_heal(prod, "tern-functions-tern-prod-standby"), false);
+    assert_eq!(self_heal(standby, standby_app), false);
     assert_eq!(self_heal(prod, app), true, "the primary's is left alone");
     execute("selfheal", &["resume", "--cluster", "standby"], &[]);
-    assert_eq!(self_heal(prod, "tern-functions-tern-prod-standby"), true);
+    assert_eq!(self_heal(standby, standby_app), true);
 
     // failover, the steps on the standby cluster: the customer-facing functions warmed (their
     // min-scale from 0 to 1, in new Revisions), then the checks of step 7. Steps 1 to 4 and 6
     // are Cloud SQL, Cloud Scheduler and Cloud DNS calls (gcloud): cloud-only.
-    let standby = all.get("prod", "standby");
     let out = execute("failover", &["--steps", "5,7", "--no-wait"], &[]);
+    // The standby's Argo CD keeps the warm-up: its automated sync is suspended until git says
+    // the same (scale.allAtZero: false in env/prod-standby.yaml).
+    let application = get_json(
+        &standby.cp,
+        &["-n", "argocd", "get", "application", standby_app],
+    )
+    .unwrap();
+    assert!(
+        application["spec"]["syncPolicy"].get("automated").is_none(),
+        "{}",
+        application["spec"]["syncPolicy"]
+    );
     for name in ["web", "orders-get", "orders-create"] {
         assert!(out.contains(&format!("{name} min-scale=1")), "{out}");
         revision_exists(standby, &format!("{name}-00002"));

@@ -140,7 +140,7 @@ fn dry_runs_print_every_command_and_run_none() {
             vec![
                 "tern-functions-tern-prod-standby",
                 "\"selfHeal\":false",
-                "tern-prod-primary",
+                "--context=gke_tern-prod_europe-west4_tern-prod-standby -n argocd",
             ],
         ),
         (

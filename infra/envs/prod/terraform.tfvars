@@ -2,6 +2,8 @@
 # assumes (knative/chart/tern-functions/env/prod.yaml). Replace the project and domain with yours.
 project_id = "tern-prod"
 hosts      = ["orders.example.com", "standby.orders.example.com"]
+# The standby region's own test host: always its Gateway, so it can be tried before a failover.
+standby_hosts = ["standby.orders.example.com"]
 dns_zone = {
   name     = "tern-prod"
   dns_name = "orders.example.com."

@@ -8,6 +8,12 @@ variable "hosts" {
   type        = list(string)
 }
 
+variable "standby_hosts" {
+  description = "Hosts (among hosts) that always answer with the standby region's Gateway: its test host."
+  type        = list(string)
+  default     = []
+}
+
 variable "dns_zone" {
   description = "The public zone of the hosts: resource name and domain (with a trailing dot)."
   type = object({

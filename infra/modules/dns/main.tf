@@ -27,7 +27,10 @@ resource "google_dns_managed_zone" "this" {
 }
 
 locals {
-  address = var.active == "standby" ? var.standby_address : var.primary_address
+  # The standby's own hosts (its test host, decision 0012) answer with its Gateway whichever
+  # region is active; every other host follows active.
+  target  = { for h in var.hosts : h => contains(var.standby_hosts, h) ? "standby" : var.active }
+  address = { for h, t in local.target : h => t == "standby" ? var.standby_address : var.primary_address }
 }
 
 resource "google_dns_record_set" "host" {
@@ -38,12 +41,16 @@ resource "google_dns_record_set" "host" {
   name         = "${each.value}."
   type         = "A"
   ttl          = var.ttl
-  rrdatas      = [local.address]
+  rrdatas      = [local.address[each.value]]
 
   lifecycle {
     precondition {
       condition     = var.active == "primary" || var.standby_address != null
       error_message = "active = \"standby\" needs a standby_address."
+    }
+    precondition {
+      condition     = length(var.standby_hosts) == 0 || var.standby_address != null
+      error_message = "standby_hosts need a standby_address."
     }
   }
 }

@@ -8,6 +8,11 @@ output "active" {
   value       = var.active
 }
 
+output "targets" {
+  description = "host -> the Gateway (cluster role) its record answers with."
+  value       = local.target
+}
+
 output "addresses" {
   description = "What the host records answer."
   value       = { for h, r in google_dns_record_set.host : h => r.rrdatas }

@@ -22,6 +22,16 @@ variable "hosts" {
   type        = list(string)
 }
 
+variable "standby_hosts" {
+  description = "Hosts (among hosts) that always answer with the standby Gateway: the standby region's own test host."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for h in var.standby_hosts : contains(var.hosts, h)])
+    error_message = "standby_hosts must be among hosts."
+  }
+}
+
 variable "primary_address" {
   description = "The primary cluster's Gateway IP."
   type        = string

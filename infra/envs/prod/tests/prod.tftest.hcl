@@ -52,6 +52,27 @@ run "prod_has_a_standby_region" {
   }
 }
 
+run "the_standby_test_host_reaches_the_standby_gateway" {
+  command = plan
+
+  assert {
+    condition     = module.tern.dns_targets["orders.example.com"] == "primary" && module.tern.dns_targets["standby.orders.example.com"] == "standby" && length(module.tern.dns_targets) == 2
+    error_message = "standby.orders.example.com answers with the standby Gateway (decision 0012: the standby is tested on its own host), orders.example.com with the primary's until a failover"
+  }
+}
+
+run "after_a_failover_every_host_reaches_the_standby_gateway" {
+  command = plan
+  variables {
+    active_region = "standby"
+  }
+
+  assert {
+    condition     = module.tern.dns_targets["orders.example.com"] == "standby" && module.tern.dns_targets["standby.orders.example.com"] == "standby"
+    error_message = "active_region = standby points the public host at the standby Gateway"
+  }
+}
+
 run "data_is_protected_and_identities_hold_only_their_roles" {
   command = plan
 

@@ -45,3 +45,30 @@ run "standby_without_an_address_is_refused" {
   }
   expect_failures = [google_dns_record_set.host]
 }
+
+run "the_standby_test_host_answers_the_standby_whichever_region_is_active" {
+  command = plan
+  variables {
+    hosts           = ["orders.example.com", "standby.orders.example.com"]
+    standby_hosts   = ["standby.orders.example.com"]
+    standby_address = "203.0.113.20"
+  }
+
+  assert {
+    condition     = google_dns_record_set.host["standby.orders.example.com"].rrdatas == tolist(["203.0.113.20"])
+    error_message = "the standby's test host points at the standby Gateway (decision 0012)"
+  }
+  assert {
+    condition     = google_dns_record_set.host["orders.example.com"].rrdatas == tolist(["203.0.113.10"])
+    error_message = "the public host still answers the primary"
+  }
+}
+
+run "the_standby_test_host_needs_a_standby" {
+  command = plan
+  variables {
+    hosts         = ["orders.example.com", "standby.orders.example.com"]
+    standby_hosts = ["standby.orders.example.com"]
+  }
+  expect_failures = [google_dns_record_set.host]
+}
