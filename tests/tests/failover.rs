@@ -1,7 +1,9 @@
 //! Region failover (issue 14), against a real PostgreSQL streaming replica: the standby region
 //! serves reads and refuses writes with a fast 503 before failover, and the drill kills the
 //! primary's PostgreSQL (SIGKILL) under a steady stream of orders, runs the failover's steps
-//! (`scripts/lib/failover-steps`, local back-end) and measures what the clients saw.
+//! (`scripts/lib/failover-steps`, local back-end), brings the lost region back and runs the
+//! failback's (`scripts/lib/failback-steps`): fence, rebuild, planned switch back; and measures
+//! what the clients saw.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tern_e2e::*;
 use tern_local::Durability;
-use tern_local::failover::{DnsRecord, LocalFailover, Region, Schedule};
+use tern_local::failover::{DnsRecord, LocalFailback, LocalFailover, Region, Schedule};
 
 /// A write on the standby: 503 `region-standby` with Retry-After, at once (the replica refuses
 /// the statement; nothing waits for a timeout), while reads answer 200 and readiness stays up.
@@ -120,6 +122,10 @@ struct Figures {
     events: usize,
     orders: usize,
     published_by_standby: i64,
+    fenced_write: u16,
+    failback_took: Duration,
+    switchback_gap: Duration,
+    acked_after_failback: usize,
 }
 
 /// Three runs of the drill, each on a fresh primary, replica and pair of regions.
@@ -144,6 +150,13 @@ async fn region_failover_drill() {
             f.orders,
             f.events,
             f.published_by_standby,
+        );
+        eprintln!(
+            "drill {run}: failback: a write through the returned primary region after the fence answered {}; the failback's steps {:.2} s; writes paused {:.2} s by the planned switch back (from stop-writes to the first order acknowledged by the primary region); {} acknowledged after it; nothing acknowledged lost",
+            f.fenced_write,
+            f.failback_took.as_secs_f64(),
+            f.switchback_gap.as_secs_f64(),
+            f.acked_after_failback,
         );
         all.push(f);
     }
@@ -188,9 +201,10 @@ async fn drill(run: u32, emulator: &str) -> Figures {
             .collect()
     };
     let every = Duration::from_secs(1);
-    let region = |name: &str, sys: &System, paused: bool| Region {
+    let region = |name: &str, sys: &System, pg: &Postgres, paused: bool| Region {
         name: name.into(),
         database_url: sys.database_url.clone(),
+        database: (pg.dir.clone(), pg.port),
         gateway: sys.gateway(),
         relay: Arc::new(Schedule::start(
             format!("{}/internal/outbox/flush", sys.router),
@@ -200,9 +214,9 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         ready_urls: ready(sys),
     };
     let failover = LocalFailover {
-        primary: region("primary", &primary, false),
+        primary: region("primary", &primary, &primary_pg, false),
         // The standby's relay job exists, paused, until failover (infra: outbox-relay-standby).
-        standby: region("standby", &standby, true),
+        standby: region("standby", &standby, &replica, true),
         dns: DnsRecord::new(primary.gateway()),
         patience: Duration::from_secs(30),
     };
@@ -324,13 +338,88 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The primary region comes back as it was lost: its PostgreSQL restarts writable, on data
+    // that forked from the promoted replica's, and its scheduler (whose pause could not reach
+    // it) runs its relay again. Two writable databases: the failback fences the old one first.
+    tokio::task::block_in_place(|| primary_pg.restart()).expect("the old primary restarts");
+    failover.primary.relay.resume();
+    let old = primary.sql().await;
+    let in_recovery: bool = old
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !in_recovery,
+        "the old primary is back writable: the split brain to prevent"
+    );
+    drop(old);
+    let built = Arc::new(Mutex::new(None));
+    let failback = LocalFailback {
+        primary: failover.primary.clone(),
+        serving: failover.standby.clone(),
+        replica_dir: scratch(&format!("drill{run}-primary-rebuilt")),
+        dns: failover.dns.clone(),
+        patience: Duration::from_secs(60),
+        built: built.clone(),
+    };
+    let log = |line: String| eprintln!("drill {run} failback | {line}");
+    let started = Instant::now();
+    failback.run(&[1], &mut { log }).await.expect("the fence");
+    // Fenced: a write sent to the old region (a client holding its address) is not taken.
+    let fenced_write = http
+        .post(format!("http://{}/api/orders", primary.gateway()))
+        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(
+        fenced_write >= 500,
+        "a write through the fenced region answered {fenced_write}"
+    );
+    let calls = failover.primary.relay.calls();
+    failback
+        .run(&[2, 3], &mut { log })
+        .await
+        .expect("the new replica");
+    assert_eq!(
+        failover.primary.relay.calls(),
+        calls,
+        "the fenced region's relay ran"
+    );
+    let stop_writes = Instant::now();
+    failback
+        .run(&[4, 5, 6, 7, 8], &mut { log })
+        .await
+        .expect("the switch back");
+    let failback_took = started.elapsed();
+    let _rebuilt = built.lock().unwrap().take().expect("the rebuilt replica");
+    let primary_gateway = primary.gateway();
+    let switchback_gap = eventually(
+        "an order acknowledged by the primary region again",
+        Duration::from_secs(60),
+        || async {
+            acks.lock()
+                .unwrap()
+                .iter()
+                .find(|a| a.via == primary_gateway && a.at > stop_writes)
+                .map(|a| a.at - stop_writes)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     for c in clients {
         c.await.expect("a client panicked");
     }
 
-    // What the promoted database holds.
-    let db = standby.sql().await;
+    // What the database holds at the end: the rebuilt replica, promoted by the failback, at the
+    // old primary's address (everything the standby took reached it before the clean stop).
+    let db = primary.sql().await;
     let rows = db
         .query(
             "SELECT customer_email, id FROM orders WHERE customer_email LIKE $1",
@@ -349,18 +438,23 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     assert!(twice.is_empty(), "orders present twice: {twice:?}");
     let acks = acks.lock().unwrap().clone();
     // By who acknowledged it: an answer of the primary that arrives after the kill was committed
-    // before it, and is lost if it had not reached the replica.
-    let (before, after): (Vec<&Ack>, Vec<&Ack>) =
-        acks.iter().partition(|a| a.via != standby_gateway);
+    // before it, and is lost if it had not reached the replica; the primary region answers again
+    // only after the switch back.
+    let (before, rest): (Vec<&Ack>, Vec<&Ack>) = acks
+        .iter()
+        .partition(|a| a.via != standby_gateway && a.at < stop_writes);
+    let (after, after_failback): (Vec<&Ack>, Vec<&Ack>) =
+        rest.into_iter().partition(|a| a.via == standby_gateway);
     let lost: Vec<&&Ack> = before
         .iter()
         .filter(|a| present.get(&a.email).is_none_or(|ids| ids[0] != a.id))
         .collect();
-    for a in &after {
+    for a in after.iter().chain(&after_failback) {
         assert_eq!(
             present.get(&a.email).map(|ids| ids[0].as_str()),
             Some(a.id.as_str()),
-            "an order acknowledged by the standby is missing"
+            "an order acknowledged after the failover is missing (by {})",
+            a.via
         );
     }
     let lost_span = lost
@@ -376,14 +470,12 @@ async fn drill(run: u32, emulator: &str) -> Figures {
 
     // The promoted side's relay publishes what the lost side had not: every order present has
     // its order.created event (at least once).
-    eventually(
-        "the promoted outbox drained",
-        Duration::from_secs(90),
-        || async { (standby.pending_outbox().await == 0).then_some(()) },
-    )
+    eventually("the outbox drained", Duration::from_secs(90), || async {
+        (primary.pending_outbox().await == 0).then_some(())
+    })
     .await;
     // The lost side's backlog: rows committed before the kill and published after it (by the
-    // promoted side's relay; nothing else publishes after the kill).
+    // promoted side's relay; the fenced primary's relay never ran again).
     let published_by_standby: i64 = db
         .query_one(
             "SELECT count(*) FROM tern_outbox
@@ -409,6 +501,7 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     );
 
     drop(failover);
+    drop(failback);
     Figures {
         acked_before_kill: before.len(),
         lost: lost.len(),
@@ -423,5 +516,9 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         events: with_events.len(),
         orders: ids.len(),
         published_by_standby,
+        fenced_write,
+        failback_took,
+        switchback_gap,
+        acked_after_failback: after_failback.len(),
     }
 }

@@ -17,20 +17,56 @@
 //!
 //! A step the list marks `may-fail` reports its failure and the failover goes on; any other
 //! step's failure stops it, as in the script.
+//!
+//! The failback (`scripts/lib/failback-steps`, [`LocalFailback`]; `scripts/failback` in the
+//! cloud) starts where the failover ended, once the lost region is back:
+//!
+//! | step | Google Cloud (`scripts/failback`) | here ([`LocalFailback`]) |
+//! |---|---|---|
+//! | fence-old-primary | `gcloud scheduler jobs pause`, `gcloud sql instances patch --activation-policy=NEVER` | pause the old relay [`Schedule`], stop the old primary's PostgreSQL (fast shutdown), check it refuses connections |
+//! | rebuild-replica | `tofu state mv`, `tofu apply`: a new cross-region replica in the primary region | `pg_basebackup` of the serving database, started on the old primary's address |
+//! | replica-caught-up | the new instance `RUNNABLE`, its replica lag 0 | its replay position reaches the serving database's WAL position; reads through the primary Gateway |
+//! | stop-writes | `gcloud scheduler jobs pause`, `gcloud sql instances patch --activation-policy=NEVER` on the serving instance | pause the serving relay, stop its PostgreSQL cleanly, check it refuses connections |
+//! | promote-replica | `gcloud sql instances promote-replica`, `patch` to HA + PITR | `pg_promote()`, checked with `pg_is_in_recovery()` |
+//! | resume-primary-relay | `gcloud scheduler jobs resume` | resume the primary's relay [`Schedule`] |
+//! | switch-dns | `gcloud dns record-sets update` | [`DnsRecord::set`] to the primary's router |
+//! | verify | `curl` the host, the instance's type | `GET` through the public host; the database writable |
 
 use crate::delivery::loopback;
 use crate::delivery::stop::StopToken;
+use crate::postgres::{Durability, Postgres};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// What the Gateway probes ask for: orders-get answers it (404, an order nobody made) when the
 /// region serves, so any answer below 500 means a function answered through the Gateway.
 const PROBE_PATH: &str = "/api/orders/ord_failover_probe";
 
-/// The steps' list, shared with `scripts/failover`.
-const STEPS: &str = include_str!("../../../scripts/lib/failover-steps");
+/// The failover's list, shared with `scripts/failover`.
+const FAILOVER: &str = include_str!("../../../scripts/lib/failover-steps");
+/// The failback's list, shared with `scripts/failback`.
+const FAILBACK: &str = include_str!("../../../scripts/lib/failback-steps");
+
+/// Which procedure's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Procedure {
+    /// `scripts/lib/failover-steps`.
+    Failover,
+    /// `scripts/lib/failback-steps`.
+    Failback,
+}
+
+impl Procedure {
+    fn list(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Failover => ("failover-steps", FAILOVER),
+            Self::Failback => ("failback-steps", FAILBACK),
+        }
+    }
+}
 
 /// One step of the failover.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,30 +83,32 @@ pub struct Step {
 
 /// The failover's steps, in order, from `scripts/lib/failover-steps`.
 pub fn steps() -> Result<Vec<Step>, String> {
+    steps_of(Procedure::Failover)
+}
+
+/// A procedure's steps, in order, from its list in `scripts/lib`.
+pub fn steps_of(procedure: Procedure) -> Result<Vec<Step>, String> {
+    let (name, text) = procedure.list();
     let mut out = Vec::new();
-    for line in STEPS
+    for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
     {
         let f: Vec<&str> = line.splitn(4, '|').collect();
         let [number, id, kind, title] = f[..] else {
-            return Err(format!(
-                "failover-steps: {line:?} is not number|id|kind|title"
-            ));
+            return Err(format!("{name}: {line:?} is not number|id|kind|title"));
         };
         let number: u32 = number
             .parse()
-            .map_err(|_| format!("failover-steps: {number:?} is not a step number"))?;
+            .map_err(|_| format!("{name}: {number:?} is not a step number"))?;
         if number as usize != out.len() + 1 {
-            return Err(format!("failover-steps: step {number} is out of order"));
+            return Err(format!("{name}: step {number} is out of order"));
         }
         let may_fail = match kind {
             "may-fail" => true,
             "must" => false,
             other => {
-                return Err(format!(
-                    "failover-steps: kind {other:?} is not may-fail or must"
-                ));
+                return Err(format!("{name}: kind {other:?} is not may-fail or must"));
             }
         };
         out.push(Step {
@@ -175,13 +213,16 @@ impl Drop for Schedule {
     }
 }
 
-/// What the failover acts on in one local region.
+/// What the failover and the failback act on in one local region.
 #[derive(Debug, Clone)]
 pub struct Region {
     /// Its name, for the output.
     pub name: String,
     /// Its database (a superuser connection: promotion needs one).
     pub database_url: String,
+    /// Its database server's folder ([`Postgres::dir`]) and port: the failback stops it and
+    /// builds a replica in its place.
+    pub database: (PathBuf, u16),
     /// Its Gateway (the region's router).
     pub gateway: SocketAddr,
     /// Its relay's Cloud Scheduler job.
@@ -224,44 +265,14 @@ impl LocalFailover {
         only: &[u32],
         out: &mut (dyn FnMut(String) + Send),
     ) -> Result<Vec<Outcome>, String> {
-        let mut done = Vec::new();
-        for step in steps()? {
-            if !only.is_empty() && !only.contains(&step.number) {
-                continue;
-            }
-            out(format!(
-                "# {}. {} ({}{})",
-                step.number,
-                step.title,
-                step.id,
-                if step.may_fail {
-                    ", expected to fail in a lost region"
-                } else {
-                    ""
-                }
-            ));
-            let start = Instant::now();
-            let mut failures = Vec::new();
-            for action in self.actions(&step.id)? {
-                out(format!("+ {}", action.describe()));
-                if let Err(e) = self.act(&action).await {
-                    if step.may_fail {
-                        out(format!(
-                            "# failed: {e}; expected when the primary region is down, going on"
-                        ));
-                        failures.push(e);
-                    } else {
-                        return Err(format!("step {} ({}): {e}", step.number, step.id));
-                    }
-                }
-            }
-            done.push(Outcome {
-                step,
-                took: start.elapsed(),
-                failures,
-            });
-        }
-        Ok(done)
+        let runner = Runner {
+            dns: &self.dns,
+            patience: self.patience,
+            built: None,
+        };
+        runner
+            .run(Procedure::Failover, only, out, |id| self.actions(id))
+            .await
     }
 
     fn actions(&self, id: &str) -> Result<Vec<Action>, String> {
@@ -283,8 +294,143 @@ impl LocalFailover {
                 Action::Get(format!("http://{{host}}{PROBE_PATH}")),
                 Action::Query(s.database_url.clone(), Query::Writable),
             ],
-            other => return Err(format!("the local back-end has no step {other:?}")),
+            other => return Err(format!("the local failover has no step {other:?}")),
         })
+    }
+}
+
+/// The failback's local back-end: the steps of `scripts/lib/failback-steps`, once the lost
+/// primary region is back (its PostgreSQL running again, writable, on data that forked from the
+/// promoted replica's at the promotion).
+#[derive(Debug, Clone)]
+pub struct LocalFailback {
+    /// The primary region, back: its old database is fenced, and the new replica takes its
+    /// address (`database`), so its functions find it where the old primary was (in the cloud,
+    /// the chart's `database.host` is set to the new instance's).
+    pub primary: Region,
+    /// The region serving since the failover, on the promoted replica.
+    pub serving: Region,
+    /// Where the new replica is built (not the old primary's folder: that one is kept).
+    pub replica_dir: PathBuf,
+    /// The public host's record.
+    pub dns: DnsRecord,
+    /// How long a step may wait for what it checks.
+    pub patience: Duration,
+    /// The new replica, once built: the caller takes it (dropping it stops it).
+    pub built: Arc<Mutex<Option<Postgres>>>,
+}
+
+impl LocalFailback {
+    /// Runs the steps numbered in `only` (every step when empty), as [`LocalFailover::run`].
+    pub async fn run(
+        &self,
+        only: &[u32],
+        out: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Vec<Outcome>, String> {
+        let runner = Runner {
+            dns: &self.dns,
+            patience: self.patience,
+            built: Some(&self.built),
+        };
+        runner
+            .run(Procedure::Failback, only, out, |id| self.actions(id))
+            .await
+    }
+
+    fn actions(&self, id: &str) -> Result<Vec<Action>, String> {
+        let (p, s) = (&self.primary, &self.serving);
+        Ok(match id {
+            "fence-old-primary" => vec![
+                Action::Pause(p.name.clone(), p.relay.clone()),
+                Action::Stop(p.database.0.clone()),
+                Action::Query(p.database_url.clone(), Query::Refuses),
+            ],
+            "rebuild-replica" => vec![Action::Replicate {
+                source_port: s.database.1,
+                dir: self.replica_dir.clone(),
+                port: p.database.1,
+            }],
+            "replica-caught-up" => vec![
+                Action::CaughtUp {
+                    source: s.database_url.clone(),
+                    replica: p.database_url.clone(),
+                },
+                Action::Get(format!("http://{}{PROBE_PATH}", p.gateway)),
+            ],
+            "stop-writes" => vec![
+                Action::Pause(s.name.clone(), s.relay.clone()),
+                Action::Stop(s.database.0.clone()),
+                Action::Query(s.database_url.clone(), Query::Refuses),
+            ],
+            "promote-replica" => vec![
+                Action::Query(p.database_url.clone(), Query::Promote),
+                Action::Query(p.database_url.clone(), Query::Writable),
+            ],
+            "resume-primary-relay" => vec![Action::Resume(p.name.clone(), p.relay.clone())],
+            "switch-dns" => vec![Action::Dns(p.gateway)],
+            "verify" => vec![
+                Action::Get(format!("http://{{host}}{PROBE_PATH}")),
+                Action::Query(p.database_url.clone(), Query::Writable),
+            ],
+            other => return Err(format!("the local failback has no step {other:?}")),
+        })
+    }
+}
+
+/// Runs a procedure's steps with the local actions.
+struct Runner<'a> {
+    dns: &'a DnsRecord,
+    patience: Duration,
+    /// Where a `Replicate` action leaves its replica.
+    built: Option<&'a Mutex<Option<Postgres>>>,
+}
+
+impl Runner<'_> {
+    async fn run(
+        &self,
+        procedure: Procedure,
+        only: &[u32],
+        out: &mut (dyn FnMut(String) + Send),
+        actions: impl Fn(&str) -> Result<Vec<Action>, String>,
+    ) -> Result<Vec<Outcome>, String> {
+        let mut done = Vec::new();
+        for step in steps_of(procedure)? {
+            if !only.is_empty() && !only.contains(&step.number) {
+                continue;
+            }
+            out(format!(
+                "# {}. {} ({}{})",
+                step.number,
+                step.title,
+                step.id,
+                if step.may_fail {
+                    ", expected to fail in a lost region"
+                } else {
+                    ""
+                }
+            ));
+            let start = Instant::now();
+            let mut failures = Vec::new();
+            for action in actions(&step.id)? {
+                out(format!("+ {}", action.describe()));
+                if let Err(e) = self.act(&action).await {
+                    if step.may_fail {
+                        out(format!(
+                            "# failed: {e}; expected when the primary region is down, going on"
+                        ));
+                        failures.push(e);
+                    } else {
+                        return Err(format!("step {} ({}): {e}", step.number, step.id));
+                    }
+                }
+            }
+            done.push(Outcome {
+                step,
+                took: start.elapsed(),
+                failures,
+            });
+        }
+        Ok(done)
     }
 
     async fn act(&self, action: &Action) -> Result<(), String> {
@@ -330,7 +476,107 @@ impl LocalFailover {
                 self.dns.set(*addr);
                 Ok(())
             }
+            Action::Stop(dir) => stop_server(dir, patience).await,
+            Action::Replicate {
+                source_port,
+                dir,
+                port,
+            } => {
+                let slot = self.built.ok_or("nowhere to keep a replica")?;
+                // Resumable: a replica built already (a rerun after a later step failed) stays.
+                if slot.lock().map_err(|e| e.to_string())?.is_some() {
+                    return Ok(());
+                }
+                // On this worker thread, not a blocking-pool one: the server dies with the thread
+                // that started it (die_with_parent), and the pool retires idle threads. Needs the
+                // multi-threaded runtime.
+                let pg = tokio::task::block_in_place(|| {
+                    Postgres::replica_of(*source_port, dir, *port, Durability::Durable)
+                })?;
+                *slot.lock().map_err(|e| e.to_string())? = Some(pg);
+                Ok(())
+            }
+            Action::CaughtUp { source, replica } => {
+                tokio::time::timeout(patience, caught_up(source, replica))
+                    .await
+                    .map_err(|_| format!("the replica did not catch up within {patience:?}"))?
+            }
         }
+    }
+}
+
+/// Stops the PostgreSQL server whose folder is `dir` with a fast shutdown (SIGINT to the pid in
+/// its `postmaster.pid`, as `pg_ctl stop -m fast`), waiting until it is gone. Its connected
+/// replicas are sent every write first: a clean stop loses nothing.
+async fn stop_server(dir: &Path, patience: Duration) -> Result<(), String> {
+    let pidfile = dir.join("data/postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(&pidfile) else {
+        // Stopped already (a rerun).
+        return Ok(());
+    };
+    let pid: i32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| format!("{}: no pid", pidfile.display()))?;
+    // SAFETY: kill has no memory preconditions; the pid is the server's, from its own file.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let deadline = Instant::now() + patience;
+    while pidfile.exists() {
+        if Instant::now() >= deadline {
+            return Err(format!("PostgreSQL {pid} still running after {patience:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Waits until `replica` streams from `source` and has replayed every write `source` had when
+/// the wait began.
+async fn caught_up(source: &str, replica: &str) -> Result<(), String> {
+    let connect = |url: &str| {
+        let url = url.to_owned();
+        async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            tokio::spawn(conn);
+            Ok::<_, String>(client)
+        }
+    };
+    let (src, rep) = (connect(source).await?, connect(replica).await?);
+    let target: i64 = src
+        .query_one(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    loop {
+        let streaming: i64 = src
+            .query_one(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        let row = rep
+            .query_one(
+                "SELECT pg_is_in_recovery(),
+                        COALESCE(pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0'), 0)::bigint",
+                &[],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !row.get::<_, bool>(0) {
+            return Err("the new database is not a replica".to_owned());
+        }
+        if streaming > 0 && row.get::<_, i64>(1) >= target {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -342,6 +588,19 @@ enum Action {
     Pause(String, Arc<Schedule>),
     Resume(String, Arc<Schedule>),
     Dns(SocketAddr),
+    /// Stop the PostgreSQL server of this folder (fast shutdown).
+    Stop(PathBuf),
+    /// A streaming replica of the server on `source_port`, built in `dir`, listening on `port`.
+    Replicate {
+        source_port: u16,
+        dir: PathBuf,
+        port: u16,
+    },
+    /// The replica has replayed what the source had.
+    CaughtUp {
+        source: String,
+        replica: String,
+    },
 }
 
 impl Action {
@@ -353,6 +612,20 @@ impl Action {
             Self::Pause(region, _) => format!("pause the relay schedule of {region}"),
             Self::Resume(region, _) => format!("resume the relay schedule of {region}"),
             Self::Dns(addr) => format!("the public host's record answers {addr}"),
+            Self::Stop(dir) => format!("pg_ctl stop -m fast -D {}/data", dir.display()),
+            Self::Replicate {
+                source_port,
+                dir,
+                port,
+            } => format!(
+                "pg_basebackup -R -X stream -h 127.0.0.1 -p {source_port} -D {}/data, then postgres -p {port}",
+                dir.display()
+            ),
+            Self::CaughtUp { source, replica } => format!(
+                "until {} has replayed pg_current_wal_lsn() of {}",
+                redact(replica),
+                redact(source)
+            ),
         }
     }
 }
@@ -366,6 +639,8 @@ enum Query {
     Promote,
     /// The database takes writes.
     Writable,
+    /// The database refuses connections (fenced).
+    Refuses,
 }
 
 impl Query {
@@ -375,13 +650,19 @@ impl Query {
             // Resumable: a database promoted already (a rerun of the step) is not promoted again.
             Self::Promote => "SELECT NOT pg_is_in_recovery() OR pg_promote(true, 60)",
             Self::Writable => "SELECT pg_is_in_recovery()",
+            Self::Refuses => "SELECT 1 (must fail to connect)",
         }
     }
 
     async fn run(self, url: &str) -> Result<(), String> {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let connected = tokio_postgres::connect(url, tokio_postgres::NoTls).await;
+        if let Self::Refuses = self {
+            return match connected {
+                Err(_) => Ok(()),
+                Ok(_) => Err("the fenced database still accepts connections".to_owned()),
+            };
+        }
+        let (client, conn) = connected.map_err(|e| format!("connect: {e}"))?;
         tokio::spawn(conn);
         let row = client
             .query_one(self.sql(), &[])
@@ -393,6 +674,7 @@ impl Query {
             Self::Promote => Err("the replica did not finish promotion within 60 s".to_owned()),
             Self::Writable if !row.get::<_, bool>(0) => Ok(()),
             Self::Writable => Err("the database is still a read-only replica".to_owned()),
+            Self::Refuses => Ok(()),
         }
     }
 }
@@ -413,15 +695,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_list_parses_and_the_local_back_end_has_every_step() {
+    fn the_lists_parse_and_the_local_back_ends_have_every_step() {
         let list = steps().expect("scripts/lib/failover-steps");
         assert_eq!(list.len(), 7);
         assert!(list[0].may_fail && list[1].may_fail);
         assert!(list[2..].iter().all(|s| !s.may_fail));
+        let back = steps_of(Procedure::Failback).expect("scripts/lib/failback-steps");
+        assert_eq!(back[0].id, "fence-old-primary", "fencing comes first");
+        assert!(
+            back.iter().all(|s| !s.may_fail),
+            "the region is back: no step may fail"
+        );
+        let promote = back.iter().position(|s| s.id == "promote-replica").unwrap();
+        let dns = back.iter().position(|s| s.id == "switch-dns").unwrap();
+        let stop = back.iter().position(|s| s.id == "stop-writes").unwrap();
+        assert!(
+            stop < promote && promote < dns,
+            "writes stop before the promotion, traffic returns after"
+        );
         let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
         let region = |name: &str| Region {
             name: name.into(),
             database_url: "postgres://postgres:secret@127.0.0.1:1/x".into(),
+            database: (PathBuf::from("/nowhere"), 1),
             gateway: addr,
             relay: Arc::new(Schedule {
                 paused: Arc::default(),
@@ -436,8 +732,20 @@ mod tests {
             dns: DnsRecord::new(addr),
             patience: Duration::from_secs(1),
         };
-        for s in &list {
-            let actions = f.actions(&s.id).unwrap_or_else(|e| panic!("{e}"));
+        let b = LocalFailback {
+            primary: region("primary"),
+            serving: region("standby"),
+            replica_dir: PathBuf::from("/nowhere/replica"),
+            dns: DnsRecord::new(addr),
+            patience: Duration::from_secs(1),
+            built: Arc::default(),
+        };
+        let all = list
+            .iter()
+            .map(|s| f.actions(&s.id))
+            .chain(back.iter().map(|s| b.actions(&s.id)));
+        for (actions, s) in all.zip(list.iter().chain(&back)) {
+            let actions = actions.unwrap_or_else(|e| panic!("{e}"));
             assert!(!actions.is_empty(), "{} does nothing here", s.id);
             for a in actions {
                 assert!(!a.describe().contains("secret"), "{}", a.describe());

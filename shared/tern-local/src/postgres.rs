@@ -47,6 +47,7 @@ pub enum Durability {
 }
 
 /// A throwaway PostgreSQL cluster on loopback, trusted local auth.
+#[derive(Debug)]
 pub struct Postgres {
     /// Where its files are (data, socket, log).
     pub dir: PathBuf,
@@ -101,6 +102,18 @@ impl Postgres {
     /// (SQLSTATE 25006) until [`Postgres::promote`]. Replication is asynchronous, as Cloud SQL's
     /// cross-region replicas are.
     pub fn start_replica(&self, dir: &Path, port: u16) -> Result<Self, String> {
+        Self::replica_of(self.port, dir, port, self.durability)
+    }
+
+    /// [`Postgres::start_replica`] of whatever server listens on `source_port` (one this process
+    /// may not have started, such as a promoted replica a failback rebuilds from).
+    pub fn replica_of(
+        source_port: u16,
+        dir: &Path,
+        port: u16,
+        durability: Durability,
+    ) -> Result<Self, String> {
+        let bin = postgres_bin_dir()?;
         let port = if port == 0 { free_port() } else { port };
         if dir.exists() {
             std::fs::remove_dir_all(dir)
@@ -108,12 +121,12 @@ impl Postgres {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut cmd = Command::new(self.bin.join("pg_basebackup"));
+        let mut cmd = Command::new(bin.join("pg_basebackup"));
         cmd.args([
             "-h",
             "127.0.0.1",
             "-p",
-            &self.port.to_string(),
+            &source_port.to_string(),
             "-U",
             "postgres",
             "-D",
@@ -129,7 +142,7 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Self::launch(dir, port, self.durability, self.bin.clone())
+        Self::launch(dir, port, durability, bin)
     }
 
     fn launch(dir: &Path, port: u16, durability: Durability, bin: PathBuf) -> Result<Self, String> {
