@@ -115,11 +115,26 @@ module "secrets" {
   depends_on               = [module.services]
 }
 
+# Where the writable instance is: the primary region, or the standby's between a failover and the
+# end of the failback (database_instances).
+locals {
+  database = var.database_instances != null ? var.database_instances : {
+    writer        = local.name
+    writer_region = "primary"
+    replica       = "${local.name}-replica"
+  }
+  database_regions = {
+    primary = var.region
+    standby = var.standby == null ? null : var.standby.region
+  }
+  database_replica_region = var.standby == null ? null : local.database_regions[local.database.writer_region == "primary" ? "standby" : "primary"]
+}
+
 module "cloudsql" {
   source                      = "../modules/cloudsql"
   project_id                  = var.project_id
-  name                        = local.name
-  region                      = var.region
+  name                        = local.database.writer
+  region                      = local.database_regions[local.database.writer_region]
   network_id                  = module.network.network_id
   private_services_connection = module.network.private_services_connection
   tier                        = var.database.tier
@@ -127,7 +142,8 @@ module "cloudsql" {
   backup_retention_count      = var.database.backup_retention_count
   max_connections             = var.database.max_connections
   user_password               = module.secrets.database_password
-  replica_region              = var.standby == null ? null : var.standby.region
+  replica_region              = local.database_replica_region
+  replica_name                = local.database.replica
   deletion_protection         = var.deletion_protection
 }
 

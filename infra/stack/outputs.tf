@@ -33,6 +33,12 @@ output "cloudsql_replica_private_ip" {
   value       = module.cloudsql.replica_private_ip
 }
 
+output "cloudsql_replica_server_ca" {
+  description = "The standby chart's database.serverCa: the replica's own server CA, or null."
+  value       = module.cloudsql.replica_server_ca_cert
+  sensitive   = true
+}
+
 output "cloudsql_server_ca" {
   description = "Chart database.serverCa (tofu output -json tern | jq -r .cloudsql_server_ca)."
   value       = module.cloudsql.server_ca_cert
@@ -40,8 +46,13 @@ output "cloudsql_server_ca" {
 }
 
 output "cloudsql_instances" {
-  description = "Primary and replica instance names (scripts/failover)."
-  value       = { primary = module.cloudsql.instance_name, replica = module.cloudsql.replica_name }
+  description = "The writer (primary) and replica instance names, each instance's region, and what the replica replicates (scripts/failover, scripts/failback)."
+  value = {
+    primary        = module.cloudsql.instance_name
+    replica        = module.cloudsql.replica_name
+    regions        = module.cloudsql.regions
+    replica_master = module.cloudsql.replica_master
+  }
 }
 
 output "private_services_range" {

@@ -52,6 +52,30 @@ variable "hosts" {
   type        = list(string)
 }
 
+variable "database_instances" {
+  description = <<-EOT
+    The Cloud SQL instances: the writer's name and the region role it lives in (primary or
+    standby), and its cross-region replica's name (in the other region). null: tern-<env> in the
+    primary region, tern-<env>-replica in the standby's. Only the failover and failback runbooks
+    change it (docs/operations.md, "Region failover": after a failover the promoted replica is
+    the writer, in the standby region, and the failback's new replica needs a new name).
+  EOT
+  type = object({
+    writer        = string
+    writer_region = string
+    replica       = string
+  })
+  default = null
+  validation {
+    condition     = var.database_instances == null || contains(["primary", "standby"], try(var.database_instances.writer_region, ""))
+    error_message = "database_instances.writer_region must be primary or standby."
+  }
+  validation {
+    condition     = var.database_instances == null || try(var.database_instances.writer_region, "") != "standby" || var.standby != null
+    error_message = "database_instances.writer_region = standby needs a standby region."
+  }
+}
+
 variable "standby_hosts" {
   description = "Hosts (among hosts) that always answer with the standby region's Gateway: its own test host (needs standby)."
   type        = list(string)

@@ -764,6 +764,8 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
         "hosts",
         "database.host",
         "database.replica",
+        // Each Cloud SQL instance has its own server CA.
+        "database.serverCa",
         "gateway.addressName",
     ];
     for chart in [FUNCTIONS_CHART, PLATFORM_CHART] {

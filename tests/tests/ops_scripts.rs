@@ -70,6 +70,7 @@ fn every_script_answers_help() {
         "selfheal",
         "replay-dead-letters",
         "failover",
+        "failback",
     ] {
         let (code, out, _) = script(name, &["--help"]);
         assert_eq!(code, 0, "{name} --help");
@@ -164,6 +165,20 @@ fn dry_runs_print_every_command_and_run_none() {
             vec!["tern-prod-replica", "kn service list"],
         ),
         (
+            "failback",
+            vec!["--new-replica", "tern-prod-b"],
+            vec![
+                "gcloud sql instances patch tern-prod --project=tern-prod --quiet --activation-policy=NEVER",
+                "state mv module.tern.module.cloudsql.google_sql_database_instance.replica[0] module.tern.module.cloudsql.google_sql_database_instance.primary",
+                "writer_region = \"standby\", replica = \"tern-prod-b\"",
+                "gcloud sql instances patch tern-prod-replica --project=tern-prod --quiet --activation-policy=NEVER",
+                "gcloud sql instances promote-replica tern-prod-b",
+                "gcloud scheduler jobs resume outbox-relay --location=europe-west1",
+                "gcloud compute addresses describe tern-prod-ip --global",
+                "kn service list -n tern --context=gke_tern-prod_europe-west1_tern-prod-primary",
+            ],
+        ),
+        (
             "replay-dead-letters",
             vec!["payments", "--limit", "3"],
             vec![
@@ -230,6 +245,27 @@ fn bad_arguments_are_refused_with_a_message() {
             "--steps must list steps 1 to 7",
         ),
         ("failover", vec!["--steps", "7-5"], "runs backwards"),
+        (
+            "failback",
+            vec!["--env", "staging"],
+            "staging has no standby region",
+        ),
+        (
+            "failback",
+            vec!["--steps", "9"],
+            "--steps must list steps 1 to 8",
+        ),
+        (
+            "failback",
+            vec!["--new-replica", "tern-prod"],
+            "must be three instances",
+        ),
+        (
+            "failback",
+            vec!["--new-replica", "Tern_Prod"],
+            "not a Cloud SQL instance name",
+        ),
+        ("failback", vec!["now"], "unexpected now"),
         ("failover", vec!["--steps"], "--steps needs a list"),
         (
             "failover",
@@ -246,4 +282,112 @@ fn bad_arguments_are_refused_with_a_message() {
             "{name} {args:?} printed commands before refusing"
         );
     }
+}
+
+/// The failback's order, as printed: the old primary is fenced (its scheduler paused, then the
+/// instance stopped) before any other command, and writes stop on the serving instance before
+/// the new replica is promoted and DNS moves back.
+#[test]
+fn the_failback_fences_first_and_stops_writes_before_promoting() {
+    let (code, out, err) = script("failback", &["--new-replica", "tern-prod-b"]);
+    assert_eq!(code, 0, "{err}");
+    let cmds: Vec<String> = commands(&out).iter().map(|c| c.join(" ")).collect();
+    let at = |needle: &str| {
+        cmds.iter()
+            .position(|c| c.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {cmds:#?}"))
+    };
+    assert!(
+        cmds[0].starts_with("gcloud scheduler jobs pause outbox-relay --location=europe-west1")
+    );
+    let fence = at("patch tern-prod --project=tern-prod --quiet --activation-policy=NEVER");
+    let rebuild = at("tofu -chdir=");
+    let stop_writes =
+        at("patch tern-prod-replica --project=tern-prod --quiet --activation-policy=NEVER");
+    let promote = at("promote-replica tern-prod-b");
+    let dns = at("gcloud dns record-sets update");
+    assert!(fence < rebuild && rebuild < stop_writes && stop_writes < promote && promote < dns);
+    // Each fence is checked, not assumed.
+    assert!(out.contains("describe tern-prod --project=tern-prod --format=value\\(settings.activationPolicy\\,state\\)"), "{out}");
+}
+
+/// A rehearsal needs only an environment with a standby: the scripts take their names from the
+/// environment's values and tfvars. Here staging gets one (env/staging-standby.yaml, as docs/
+/// operations.md says) in a copy of the repository's scripts and values.
+#[test]
+fn a_rehearsal_runs_wherever_an_environment_has_a_standby() {
+    let tree = tern_e2e::scratch("ops-rehearsal");
+    let copy = |rel: &str| {
+        let to = tree.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        let ok = Command::new("cp")
+            .args(["-r"])
+            .arg(root().join(rel))
+            .arg(&to)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cp {rel}");
+    };
+    copy("scripts");
+    copy("knative/chart/tern-functions/env");
+    for env in ["dev", "staging", "prod"] {
+        copy(&format!("infra/envs/{env}/terraform.tfvars"));
+    }
+    std::fs::write(
+        tree.join("knative/chart/tern-functions/env/staging-standby.yaml"),
+        "cluster: standby\nregion: europe-west4\nscale:\n  allAtZero: true\ndatabase:\n  host: 10.20.32.5\n  replica: true\n",
+    )
+    .unwrap();
+    let run = |name: &str, args: &[&str]| {
+        let out = Command::new(tree.join("scripts").join(name))
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{name} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        commands(&stdout)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let over = run("failover", &["--env", "staging"]);
+    for want in [
+        "gcloud sql instances promote-replica tern-staging-replica --project=tern-staging",
+        "gcloud scheduler jobs pause outbox-relay --location=europe-west1 --project=tern-staging",
+        "gcloud scheduler jobs resume outbox-relay-standby --location=europe-west4 --project=tern-staging",
+        "kn service update web -n tern --context=gke_tern-staging_europe-west4_tern-staging-standby --scale-min 1",
+        "gcloud dns record-sets update staging.orders.example.com. --type=A --ttl=60 --zone=tern-staging",
+        "gcloud compute addresses describe tern-staging-standby-ip",
+    ] {
+        assert!(over.contains(want), "no {want:?} in\n{over}");
+    }
+    assert!(!over.contains("tern-prod"), "{over}");
+    let back = run(
+        "failback",
+        &["--env", "staging", "--new-replica", "tern-staging-b"],
+    );
+    for want in [
+        "gcloud sql instances patch tern-staging --project=tern-staging --quiet --activation-policy=NEVER",
+        "tofu -chdir=",
+        "infra/envs/staging init",
+        "gcloud sql instances promote-replica tern-staging-b --project=tern-staging",
+        "gcloud dns record-sets update staging.orders.example.com.",
+    ] {
+        assert!(back.contains(want), "no {want:?} in\n{back}");
+    }
+    assert!(!back.contains("tern-prod"), "{back}");
+    let heal = run(
+        "selfheal",
+        &["pause", "--env", "staging", "--cluster", "standby"],
+    );
+    assert!(
+        heal.contains("--context=gke_tern-staging_europe-west4_tern-staging-standby -n argocd patch application tern-functions-tern-staging-standby"),
+        "{heal}"
+    );
 }

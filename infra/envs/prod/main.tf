@@ -22,6 +22,7 @@ module "tern" {
 
   hosts               = var.hosts
   standby_hosts       = var.standby_hosts
+  database_instances  = var.database_instances
   dns_zone            = var.dns_zone
   node_pool           = { machine_type = "e2-standard-4", min_nodes = 3, max_nodes = 12 }
   database            = { tier = "db-custom-2-8192", backup_retention_count = 30, max_connections = 400 }

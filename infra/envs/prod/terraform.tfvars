@@ -11,6 +11,9 @@ dns_zone = {
 external_publishers = {
   payments = ["serviceAccount:payments-integration@payments-provider-prod.iam.gserviceaccount.com"]
 }
+# The Cloud SQL instances: null is tern-prod (writer, europe-west1) and tern-prod-replica
+# (europe-west4). scripts/failback says what to set here at each of its steps.
+database_instances = null
 # primary; "standby" after a region failover (scripts/failover switches DNS at once; commit this too).
 active_region  = "primary"
 alert_channels = []

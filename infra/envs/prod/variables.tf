@@ -8,6 +8,16 @@ variable "hosts" {
   type        = list(string)
 }
 
+variable "database_instances" {
+  description = "The Cloud SQL writer (name, region role) and its replica's name; null: tern-prod in europe-west1, tern-prod-replica in europe-west4. Set by the failover and failback runbooks (docs/operations.md, \"Region failover\")."
+  type = object({
+    writer        = string
+    writer_region = string
+    replica       = string
+  })
+  default = null
+}
+
 variable "standby_hosts" {
   description = "Hosts (among hosts) that always answer with the standby region's Gateway: its test host."
   type        = list(string)

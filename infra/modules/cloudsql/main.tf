@@ -133,7 +133,7 @@ resource "google_sql_database_instance" "replica" {
   count = var.replica_region == null ? 0 : 1
 
   project              = var.project_id
-  name                 = "${var.name}-replica"
+  name                 = coalesce(var.replica_name, "${var.name}-replica")
   region               = var.replica_region
   database_version     = var.database_version
   master_instance_name = google_sql_database_instance.primary.name

@@ -24,6 +24,25 @@ output "replica_name" {
   value       = one(google_sql_database_instance.replica[*].name)
 }
 
+output "regions" {
+  description = "instance name -> its region (the writer, and the replica if any)."
+  value = merge(
+    { (google_sql_database_instance.primary.name) = google_sql_database_instance.primary.region },
+    { for r in google_sql_database_instance.replica : r.name => r.region },
+  )
+}
+
+output "replica_master" {
+  description = "The instance the replica replicates from, or null."
+  value       = one(google_sql_database_instance.replica[*].master_instance_name)
+}
+
+output "replica_server_ca_cert" {
+  description = "PEM of the replica's server CA (the standby chart's database.serverCa: every instance has its own), or null."
+  value       = one(google_sql_database_instance.replica[*].server_ca_cert[0].cert)
+  sensitive   = true
+}
+
 output "replica_private_ip" {
   description = "The replica's private IP (the standby functions' DB_HOST), or null."
   value       = one(google_sql_database_instance.replica[*].private_ip_address)

@@ -123,6 +123,12 @@ variable "replica_region" {
   default     = null
 }
 
+variable "replica_name" {
+  description = "The replica's instance name; null: <name>-replica. A failback's new replica needs a new name (Cloud SQL keeps a deleted name for a week; the old primary is kept stopped until checked)."
+  type        = string
+  default     = null
+}
+
 variable "deletion_protection" {
   description = "Refuse to delete the instance (and the replica), both in OpenTofu and in the Cloud SQL API."
   type        = bool

@@ -73,6 +73,48 @@ run "after_a_failover_every_host_reaches_the_standby_gateway" {
   }
 }
 
+run "the_writer_is_in_the_primary_region_and_its_replica_in_the_standby" {
+  command = plan
+
+  assert {
+    condition     = module.tern.cloudsql_instances.regions["tern-prod"] == "europe-west1" && module.tern.cloudsql_instances.regions["tern-prod-replica"] == "europe-west4" && length(module.tern.cloudsql_instances.regions) == 2 && module.tern.cloudsql_instances.replica_master == "tern-prod"
+    error_message = "tern-prod writes in europe-west1; tern-prod-replica replicates it in europe-west4"
+  }
+}
+
+# The failback's step 2 (scripts/failback): the promoted replica is the writer, in the standby
+# region, and a new replica (a new name) replicates it in the primary region.
+run "a_failback_builds_a_new_replica_in_the_primary_region" {
+  command = plan
+  variables {
+    database_instances = { writer = "tern-prod-replica", writer_region = "standby", replica = "tern-prod-b" }
+    active_region      = "standby"
+  }
+
+  assert {
+    condition     = module.tern.cloudsql_instances.primary == "tern-prod-replica" && module.tern.cloudsql_instances.replica == "tern-prod-b"
+    error_message = "the writer is the promoted instance, the replica a new one"
+  }
+  assert {
+    condition     = module.tern.cloudsql_instances.regions["tern-prod-replica"] == "europe-west4" && module.tern.cloudsql_instances.regions["tern-prod-b"] == "europe-west1" && length(module.tern.cloudsql_instances.regions) == 2 && module.tern.cloudsql_instances.replica_master == "tern-prod-replica"
+    error_message = "the new replica replicates the promoted instance, in the primary region"
+  }
+}
+
+# Its step 5 done: the new replica promoted writes in the primary region again, and the standby
+# gets a fresh replica (a third name).
+run "after_the_failback_the_writer_is_back_in_the_primary_region" {
+  command = plan
+  variables {
+    database_instances = { writer = "tern-prod-b", writer_region = "primary", replica = "tern-prod-b-replica" }
+  }
+
+  assert {
+    condition     = module.tern.cloudsql_instances.regions["tern-prod-b"] == "europe-west1" && module.tern.cloudsql_instances.regions["tern-prod-b-replica"] == "europe-west4" && length(module.tern.cloudsql_instances.regions) == 2 && module.tern.cloudsql_instances.replica_master == "tern-prod-b"
+    error_message = "writer in europe-west1, replica in europe-west4"
+  }
+}
+
 run "data_is_protected_and_identities_hold_only_their_roles" {
   command = plan
 
