@@ -199,3 +199,110 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         }
     }
 }
+
+/// `tern dev --standby`: a second region as prod's standby before a failover, on a streaming
+/// replica of the database: its own router on PORT+1 serves reads of what the primary wrote and
+/// answers writes 503 `region-standby`; Ctrl-C stops both regions.
+#[tokio::test(flavor = "multi_thread")]
+async fn tern_dev_runs_a_standby_region_on_a_replica() {
+    // A cluster of this test's own: the replica copies all of it.
+    let pg = own_postgres("dev-standby").await;
+    let emulator = own_emulator();
+    let sys = System::on(&pg, &emulator.addr).await;
+    let http_functions = table()
+        .functions
+        .iter()
+        .filter(|f| f.kind == Kind::Http)
+        .count() as u16;
+    let port = free_ports(2);
+    let first = free_ports(http_functions);
+    let out = scratch("tern-dev-standby");
+    let mut cmd = Command::new(bin_dir().join("tern"));
+    cmd.current_dir(root())
+        .args(["dev", "--standby", "--port", &port.to_string()])
+        .args(["--function-port", &first.to_string(), "--bin-dir"])
+        .arg(bin_dir())
+        .env("DATABASE_URL", &sys.database_url)
+        .env("PUBSUB_EMULATOR_HOST", &emulator.addr)
+        .env("TERN_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(out.join("stderr")).unwrap());
+    let mut dev = Running(cmd.spawn().expect("spawn tern dev --standby"));
+    let (base, standby) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{}", port + 1),
+    );
+    let http = &sys.http;
+    eventually(
+        "both regions serving GET /",
+        Duration::from_secs(120),
+        || {
+            if let Ok(Some(status)) = dev.0.try_wait() {
+                panic!(
+                    "tern dev --standby exited early ({status}): {}",
+                    std::fs::read_to_string(out.join("stderr")).unwrap_or_default()
+                );
+            }
+            async {
+                for b in [&base, &standby] {
+                    let res = http.get(format!("{b}/")).send().await.ok()?;
+                    if res.status() != 200 {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    let banner = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(banner.contains("standby region"), "{banner}");
+    assert!(
+        banner.contains(&format!("http://127.0.0.1:{}/", port + 1)),
+        "{banner}"
+    );
+
+    // Written through the primary, read through the standby (by replication).
+    let res = sys.create_order(&base, &order_body()).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = eventually(
+        "the order on the standby",
+        Duration::from_secs(20),
+        || async {
+            let o = sys.order(&standby, &id).await;
+            (o["id"] == id.as_str()).then_some(o)
+        },
+    )
+    .await;
+    assert_eq!(order["status"], "pending");
+    // A write through the standby: refused, saying why.
+    let res = http
+        .post(format!("{standby}/api/orders"))
+        .header("idempotency-key", "dev-standby-1")
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "30");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "urn:tern:problem:region-standby", "{body}");
+
+    let pid = i32::try_from(dev.0.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = eventually("tern dev exiting", Duration::from_secs(60), || {
+        let exited = dev.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(status.success(), "tern dev exited with {status}: {stdout}");
+    for p in [port, port + 1] {
+        assert!(!accepts(([127, 0, 0, 1], p).into()), "{p} still listens");
+    }
+}

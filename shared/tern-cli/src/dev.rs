@@ -22,7 +22,13 @@ pub struct DevOptions {
     pub bin_dir: PathBuf,
     /// How often scheduled functions (the outbox relay) are called.
     pub schedule_every: Duration,
+    /// Also run a standby region: a streaming replica, every HTTP function against it, and its
+    /// own router on `port + 1`.
+    pub standby: bool,
 }
+
+/// Where the standby region's functions start, above the primary's.
+const STANDBY_PORT_OFFSET: u16 = 50;
 
 /// Runs everything until Ctrl-C.
 pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
@@ -44,6 +50,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
             port: EMULATOR_PORT,
         },
     };
+    let root_dir = root.clone();
     let mut world = World::start(WorldOptions {
         root,
         bin_dir: opts.bin_dir.clone(),
@@ -81,7 +88,15 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     let listener = tern::platform::bind(([127, 0, 0, 1], opts.port).into())
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
+    let standby = if opts.standby {
+        Some(Standby::start(&root_dir, &world, &opts, limits).await?)
+    } else {
+        None
+    };
     print_banner(&opts, &world, &upstreams);
+    if let Some(s) = &standby {
+        s.print_banner();
+    }
     let edge = Edge {
         table: world.table.clone(),
         pubsub: world.pubsub().clone(),
@@ -93,7 +108,14 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     edge.serve_until_signal(listener).await?;
 
     println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
-    for i in &mut instances {
+    let (mut standby_instances, standby_db) = match standby {
+        Some(s) => {
+            let (i, db) = s.stop();
+            (i, Some(db))
+        }
+        None => (Vec::new(), None),
+    };
+    for i in instances.iter_mut().chain(standby_instances.iter_mut()) {
         let status = i.stop();
         println!(
             "{:>16} | exited: {}",
@@ -102,7 +124,120 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         );
     }
     drop(instances);
+    drop(standby_instances);
+    if let Some(db) = standby_db {
+        let dir = db.dir.clone();
+        drop(db);
+        // A replica in a folder of this run's (beside a DATABASE_URL) goes with the run.
+        if dir.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
     Ok(())
+}
+
+/// A standby region, as prod's europe-west4 before a failover: a streaming replica of the local
+/// PostgreSQL (`pg_basebackup`), every HTTP function against it (reads answer; writes answer 503
+/// `region-standby`), and its own router. No deliveries and no scheduler: Pub/Sub pushes to the
+/// public host (the primary's router), and the standby's relay job is paused until failover.
+struct Standby {
+    replica: tern_local::Postgres,
+    database_url: String,
+    port: u16,
+    instances: Vec<tern_local::Instance>,
+    stop: tern_local::StopToken,
+    router: tokio::task::JoinHandle<()>,
+}
+
+impl Standby {
+    async fn start(
+        root: &std::path::Path,
+        world: &World,
+        opts: &DevOptions,
+        limits: tern::platform::ConnLimits,
+    ) -> Result<Self, String> {
+        let port = opts
+            .port
+            .checked_add(1)
+            .ok_or("--standby needs the port above --port")?;
+        // Beside the local cluster; with DATABASE_URL (not ours), in a folder of this run's.
+        let dir = if world.postgres().is_some() {
+            root.join(".local/dev/pg-standby")
+        } else {
+            std::env::temp_dir().join(format!("tern-dev-standby-{}", std::process::id()))
+        };
+        let (replica, database_url) =
+            tern_local::Postgres::replica_of_url(world.env.database_url(), &dir, 0)
+                .map_err(|e| format!("--standby: {e}"))?;
+        step(&format!(
+            "standby region: a streaming replica of the database at {database_url} (pg_basebackup)"
+        ));
+        let env = world
+            .env
+            .clone()
+            .database(&database_url)
+            .public_origins(tern_local::local_origins(port));
+        let first = opts
+            .first_function_port
+            .checked_add(STANDBY_PORT_OFFSET)
+            .ok_or("--standby: no room for its function ports")?;
+        let instances = world.start_http_instances_with(&env, first)?;
+        let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
+        for i in &instances {
+            upstreams
+                .entry(i.name().to_owned())
+                .or_default()
+                .push(i.addr());
+        }
+        let listener = tern::platform::bind(([127, 0, 0, 1], port).into())
+            .await
+            .map_err(|e| format!("--standby: cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let router = tern_local::Router::new(
+            &world.table,
+            std::sync::Arc::new(std::sync::RwLock::new(upstreams)),
+        )
+        .limits(limits);
+        let stop = tern_local::StopToken::default();
+        let cancelled = stop.clone();
+        let router = tokio::spawn(async move {
+            router
+                .serve(listener, async move { cancelled.cancelled().await })
+                .await;
+        });
+        Ok(Self {
+            replica,
+            database_url,
+            port,
+            instances,
+            stop,
+            router,
+        })
+    }
+
+    fn print_banner(&self) {
+        println!(
+            "  standby region (before a failover: reads answer, writes answer 503 region-standby)"
+        );
+        println!("    web pages   http://127.0.0.1:{}/", self.port);
+        println!("    JSON API    http://127.0.0.1:{}/api/orders", self.port);
+        println!("    replica     {}", self.database_url);
+        println!(
+            "    functions   {}\n",
+            self.instances
+                .iter()
+                .map(|i| format!("{} {}", i.name(), i.addr()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    /// Stops the router; the functions are the caller's to stop (they drain), then the
+    /// replica's (it stops when dropped).
+    fn stop(self) -> (Vec<tern_local::Instance>, tern_local::Postgres) {
+        self.stop.cancel();
+        self.router.abort();
+        (self.instances, self.replica)
+    }
 }
 
 /// The router's client-connection limits: `TERN_HEADER_READ_TIMEOUT`, `TERN_IDLE_TIMEOUT` and

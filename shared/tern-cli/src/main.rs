@@ -42,6 +42,11 @@ enum Command {
         /// How often scheduled functions (the outbox relay) are called.
         #[arg(long, default_value_t = 10)]
         schedule_seconds: u64,
+        /// Also run a standby region, as prod's before a failover: a streaming replica of the
+        /// database (pg_basebackup), every HTTP function against it (reads answer, writes 503
+        /// region-standby) and its own router on PORT+1.
+        #[arg(long)]
+        standby: bool,
     },
     /// Only the parts around the functions (router, event delivery, scheduler) for functions that
     /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
@@ -117,6 +122,7 @@ async fn main() -> ExitCode {
             delivery,
             bin_dir,
             schedule_seconds,
+            standby,
         } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
@@ -125,6 +131,7 @@ async fn main() -> ExitCode {
                     mode: delivery,
                     bin_dir: root.join(bin_dir),
                     schedule_every: Duration::from_secs(schedule_seconds.max(1)),
+                    standby,
                 };
                 dev::run(root, opts).await
             }

@@ -60,6 +60,13 @@ impl FunctionEnv {
         }
     }
 
+    /// The same functions on another database (a standby region's replica).
+    #[must_use]
+    pub fn database(mut self, database_url: impl Into<String>) -> Self {
+        self.database_url = database_url.into();
+        self
+    }
+
     /// Publishes to and is configured for `pubsub` (its project, emulator and publish timeout).
     #[must_use]
     pub fn pubsub(mut self, pubsub: PubSubConfig) -> Self {

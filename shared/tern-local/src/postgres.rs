@@ -145,6 +145,36 @@ impl Postgres {
         Self::launch(dir, port, durability, bin)
     }
 
+    /// [`Postgres::replica_of`] the loopback server `database_url` names, and the same database's
+    /// URL on the replica. The server must let `postgres` replicate from 127.0.0.1 (a local
+    /// cluster made with trust authentication does).
+    pub fn replica_of_url(
+        database_url: &str,
+        dir: &Path,
+        port: u16,
+    ) -> Result<(Self, String), String> {
+        let config: tokio_postgres::Config = database_url
+            .parse()
+            .map_err(|e| format!("DATABASE_URL: {e}"))?;
+        let local = config.get_hosts().iter().all(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => {
+                ["127.0.0.1", "localhost", "::1"].contains(&name.as_str())
+            }
+            _ => false,
+        });
+        if !local {
+            return Err(
+                "a standby replica needs a PostgreSQL on this machine (127.0.0.1 or localhost)"
+                    .to_owned(),
+            );
+        }
+        let source_port = config.get_ports().first().copied().unwrap_or(5432);
+        let name = config.get_dbname().unwrap_or("postgres").to_owned();
+        let pg = Self::replica_of(source_port, dir, port, Durability::Fast)?;
+        let url = pg.url(&name);
+        Ok((pg, url))
+    }
+
     fn launch(dir: &Path, port: u16, durability: Durability, bin: PathBuf) -> Result<Self, String> {
         let data = dir.join("data");
         let sock = dir.join("sock");

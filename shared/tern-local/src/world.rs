@@ -352,6 +352,15 @@ impl World {
     /// Starts every HTTP function of the route table at once, with this world's environment,
     /// and waits until each is ready; processes take consecutive ports from `first_port`.
     pub fn start_http_instances(&self, first_port: u16) -> Result<Vec<Instance>, String> {
+        self.start_http_instances_with(&self.env, first_port)
+    }
+
+    /// [`World::start_http_instances`] with another environment (a standby region's).
+    pub fn start_http_instances_with(
+        &self,
+        env: &FunctionEnv,
+        first_port: u16,
+    ) -> Result<Vec<Instance>, String> {
         let mut all = Vec::new();
         for (i, f) in self
             .table
@@ -363,7 +372,7 @@ impl World {
             let port = first_port
                 .checked_add(i as u16)
                 .ok_or("no room for the function ports above the first one")?;
-            all.push(self.launcher.spawn(f, &self.env, port)?);
+            all.push(self.launcher.spawn(f, env, port)?);
         }
         for i in &mut all {
             i.wait_ready()?;
