@@ -35,6 +35,20 @@ fn free_ports(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// Ctrl-C to `tern dev`: it must exit 0; returns what it printed.
+async fn ctrl_c(dev: &mut Running, out: &std::path::Path) -> String {
+    let pid = i32::try_from(dev.0.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let status = eventually("tern dev exiting", Duration::from_secs(60), || {
+        let exited = dev.0.try_wait().unwrap();
+        async move { exited }
+    })
+    .await;
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(status.success(), "tern dev exited with {status}: {stdout}");
+    stdout
+}
+
 fn accepts(addr: std::net::SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
@@ -165,15 +179,7 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
     assert!(list.to_string().contains(&id), "{list}");
 
     // Ctrl-C: everything stops, with a zero exit.
-    let pid = i32::try_from(dev.0.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = eventually("tern dev exiting", Duration::from_secs(60), || {
-        let exited = dev.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
-    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
-    assert!(status.success(), "tern dev exited with {status}: {stdout}");
+    let stdout = ctrl_c(&mut dev, &out).await;
     assert!(stdout.contains("stopping"), "{stdout}");
     assert!(
         !accepts(([127, 0, 0, 1], port).into()),
@@ -293,15 +299,8 @@ async fn tern_dev_runs_a_standby_region_on_a_replica() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["type"], "urn:tern:problem:region-standby", "{body}");
 
-    let pid = i32::try_from(dev.0.id()).unwrap();
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
-    let status = eventually("tern dev exiting", Duration::from_secs(60), || {
-        let exited = dev.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
-    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
-    assert!(status.success(), "tern dev exited with {status}: {stdout}");
+    let stdout = ctrl_c(&mut dev, &out).await;
+    assert!(stdout.contains("stopping"), "{stdout}");
     for p in [port, port + 1] {
         assert!(!accepts(([127, 0, 0, 1], p).into()), "{p} still listens");
     }

@@ -78,13 +78,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         .clone()
         .public_origins(tern_local::local_origins(opts.port));
     let mut instances = world.start_http_instances(opts.first_function_port)?;
-    let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
-    for i in &instances {
-        upstreams
-            .entry(i.name().to_owned())
-            .or_default()
-            .push(i.addr());
-    }
+    let upstreams = upstreams_of(&instances);
     let listener = tern::platform::bind(([127, 0, 0, 1], opts.port).into())
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", opts.port))?;
@@ -136,6 +130,18 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     Ok(())
 }
 
+/// The router's upstreams: each function's instance addresses.
+fn upstreams_of(instances: &[tern_local::Instance]) -> HashMap<String, Vec<String>> {
+    let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
+    for i in instances {
+        upstreams
+            .entry(i.name().to_owned())
+            .or_default()
+            .push(i.addr());
+    }
+    upstreams
+}
+
 /// A standby region, as prod's europe-west4 before a failover: a streaming replica of the local
 /// PostgreSQL (`pg_basebackup`), every HTTP function against it (reads answer; writes answer 503
 /// `region-standby`), and its own router. No deliveries and no scheduler: Pub/Sub pushes to the
@@ -182,13 +188,7 @@ impl Standby {
             .checked_add(STANDBY_PORT_OFFSET)
             .ok_or("--standby: no room for its function ports")?;
         let instances = world.start_http_instances_with(&env, first)?;
-        let mut upstreams: HashMap<String, Vec<String>> = HashMap::new();
-        for i in &instances {
-            upstreams
-                .entry(i.name().to_owned())
-                .or_default()
-                .push(i.addr());
-        }
+        let upstreams = upstreams_of(&instances);
         let listener = tern::platform::bind(([127, 0, 0, 1], port).into())
             .await
             .map_err(|e| format!("--standby: cannot listen on 127.0.0.1:{port}: {e}"))?;
