@@ -126,17 +126,36 @@ struct Figures {
     failback_took: Duration,
     switchback_gap: Duration,
     acked_after_failback: usize,
+    /// `order.created` events of orders the final database does not hold (published by the
+    /// lost side before it was fenced).
+    phantom_events: usize,
 }
 
-/// Three runs of the drill, each on a fresh primary, replica and pair of regions.
+/// How the primary region is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Its PostgreSQL killed (SIGKILL): connections refused at once. It comes back by restarting.
+    Kill,
+    /// Its PostgreSQL hung (SIGSTOP of every process): connections accepted, never answered, as a
+    /// partitioned or wedged region. It comes back by resuming (SIGCONT), with whatever it held.
+    Hang,
+}
+
+/// Four runs of the drill, each on a fresh primary, replica and pair of regions: three with the
+/// primary's PostgreSQL killed, one with it hung.
 #[tokio::test(flavor = "multi_thread")]
 async fn region_failover_drill() {
     let emulator = own_emulator();
     let mut all = Vec::new();
-    for run in 1..=3 {
-        let f = drill(run, &emulator.addr).await;
+    for (run, fault) in [
+        (1, Fault::Kill),
+        (2, Fault::Kill),
+        (3, Fault::Kill),
+        (4, Fault::Hang),
+    ] {
+        let f = drill(run, &emulator.addr, fault).await;
         eprintln!(
-            "drill {run}: {} orders acknowledged before the kill, {} lost ({:.3} s of them; lag at the kill {} bytes, {:.3} s); first write {:.2} s after the kill (failover steps {:.2} s); {} acknowledged after, {} refusals retried, {} present unacknowledged; {} orders, {} with their events ({} of the lost side's outbox rows published by the promoted side); no order twice",
+            "drill {run} ({fault:?}): {} orders acknowledged before the fault, {} lost ({:.3} s of them; lag at the kill {} bytes, {:.3} s); first write {:.2} s after the fault (failover steps {:.2} s); {} acknowledged after, {} refusals retried, {} present unacknowledged; {} orders, {} with their events ({} of the lost side's outbox rows published by the promoted side); no order twice",
             f.acked_before_kill,
             f.lost,
             f.lost_span.as_secs_f64(),
@@ -152,29 +171,36 @@ async fn region_failover_drill() {
             f.published_by_standby,
         );
         eprintln!(
-            "drill {run}: failback: a write through the returned primary region after the fence answered {}; the failback's steps {:.2} s; writes paused {:.2} s by the planned switch back (from stop-writes to the first order acknowledged by the primary region); {} acknowledged after it; nothing acknowledged lost",
+            "drill {run} ({fault:?}): failback: a write through the returned primary region after the fence answered {}; the failback's steps {:.2} s; writes paused {:.2} s by the planned switch back (from stop-writes to the first order acknowledged by the primary region); {} acknowledged after it; nothing acknowledged lost; {} order.created events of orders the final database does not hold",
             f.fenced_write,
             f.failback_took.as_secs_f64(),
             f.switchback_gap.as_secs_f64(),
             f.acked_after_failback,
+            f.phantom_events,
         );
-        all.push(f);
+        all.push((fault, f));
     }
-    let worst = all
-        .iter()
-        .map(|f| f.first_write_after_kill)
-        .max()
-        .unwrap_or_default();
-    eprintln!(
-        "drill: {} runs, {} orders acknowledged before the kills, {} lost, worst time to the first write {:.2} s",
-        all.len(),
-        all.iter().map(|f| f.acked_before_kill).sum::<usize>(),
-        all.iter().map(|f| f.lost).sum::<usize>(),
-        worst.as_secs_f64()
-    );
+    for fault in [Fault::Kill, Fault::Hang] {
+        let runs: Vec<&Figures> = all
+            .iter()
+            .filter(|(f, _)| *f == fault)
+            .map(|(_, f)| f)
+            .collect();
+        eprintln!(
+            "drill ({fault:?}): {} runs, {} orders acknowledged before the fault, {} lost, worst time to the first write {:.2} s",
+            runs.len(),
+            runs.iter().map(|f| f.acked_before_kill).sum::<usize>(),
+            runs.iter().map(|f| f.lost).sum::<usize>(),
+            runs.iter()
+                .map(|f| f.first_write_after_kill)
+                .max()
+                .unwrap_or_default()
+                .as_secs_f64()
+        );
+    }
 }
 
-async fn drill(run: u32, emulator: &str) -> Figures {
+async fn drill(run: u32, emulator: &str, fault: Fault) -> Figures {
     let primary_pg = Postgres::start_with(
         &scratch(&format!("drill{run}-primary")),
         0,
@@ -307,7 +333,10 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    primary_pg.kill();
+    match fault {
+        Fault::Kill => primary_pg.kill(),
+        Fault::Hang => primary_pg.freeze(),
+    }
 
     // The failover, as production runs it, on this world.
     let started = Instant::now();
@@ -339,22 +368,45 @@ async fn drill(run: u32, emulator: &str) -> Figures {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // The primary region comes back as it was lost: its PostgreSQL restarts writable, on data
-    // that forked from the promoted replica's, and its scheduler (whose pause could not reach
-    // it) runs its relay again. Two writable databases: the failback fences the old one first.
-    tokio::task::block_in_place(|| primary_pg.restart()).expect("the old primary restarts");
+    // The primary region comes back as it was lost, and its scheduler (whose pause could not
+    // reach it) runs its relay again. Killed, its PostgreSQL restarts writable, on data that
+    // forked from the promoted replica's: two writable databases, and the failback fences the
+    // old one first. Hung, it resumes with the stop of the failover's step 2 waiting for it, so
+    // it shuts down instead of committing what it held.
     failover.primary.relay.resume();
-    let old = primary.sql().await;
-    let in_recovery: bool = old
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        !in_recovery,
-        "the old primary is back writable: the split brain to prevent"
-    );
-    drop(old);
+    match fault {
+        Fault::Kill => {
+            tokio::task::block_in_place(|| primary_pg.restart()).expect("the old primary restarts");
+            let old = primary.sql().await;
+            let in_recovery: bool = old
+                .query_one("SELECT pg_is_in_recovery()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(
+                !in_recovery,
+                "the old primary is back writable: the split brain to prevent"
+            );
+        }
+        Fault::Hang => {
+            primary_pg.thaw();
+            let url = primary.database_url.clone();
+            eventually(
+                "the resumed primary stopping (fenced by step 2)",
+                Duration::from_secs(30),
+                || {
+                    let url = url.clone();
+                    async move {
+                        tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                            .await
+                            .is_err()
+                            .then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    }
     let built = Arc::new(Mutex::new(None));
     let failback = LocalFailback {
         primary: failover.primary.clone(),
@@ -494,6 +546,11 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         .map(|m| attr(m, "ce-subject"))
         .filter(|s| ids.contains(s))
         .collect();
+    let phantom_events = messages
+        .iter()
+        .filter(|m| attr(m, "ce-type") == "com.example.order.created")
+        .filter(|m| !ids.contains(&attr(m, "ce-subject")))
+        .count();
     let missing: Vec<_> = ids.difference(&with_events).collect();
     assert!(
         missing.is_empty(),
@@ -520,5 +577,6 @@ async fn drill(run: u32, emulator: &str) -> Figures {
         failback_took,
         switchback_gap,
         acked_after_failback: after_failback.len(),
+        phantom_events,
     }
 }

@@ -8,7 +8,7 @@
 //! | step | Google Cloud (`scripts/failover`) | here ([`LocalFailover`]) |
 //! |---|---|---|
 //! | confirm-primary-down | `gcloud sql instances describe`, `curl` the host | connect to the primary's database, `GET` through its Gateway |
-//! | stop-primary-writers | `gcloud scheduler jobs pause` | pause the primary's relay [`Schedule`] |
+//! | stop-primary-writers | `gcloud scheduler jobs pause`, `gcloud sql instances patch --activation-policy=NEVER` | pause the primary's relay [`Schedule`], stop its PostgreSQL (a hung one stops when it resumes: the signal waits for it) |
 //! | promote-replica | `gcloud sql instances promote-replica`, then `patch` to HA + PITR | `SELECT pg_promote()`, checked with `pg_is_in_recovery()` |
 //! | resume-standby-relay | `gcloud scheduler jobs resume` | resume the standby's relay [`Schedule`] |
 //! | warm-standby | `kn service update --scale-min 1` | each standby pod's readiness answers 200 |
@@ -44,6 +44,10 @@ use std::time::{Duration, Instant};
 /// What the Gateway probes ask for: orders-get answers it (404, an order nobody made) when the
 /// region serves, so any answer below 500 means a function answered through the Gateway.
 const PROBE_PATH: &str = "/api/orders/ord_failover_probe";
+
+/// How long an action of a may-fail step waits (`scripts/failover` step 1: `curl --max-time 10`,
+/// and gcloud's own deadline).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The failover's list, shared with `scripts/failover`.
 const FAILOVER: &str = include_str!("../../../scripts/lib/failover-steps");
@@ -282,7 +286,10 @@ impl LocalFailover {
                 Action::Query(p.database_url.clone(), Query::Answers),
                 Action::Get(format!("http://{}{PROBE_PATH}", p.gateway)),
             ],
-            "stop-primary-writers" => vec![Action::Pause(p.name.clone(), p.relay.clone())],
+            "stop-primary-writers" => vec![
+                Action::Pause(p.name.clone(), p.relay.clone()),
+                Action::Stop(p.database.0.clone()),
+            ],
             "promote-replica" => vec![
                 Action::Query(s.database_url.clone(), Query::Promote),
                 Action::Query(s.database_url.clone(), Query::Writable),
@@ -413,7 +420,14 @@ impl Runner<'_> {
             let mut failures = Vec::new();
             for action in actions(&step.id)? {
                 out(format!("+ {}", action.describe()));
-                if let Err(e) = self.act(&action).await {
+                // A step expected to fail in a lost region gives up as soon as the script's probes
+                // do (a hung primary must not hold the failover for the full patience).
+                let patience = if step.may_fail {
+                    self.patience.min(PROBE_TIMEOUT)
+                } else {
+                    self.patience
+                };
+                if let Err(e) = self.act(&action, patience).await {
                     if step.may_fail {
                         out(format!(
                             "# failed: {e}; expected when the primary region is down, going on"
@@ -433,8 +447,7 @@ impl Runner<'_> {
         Ok(done)
     }
 
-    async fn act(&self, action: &Action) -> Result<(), String> {
-        let patience = self.patience;
+    async fn act(&self, action: &Action, patience: Duration) -> Result<(), String> {
         match action {
             Action::Query(url, q) => tokio::time::timeout(patience, q.run(url))
                 .await
@@ -520,7 +533,12 @@ async fn stop_server(dir: &Path, patience: Duration) -> Result<(), String> {
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| format!("{}: no pid", pidfile.display()))?;
     // SAFETY: kill has no memory preconditions; the pid is the server's, from its own file.
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+        // No such process: the file outlived a server that was killed. Nothing runs.
+        return Ok(());
+    }
+    // A hung (stopped) server keeps the signal pending and shuts down as soon as it resumes;
+    // until then this waits, and a may-fail step gives up after its probe timeout.
     let deadline = Instant::now() + patience;
     while pidfile.exists() {
         if Instant::now() >= deadline {
