@@ -66,12 +66,14 @@ run() {
 }
 
 # try CMD...: like run, for a step that is expected to fail in an outage (a dead region): a
-# failure is reported and the script goes on.
+# failure is reported and the script goes on; a command still waiting after TRY_TIMEOUT seconds
+# (default 60: gcloud waits for an operation a lost region never finishes) counts as failed.
 try() {
   printf '+'; printf ' %q' "$@"; printf '\n'
   if [[ $EXECUTE == 1 ]]; then
-    local code=0
-    "$@" || code=$?
+    local code=0 limit=()
+    [[ "$(type -t "$1")" == file ]] && limit=(timeout "${TRY_TIMEOUT:-60}")
+    "${limit[@]}" "$@" || code=$?
     ((code == 0)) || echo "# failed with exit $code; expected when the primary region is down, going on"
   fi
   return 0
@@ -214,11 +216,15 @@ zone_of() {
 # primary region, tern-ENV-replica.
 read_database_instances() {
   local line field
-  line="$(grep -E '^ *database_instances *= *\{' "$ops_root/infra/envs/$1/terraform.tfvars" | head -1 || true)"
+  line="$(grep -E '^ *database_instances *=' "$ops_root/infra/envs/$1/terraform.tfvars" | head -1 || true)"
   field() { sed -n "s/.*[{,] *$1 *= *\"\([^\"]*\)\".*/\1/p" <<<"$line"; }
   DB_WRITER="$(field writer)"
   DB_WRITER_REGION="$(field writer_region)"
   DB_REPLICA="$(field replica)"
+  if [[ -n "$line" && ! "$line" =~ =\ *null\ *$ ]] &&
+    [[ -z "$DB_WRITER" || -z "$DB_WRITER_REGION" || -z "$DB_REPLICA" ]]; then
+    die "infra/envs/$1/terraform.tfvars: write database_instances on one line, { writer = \"...\", writer_region = \"...\", replica = \"...\" }, or null"
+  fi
   DB_WRITER="${DB_WRITER:-tern-$1}"
   DB_WRITER_REGION="${DB_WRITER_REGION:-primary}"
   DB_REPLICA="${DB_REPLICA:-tern-$1-replica}"

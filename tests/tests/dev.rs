@@ -221,7 +221,8 @@ async fn tern_dev_runs_a_standby_region_on_a_replica() {
         .filter(|f| f.kind == Kind::Http)
         .count() as u16;
     let port = free_ports(2);
-    let first = free_ports(http_functions);
+    // The standby's functions start 50 ports above the primary's (without root, on loopback).
+    let first = free_ports(50 + http_functions);
     let out = scratch("tern-dev-standby");
     let mut cmd = Command::new(bin_dir().join("tern"));
     cmd.current_dir(root())

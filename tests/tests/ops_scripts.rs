@@ -252,8 +252,8 @@ fn bad_arguments_are_refused_with_a_message() {
         ),
         (
             "failback",
-            vec!["--steps", "9"],
-            "--steps must list steps 1 to 8",
+            vec!["--steps", "10"],
+            "--steps must list steps 1 to 9",
         ),
         (
             "failback",

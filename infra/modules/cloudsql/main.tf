@@ -112,6 +112,12 @@ resource "google_sql_database_instance" "primary" {
   }
 
   depends_on = [var.private_services_connection]
+
+  # disk_autoresize grows the disk; a configured size below the real one would make the plan
+  # replace the instance (the failback moves instances between these two addresses).
+  lifecycle {
+    ignore_changes = [settings[0].disk_size]
+  }
 }
 
 resource "google_sql_database" "app" {
@@ -226,5 +232,11 @@ resource "google_sql_database_instance" "replica" {
     user_labels = {
       app = "tern"
     }
+  }
+
+  # disk_autoresize grows the disk; a configured size below the real one would make the plan
+  # replace the instance (the failback moves instances between these two addresses).
+  lifecycle {
+    ignore_changes = [settings[0].disk_size]
   }
 }

@@ -31,6 +31,7 @@
 //! | resume-primary-relay | `gcloud scheduler jobs resume` | resume the primary's relay [`Schedule`] |
 //! | switch-dns | `gcloud dns record-sets update` | [`DnsRecord::set`] to the primary's router |
 //! | verify | `curl` the host, the instance's type | `GET` through the public host; the database writable |
+//! | rebuild-standby-replica | the state made to match, `tofu apply`: a new replica in the standby region | `pg_basebackup` of the primary onto the serving database's old address, caught up; reads through the standby Gateway |
 
 use crate::delivery::loopback;
 use crate::delivery::stop::StopToken;
@@ -45,8 +46,9 @@ use std::time::{Duration, Instant};
 /// region serves, so any answer below 500 means a function answered through the Gateway.
 const PROBE_PATH: &str = "/api/orders/ord_failover_probe";
 
-/// How long an action of a may-fail step waits (`scripts/failover` step 1: `curl --max-time 10`,
-/// and gcloud's own deadline).
+/// How long an action of a may-fail step waits, as `scripts/failover`'s give up (its probe's
+/// `curl --max-time 10`, and `try`'s 60 s limit on a gcloud call): short, so that a hung
+/// primary does not hold the failover.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The failover's list, shared with `scripts/failover`.
@@ -319,12 +321,16 @@ pub struct LocalFailback {
     pub serving: Region,
     /// Where the new replica is built (not the old primary's folder: that one is kept).
     pub replica_dir: PathBuf,
+    /// Where the standby region's fresh replica is built, at the last step (on the address of
+    /// the database that served during the outage, which its functions use).
+    pub standby_replica_dir: PathBuf,
     /// The public host's record.
     pub dns: DnsRecord,
     /// How long a step may wait for what it checks.
     pub patience: Duration,
-    /// The new replica, once built: the caller takes it (dropping it stops it).
-    pub built: Arc<Mutex<Option<Postgres>>>,
+    /// The replicas it built, in order (the primary region's, then the standby's): the caller
+    /// takes them (dropping one stops it).
+    pub built: Arc<Mutex<Vec<Postgres>>>,
 }
 
 impl LocalFailback {
@@ -379,6 +385,18 @@ impl LocalFailback {
                 Action::Get(format!("http://{{host}}{PROBE_PATH}")),
                 Action::Query(p.database_url.clone(), Query::Writable),
             ],
+            "rebuild-standby-replica" => vec![
+                Action::Replicate {
+                    source_port: p.database.1,
+                    dir: self.standby_replica_dir.clone(),
+                    port: s.database.1,
+                },
+                Action::CaughtUp {
+                    source: p.database_url.clone(),
+                    replica: s.database_url.clone(),
+                },
+                Action::Get(format!("http://{}{PROBE_PATH}", s.gateway)),
+            ],
             other => return Err(format!("the local failback has no step {other:?}")),
         })
     }
@@ -389,7 +407,7 @@ struct Runner<'a> {
     dns: &'a DnsRecord,
     patience: Duration,
     /// Where a `Replicate` action leaves its replica.
-    built: Option<&'a Mutex<Option<Postgres>>>,
+    built: Option<&'a Mutex<Vec<Postgres>>>,
 }
 
 impl Runner<'_> {
@@ -497,7 +515,8 @@ impl Runner<'_> {
             } => {
                 let slot = self.built.ok_or("nowhere to keep a replica")?;
                 // Resumable: a replica built already (a rerun after a later step failed) stays.
-                if slot.lock().map_err(|e| e.to_string())?.is_some() {
+                let exists = |pg: &Postgres| pg.dir == *dir;
+                if slot.lock().map_err(|e| e.to_string())?.iter().any(exists) {
                     return Ok(());
                 }
                 // On this worker thread, not a blocking-pool one: the server dies with the thread
@@ -506,7 +525,7 @@ impl Runner<'_> {
                 let pg = tokio::task::block_in_place(|| {
                     Postgres::replica_of(*source_port, dir, *port, Durability::Durable)
                 })?;
-                *slot.lock().map_err(|e| e.to_string())? = Some(pg);
+                slot.lock().map_err(|e| e.to_string())?.push(pg);
                 Ok(())
             }
             Action::CaughtUp { source, replica } => {
@@ -532,10 +551,18 @@ async fn stop_server(dir: &Path, patience: Duration) -> Result<(), String> {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .ok_or_else(|| format!("{}: no pid", pidfile.display()))?;
+    // The file outlives a server that was killed: only a postgres process of that pid is it.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        return Ok(());
+    }
     // SAFETY: kill has no memory preconditions; the pid is the server's, from its own file.
     if unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
-        // No such process: the file outlived a server that was killed. Nothing runs.
-        return Ok(());
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(format!("cannot stop PostgreSQL {pid}: {e}"));
     }
     // A hung (stopped) server keeps the signal pending and shuts down as soon as it resumes;
     // until then this waits, and a may-fail step gives up after its probe timeout.
@@ -754,6 +781,7 @@ mod tests {
             primary: region("primary"),
             serving: region("standby"),
             replica_dir: PathBuf::from("/nowhere/replica"),
+            standby_replica_dir: PathBuf::from("/nowhere/standby-replica"),
             dns: DnsRecord::new(addr),
             patience: Duration::from_secs(1),
             built: Arc::default(),
