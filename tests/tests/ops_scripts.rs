@@ -391,3 +391,125 @@ fn a_rehearsal_runs_wherever_an_environment_has_a_standby() {
         "{heal}"
     );
 }
+
+/// Writes an executable script.
+fn executable(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `scripts/failback --execute` against stand-ins for gcloud, tofu, curl and kn that log each
+/// call and answer as those tools print (gcloud's `value(...)` fields tab-separated, a replica's
+/// master as `project:instance`): every step runs, in order, and a check that reads the wrong
+/// answer stops the script before the next command.
+#[test]
+fn the_failback_executes_and_stops_at_a_wrong_answer() {
+    let dir = tern_e2e::scratch("failback-execute");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("calls");
+    executable(
+        &bin.join("gcloud"),
+        &format!(
+            r#"#!/usr/bin/env bash
+echo "gcloud $*" >> {log}
+args="$*"
+case "$args" in
+  *"auth print-access-token"*) echo token ;;
+  *"scheduler jobs describe"*) echo PAUSED ;;
+  *"value(settings.activationPolicy,state)"*) printf '%s\t%s\n' "${{FAKE_POLICY:-NEVER}}" STOPPED ;;
+  *"value(state,masterInstanceName)"*) printf 'RUNNABLE\ttern-prod:tern-prod-replica\n' ;;
+  *"value(instanceType,settings.availabilityType"*) printf 'CLOUD_SQL_INSTANCE\tREGIONAL\tTrue\n' ;;
+  *"value(instanceType,state)"*) printf 'CLOUD_SQL_INSTANCE\tRUNNABLE\n' ;;
+  *"value(instanceType)"*) echo READ_REPLICA_INSTANCE ;;
+  *"compute addresses describe"*) echo 203.0.113.10 ;;
+esac
+"#,
+            log = log.display()
+        ),
+    );
+    executable(
+        &bin.join("tofu"),
+        &format!(
+            r#"#!/usr/bin/env bash
+echo "tofu $*" >> {log}
+case "$*" in
+  *"state show"*) printf 'resource "google_sql_database_instance" "primary" {{\n    name = "tern-prod"\n}}\n' ;;
+esac
+"#,
+            log = log.display()
+        ),
+    );
+    executable(
+        &bin.join("curl"),
+        &format!(
+            r#"#!/usr/bin/env bash
+echo "curl $*" >> {log}
+case "$*" in
+  *monitoring.googleapis.com*) echo '{{"timeSeries":[{{"points":[{{"value":{{"doubleValue":0}}}}]}}]}}' ;;
+  *ord_failback_probe*) printf 404 ;;
+  *) echo 200 ;;
+esac
+"#,
+            log = log.display()
+        ),
+    );
+    executable(
+        &bin.join("kn"),
+        &format!("#!/usr/bin/env bash\necho \"kn $*\" >> {}\n", log.display()),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = |policy: &str| {
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new(root().join("scripts/failback"))
+            .args(["--execute", "--new-replica", "tern-prod-b"])
+            .env("PATH", &path)
+            .env("FAKE_POLICY", policy)
+            .output()
+            .unwrap();
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        (out, calls)
+    };
+
+    let (out, calls) = run("NEVER");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = calls.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {calls}"))
+    };
+    assert!(
+        lines[0].starts_with("gcloud scheduler jobs pause outbox-relay --location=europe-west1")
+    );
+    let order = [
+        at("sql instances patch tern-prod --project=tern-prod --quiet --activation-policy=NEVER"),
+        at("state mv module.tern.module.cloudsql.google_sql_database_instance.replica[0]"),
+        at("monitoring.googleapis.com"),
+        at(
+            "sql instances patch tern-prod-replica --project=tern-prod --quiet --activation-policy=NEVER",
+        ),
+        at("sql instances promote-replica tern-prod-b"),
+        at("scheduler jobs resume outbox-relay --location=europe-west1"),
+        at("dns record-sets update orders.example.com."),
+        at("active_region=primary"),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{order:?} in {calls}"
+    );
+
+    // The old primary does not read as stopped: the failback ends at the fence's check.
+    let (out, calls) = run("ALWAYS");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("expected \"NEVER\tSTOPPED\""), "{err}");
+    assert!(!calls.contains("tofu"), "went on past the fence: {calls}");
+}
