@@ -240,14 +240,7 @@ pub mod loopback {
 
     /// GETs and returns the status (the body is dropped).
     pub async fn get(client: &HttpClient, url: &str) -> Result<u16, String> {
-        let req = http::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let res = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok(res.status().as_u16())
+        send(client, http::Request::get(url), url, Vec::new()).await
     }
 
     /// POSTs and returns the status.
@@ -261,6 +254,15 @@ pub mod loopback {
         for (k, v) in headers {
             req = req.header(k, v);
         }
+        send(client, req, url, body).await
+    }
+
+    async fn send(
+        client: &HttpClient,
+        req: http::request::Builder,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, String> {
         let req = req
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;

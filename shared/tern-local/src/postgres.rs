@@ -83,15 +83,7 @@ impl Postgres {
                 "UTF8",
                 "--no-sync",
             ]);
-            let out = as_postgres_user(&mut cmd, dir)?
-                .output()
-                .map_err(|e| format!("initdb: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
+            run_as_postgres_user("initdb", &mut cmd, dir)?;
         }
         Self::launch(dir, port, durability, bin)
     }
@@ -133,15 +125,7 @@ impl Postgres {
         ])
         .arg(dir.join("data"))
         .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
-        let out = as_postgres_user(&mut cmd, dir)?
-            .output()
-            .map_err(|e| format!("pg_basebackup: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "pg_basebackup failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        run_as_postgres_user("pg_basebackup", &mut cmd, dir)?;
         Self::launch(dir, port, durability, bin)
     }
 
@@ -319,6 +303,22 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs one of PostgreSQL's tools to completion as the server's user ([`as_postgres_user`]);
+/// a failure carries its standard error.
+fn run_as_postgres_user(what: &str, cmd: &mut Command, dir: &Path) -> Result<(), String> {
+    let out = as_postgres_user(cmd, dir)?
+        .output()
+        .map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
