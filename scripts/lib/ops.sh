@@ -183,13 +183,24 @@ promote_with_ha() {
   expect "the promoted instance (type, availability, PITR)" "$settings" $'CLOUD_SQL_INSTANCE\tREGIONAL\tTrue'
 }
 
-# fence_instance INSTANCE LOCATION JOB: the outbox relay's scheduler job JOB in LOCATION paused,
-# and INSTANCE stopped (activation policy NEVER: no connections, its disk kept), both checked.
+# fence_instance INSTANCE LOCATION JOB: pause_job, then stop_instance.
 fence_instance() {
-  local instance=$1 location=$2 job=$3 got
+  pause_job "$2" "$3"
+  stop_instance "$1"
+}
+
+# pause_job LOCATION JOB: the outbox relay's scheduler job JOB in LOCATION paused, checked.
+pause_job() {
+  local location=$1 job=$2 got
   act gcloud scheduler jobs pause "$job" --location="$location" --project="$PROJECT"
   capture got "<job-state>" gcloud scheduler jobs describe "$job" --location="$location" --project="$PROJECT" --format="value(state)"
   expect "the scheduler job $job" "$got" PAUSED
+}
+
+# stop_instance INSTANCE: stopped (activation policy NEVER: no connections, its disk kept),
+# checked.
+stop_instance() {
+  local instance=$1 got
   act gcloud sql instances patch "$instance" --project="$PROJECT" --quiet --activation-policy=NEVER
   capture got "<activation-policy,state>" gcloud sql instances describe "$instance" --project="$PROJECT" --format="value(settings.activationPolicy,state)"
   expect "the instance $instance (activation policy, state)" "$got" $'NEVER\tSTOPPED'

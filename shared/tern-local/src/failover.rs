@@ -237,6 +237,33 @@ pub struct Region {
     pub ready_urls: Vec<String>,
 }
 
+impl Region {
+    /// Its relay paused and its database stopped, then checked to refuse connections.
+    fn fence(&self) -> Vec<Action> {
+        vec![
+            Action::Pause(self.name.clone(), self.relay.clone()),
+            Action::Stop(self.database.0.clone()),
+            Action::Query(self.database_url.clone(), Query::Refuses),
+        ]
+    }
+
+    /// Its replica promoted, then checked to take writes.
+    fn promote(&self) -> Vec<Action> {
+        vec![
+            Action::Query(self.database_url.clone(), Query::Promote),
+            Action::Query(self.database_url.clone(), Query::Writable),
+        ]
+    }
+
+    /// The public host answers (now resolving to this region), on its writable database.
+    fn verify(&self) -> Vec<Action> {
+        vec![
+            Action::Get(format!("http://{{host}}{PROBE_PATH}")),
+            Action::Query(self.database_url.clone(), Query::Writable),
+        ]
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -292,17 +319,11 @@ impl LocalFailover {
                 Action::Pause(p.name.clone(), p.relay.clone()),
                 Action::Stop(p.database.0.clone()),
             ],
-            "promote-replica" => vec![
-                Action::Query(s.database_url.clone(), Query::Promote),
-                Action::Query(s.database_url.clone(), Query::Writable),
-            ],
+            "promote-replica" => s.promote(),
             "resume-standby-relay" => vec![Action::Resume(s.name.clone(), s.relay.clone())],
             "warm-standby" => s.ready_urls.iter().cloned().map(Action::Ready).collect(),
             "switch-dns" => vec![Action::Dns(s.gateway)],
-            "verify" => vec![
-                Action::Get(format!("http://{{host}}{PROBE_PATH}")),
-                Action::Query(s.database_url.clone(), Query::Writable),
-            ],
+            "verify" => s.verify(),
             other => return Err(format!("the local failover has no step {other:?}")),
         })
     }
@@ -353,11 +374,7 @@ impl LocalFailback {
     fn actions(&self, id: &str) -> Result<Vec<Action>, String> {
         let (p, s) = (&self.primary, &self.serving);
         Ok(match id {
-            "fence-old-primary" => vec![
-                Action::Pause(p.name.clone(), p.relay.clone()),
-                Action::Stop(p.database.0.clone()),
-                Action::Query(p.database_url.clone(), Query::Refuses),
-            ],
+            "fence-old-primary" => p.fence(),
             "rebuild-replica" => vec![Action::Replicate {
                 source_port: s.database.1,
                 dir: self.replica_dir.clone(),
@@ -370,21 +387,11 @@ impl LocalFailback {
                 },
                 Action::Get(format!("http://{}{PROBE_PATH}", p.gateway)),
             ],
-            "stop-writes" => vec![
-                Action::Pause(s.name.clone(), s.relay.clone()),
-                Action::Stop(s.database.0.clone()),
-                Action::Query(s.database_url.clone(), Query::Refuses),
-            ],
-            "promote-replica" => vec![
-                Action::Query(p.database_url.clone(), Query::Promote),
-                Action::Query(p.database_url.clone(), Query::Writable),
-            ],
+            "stop-writes" => s.fence(),
+            "promote-replica" => p.promote(),
             "resume-primary-relay" => vec![Action::Resume(p.name.clone(), p.relay.clone())],
             "switch-dns" => vec![Action::Dns(p.gateway)],
-            "verify" => vec![
-                Action::Get(format!("http://{{host}}{PROBE_PATH}")),
-                Action::Query(p.database_url.clone(), Query::Writable),
-            ],
+            "verify" => p.verify(),
             "rebuild-standby-replica" => vec![
                 Action::Replicate {
                     source_port: p.database.1,
