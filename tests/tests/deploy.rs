@@ -232,31 +232,70 @@ fn knative_exports_the_metrics_the_pod_monitorings_scrape() {
             "{target}: a key Serving no longer reads"
         );
         // Where those endpoints are: the control plane on 9090 (knative.dev/pkg's Prometheus
-        // default), each queue-proxy on 9091 (networking.UserQueueMetricsPort).
-        let monitoring = render("monitoring");
-        let ports: BTreeMap<String, u64> = of_kind(&monitoring, "PodMonitoring")
+        // default), scraped by the platform; each function pod's queue-proxy on 9091
+        // (networking.UserQueueMetricsPort) and the runtime's own listener on the rendered
+        // metrics port, scraped by the functions chart as two jobs, and let in by its
+        // NetworkPolicy from Managed Prometheus' namespace.
+        let ports = |docs: &[Value]| -> BTreeMap<String, u64> {
+            of_kind(docs, "PodMonitoring")
+                .iter()
+                .map(|m| {
+                    let name = m["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    (
+                        name,
+                        m["spec"]["endpoints"][0]["port"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        };
+        let platform = ports(&render("monitoring"));
+        assert_eq!(
+            platform.keys().collect::<Vec<_>>(),
+            ["knative-serving"],
+            "{target}"
+        );
+        assert_eq!(platform["knative-serving"], 9090, "{target}");
+        let fns = docs(&functions(target));
+        let scraped = ports(&fns);
+        let metrics_port = u64::from(tern::platform::METRICS_PORT);
+        assert_eq!(
+            scraped,
+            BTreeMap::from([
+                ("tern-functions".to_owned(), metrics_port),
+                ("tern-queue-proxy".to_owned(), 9091)
+            ]),
+            "{target}"
+        );
+        let from_gmp: Vec<u64> = of_kind(&fns, "NetworkPolicy")
             .iter()
-            .map(|m| {
-                let name = m["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                (
-                    name,
-                    m["spec"]["endpoints"][0]["port"].as_u64().unwrap_or(0),
-                )
+            .flat_map(|p| p["spec"]["ingress"].as_array().cloned().unwrap_or_default())
+            .filter(|rule| {
+                rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    == "gmp-system"
             })
+            .flat_map(|rule| rule["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|p| p["port"].as_u64())
             .collect();
-        assert_eq!(
-            ports.get("knative-serving"),
-            Some(&9090),
-            "{target}: {ports:?}"
-        );
-        assert_eq!(
-            ports.get("tern-functions"),
-            Some(&9091),
-            "{target}: {ports:?}"
-        );
+        assert_eq!(from_gmp, [9091, metrics_port], "{target}");
+        // Every function is told its port and its route templates, as the local run tells it.
+        let table = table();
+        for (what, c) in containers(&fns) {
+            let Some(name) = what.strip_prefix("Service ") else {
+                continue; // the migrate Job serves nothing
+            };
+            let env = env_of(c);
+            assert_eq!(env["TERN_METRICS_PORT"], metrics_port.to_string(), "{name}");
+            let f = table.function(name).expect("a function of the table");
+            let want: Vec<String> = f
+                .routes
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect();
+            assert_eq!(env["TERN_HTTP_ROUTES"], want.join(","), "{name}");
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! A function as Knative runs it: in a network namespace of its own, behind Knative Serving's
 //! own queue-proxy (built here from its Go module), reached over h2c as Kourier reaches it, and
-//! counted in queue-proxy's request metrics on :9091 as the platform's PodMonitoring scrapes
-//! them. Needs root for the namespace (CI runs as root).
+//! counted in queue-proxy's request metrics on :9091 and in the runtime's own on :9464, as the
+//! chart's PodMonitorings scrape them. Needs root for the namespace (CI runs as root).
 
 use serde_json::Value;
 use tern_e2e::*;
@@ -87,6 +87,64 @@ async fn a_function_behind_queue_proxy_answers_over_h2c_and_is_counted() {
     };
     assert_eq!(count("200"), 5.0, "{metrics}");
     assert_eq!(count("404"), 1.0, "{metrics}");
+
+    // And the runtime counted them on its own port, by route template (never the raw path),
+    // leaving out queue-proxy's readiness probes; the pool says what it holds.
+    let own = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(pod.function_metrics_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        own.headers()["content-type"],
+        tern::metrics::CONTENT_TYPE,
+        "OpenMetrics text"
+    );
+    let own = own.text().await.unwrap();
+    let series = |name: &str| -> Option<f64> {
+        own.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let route = r#"http_request_method="GET",http_route="/api/orders/{id}""#;
+    assert_eq!(
+        series(&format!(
+            r#"http_server_request_duration_seconds_count{{{route},http_response_status_code="200"}}"#
+        )),
+        Some(5.0),
+        "{own}"
+    );
+    assert_eq!(
+        series(&format!(
+            r#"http_server_request_duration_seconds_count{{{route},http_response_status_code="404"}}"#
+        )),
+        Some(1.0),
+        "{own}"
+    );
+    assert!(!own.contains("/_tern/") && !own.contains(id), "{own}");
+    assert_eq!(
+        series(&format!(r#"http_server_active_requests{{{route}}}"#)),
+        Some(0.0),
+        "{own}"
+    );
+    // (The pool is named after the database: the test's own.)
+    let pool = |name: &str, state: &str| -> f64 {
+        own.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(state))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let idle = pool("db_client_connection_count", r#"state="idle""#);
+    let used = pool("db_client_connection_count", r#"state="used""#);
+    assert!(idle >= 1.0 && used == 0.0, "{own}");
+    assert_eq!(
+        pool("db_client_connection_wait_time_seconds_count", ""),
+        5.0,
+        "one checkout per order read: {own}"
+    );
 }
 
 /// A new revision replaces the old one under load through the whole path (router → queue-proxy

@@ -22,6 +22,7 @@
 //! `DB_CONNECT_TIMEOUT`; broken connections are dropped and replaced when the database returns.
 
 pub mod config;
+mod metrics;
 pub mod migrate;
 mod stall;
 mod tls;
@@ -51,6 +52,8 @@ pub struct Db {
     /// When a connection last became usable: made, or handed out again after a query
     /// finished with it. Readiness reads it when every connection is busy.
     progress: Arc<Progress>,
+    /// The wait-time histogram and timeout counter, once [`Db::connect`] registered them.
+    metrics: Option<Arc<metrics::PoolMetrics>>,
 }
 
 /// Milliseconds since `start` at the last sign of progress.
@@ -84,7 +87,12 @@ impl Db {
     /// Reads the settings, builds the pool, and ties it to the runtime's readiness and shutdown.
     pub async fn connect(ctx: &Context) -> Result<Self, StartError> {
         let cfg = DbConfig::from_env(ctx.env()).await?;
-        let db = Self::from_config(&cfg)?;
+        let mut db = Self::from_config(&cfg)?;
+        db.metrics = Some(metrics::PoolMetrics::register(
+            ctx.metrics(),
+            &db.pool,
+            &cfg,
+        ));
         ctx.add_readiness(Arc::new(db.clone()));
         let closing = db.clone();
         ctx.on_shutdown("database pool", move || async move { closing.close() });
@@ -151,13 +159,19 @@ impl Db {
                 .unwrap_or(cfg.wait_timeout)
                 .max(cfg.wait_timeout),
             progress,
+            metrics: None,
         })
     }
 
     /// A connection from the pool, or a 503 problem when none can be had in time.
     pub async fn get(&self) -> Result<Client, Problem> {
+        let start = Instant::now();
+        let got = self.pool.get().await;
+        if let Some(m) = &self.metrics {
+            m.waited(start.elapsed(), matches!(got, Err(PoolError::Timeout(_))));
+        }
         // The detail says what the client can do; what the driver said goes to the log only.
-        self.pool.get().await.map_err(|e| {
+        got.map_err(|e| {
             let detail = match &e {
                 PoolError::Timeout(_) => {
                     "The service is busy: no database connection became free in time. Retry after the Retry-After delay."

@@ -24,5 +24,8 @@ pub async fn first_delivery(
         .execute(&stmt, &[&consumer, &event.source, &event.id, &event.ty])
         .await
         .or_problem()?;
+    if n == 0 {
+        tern::platform::note_duplicate();
+    }
     Ok(n == 1)
 }

@@ -247,13 +247,26 @@ pub struct PushMessage {
     pub ordering_key_snake: Option<String>,
 }
 
+/// Tells the runtime's metrics that this request is an event delivery, and of which type (empty
+/// when it could not be decoded: it counts as a permanent failure).
+fn noted<T>(decoded: Result<T, Problem>, ty: impl Fn(&T) -> &str) -> Result<T, Problem> {
+    match &decoded {
+        Ok(e) => tern::platform::note_event(ty(e)),
+        Err(_) => tern::platform::note_event(""),
+    }
+    decoded
+}
+
+/// The type counted for a plain Pub/Sub message, which has none of its own.
+const MESSAGE_TYPE: &str = crate::MESSAGE_PUBLISHED;
+
 impl<S: Send + Sync> FromRequest<S> for DomainEvent {
     type Rejection = Problem;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        decode(&headers, &body)
+        noted(decode(&headers, &body), |e| e.ty.as_str())
     }
 }
 
@@ -263,7 +276,7 @@ impl<S: Send + Sync> FromRequest<S> for CloudEvent {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        decode_cloudevent(&headers, &body)
+        noted(decode_cloudevent(&headers, &body), |e| e.ty.as_str())
     }
 }
 
@@ -273,7 +286,7 @@ impl<S: Send + Sync> FromRequest<S> for PubSubMessage {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        decode_message(&headers, &body)
+        noted(decode_message(&headers, &body), |_| MESSAGE_TYPE)
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod inbox;
 pub mod incoming;
+mod metrics;
 pub mod outbox;
 pub mod publisher;
 pub mod retention;
@@ -34,7 +35,11 @@ pub const MESSAGE_PUBLISHED: &str = "google.cloud.pubsub.topic.v1.messagePublish
 pub async fn outbox(ctx: &Context, db: &Db) -> Result<Outbox, StartError> {
     let cfg = PubSubConfig::from_env(ctx.env())?;
     let policy = OutboxPolicy::from_env(ctx.env(), cfg.publish_timeout)?;
-    let publisher = EventPublisher::new(cfg).await.map_err(StartError::failed)?;
+    let publisher = EventPublisher::new(cfg)
+        .await
+        .map_err(StartError::failed)?
+        .with_metrics(ctx.metrics());
+    metrics::register_outbox(ctx.metrics(), db);
     let flushing = publisher.clone();
     ctx.on_shutdown(
         "pubsub publisher",

@@ -8,6 +8,7 @@
 //! is the event data, and the attributes are `ce-specversion`, `ce-id`, `ce-source`, `ce-type`,
 //! `ce-time`, `ce-subject` and `content-type`. Any subscriber therefore receives a CloudEvent.
 
+use crate::metrics::{PublishMetrics, PublishResult};
 use chrono::{DateTime, SecondsFormat, Utc};
 use google_cloud_gax::retry_policy::RetryPolicyExt;
 use google_cloud_pubsub::client::{BasePublisher, Publisher};
@@ -180,6 +181,7 @@ pub struct EventPublisher {
     cfg: PubSubConfig,
     base: BasePublisher,
     topics: Arc<Mutex<HashMap<String, Publisher>>>,
+    metrics: Option<PublishMetrics>,
 }
 
 impl std::fmt::Debug for EventPublisher {
@@ -209,7 +211,14 @@ impl EventPublisher {
             cfg,
             base,
             topics: Arc::new(Mutex::new(HashMap::new())),
+            metrics: None,
         })
+    }
+
+    /// Times every publish into `metrics` (`messaging_client_*`).
+    pub fn with_metrics(mut self, metrics: &tern::metrics::Metrics) -> Self {
+        self.metrics = Some(PublishMetrics::register(metrics));
+        self
     }
 
     /// The settings.
@@ -236,6 +245,24 @@ impl EventPublisher {
 
     /// Publishes one event and returns the Pub/Sub message id.
     pub async fn publish(
+        &self,
+        topic: &str,
+        event: &OutgoingEvent,
+    ) -> Result<String, PublishError> {
+        let start = std::time::Instant::now();
+        let result = self.publish_once(topic, event).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(_) => PublishResult::Ok,
+                Err(e) if e.permanent => PublishResult::Rejected,
+                Err(_) => PublishResult::Unavailable,
+            };
+            m.published(topic, start.elapsed(), outcome);
+        }
+        result
+    }
+
+    async fn publish_once(
         &self,
         topic: &str,
         event: &OutgoingEvent,

@@ -154,8 +154,10 @@ impl FunctionEnv {
         vars.into_iter().collect()
     }
 
-    /// The variables of `function` listening on `bind:port`: [`FunctionEnv::vars`] plus the
-    /// Knative runtime contract's `PORT` and `K_SERVICE`.
+    /// The variables of `function` listening on `bind:port` with its metrics on
+    /// `bind:metrics_port`: [`FunctionEnv::vars`] plus the Knative runtime contract's `PORT` and
+    /// `K_SERVICE`, and the route templates its metrics label requests by
+    /// (`TERN_HTTP_ROUTES`, as the chart renders it).
     ///
     /// A function only the scheduler calls (the outbox relay) gets no access log locally: a line
     /// every few seconds saying nothing was published buries the rest. Its own lines (a batch
@@ -165,6 +167,7 @@ impl FunctionEnv {
         function: &Function,
         bind: &str,
         port: u16,
+        metrics_port: u16,
     ) -> Vec<(String, String)> {
         let mut vars = self.vars();
         if function.schedule.is_some() && !self.extra.contains_key("TERN_ACCESS_LOG") {
@@ -174,9 +177,24 @@ impl FunctionEnv {
             ("PORT".to_owned(), port.to_string()),
             ("TERN_BIND".to_owned(), bind.to_owned()),
             ("K_SERVICE".to_owned(), function.name.clone()),
+            ("TERN_HTTP_ROUTES".to_owned(), http_routes(function)),
         ]);
+        // A caller that asked for another (`off` in the bench's metrics-off run) keeps it.
+        if !self.extra.contains_key("TERN_METRICS_PORT") {
+            vars.push(("TERN_METRICS_PORT".to_owned(), metrics_port.to_string()));
+        }
         vars
     }
+}
+
+/// `TERN_HTTP_ROUTES`: the function's routes as `METHOD /template`, comma-separated.
+pub(crate) fn http_routes(function: &Function) -> String {
+    function
+        .routes
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -200,7 +218,7 @@ mod tests {
             .set("WEB_COOKIE_SECURE", "true");
         let table = crate::test_table();
         let get_fn = table.function("orders-get").unwrap();
-        let vars = env.for_function(get_fn, "127.0.0.1", 8101);
+        let vars = env.for_function(get_fn, "127.0.0.1", 8101, 9101);
         assert_eq!(get(&vars, "DATABASE_URL"), Some("postgres://db"));
         assert_eq!(get(&vars, "PUBSUB_PROJECT"), Some("p1"));
         assert_eq!(get(&vars, "PUBSUB_EMULATOR_HOST"), Some("127.0.0.1:8085"));
@@ -225,12 +243,12 @@ mod tests {
     fn only_scheduled_functions_lose_the_access_log() {
         let table = crate::test_table();
         let env = FunctionEnv::new("postgres://db");
-        let relay = env.for_function(table.function("outbox-relay").unwrap(), "127.0.0.1", 1);
+        let relay = env.for_function(table.function("outbox-relay").unwrap(), "127.0.0.1", 1, 2);
         assert_eq!(get(&relay, "TERN_ACCESS_LOG"), Some("false"));
-        let get_fn = env.for_function(table.function("orders-get").unwrap(), "127.0.0.1", 1);
+        let get_fn = env.for_function(table.function("orders-get").unwrap(), "127.0.0.1", 1, 2);
         assert_eq!(get(&get_fn, "TERN_ACCESS_LOG"), None);
         let asked = env.set("TERN_ACCESS_LOG", "true");
-        let relay = asked.for_function(table.function("outbox-relay").unwrap(), "127.0.0.1", 1);
+        let relay = asked.for_function(table.function("outbox-relay").unwrap(), "127.0.0.1", 1, 2);
         assert_eq!(get(&relay, "TERN_ACCESS_LOG"), Some("true"));
     }
 

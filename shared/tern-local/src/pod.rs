@@ -172,6 +172,16 @@ impl Pod {
         format!("http://{}:{REQUEST_METRICS_PORT}/metrics", self.ip)
     }
 
+    /// `http://IP:9464/metrics`: the function's own metrics (the runtime's listener).
+    pub fn function_metrics_url(&self) -> String {
+        format!(
+            "http://{}:{}{}",
+            self.ip,
+            tern::platform::METRICS_PORT,
+            tern::platform::METRICS_PATH
+        )
+    }
+
     /// Probes queue-proxy as the kubelet does (`K-Network-Probe: queue`): 200 once queue-proxy
     /// has found the function ready. Fails at once when either process has exited.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {

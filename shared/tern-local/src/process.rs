@@ -220,6 +220,9 @@ pub struct FunctionProcess {
     pub name: String,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Where it serves `GET /metrics`: on 127.0.0.1 for a plain process, on the pod's address
+    /// in a pod.
+    pub metrics_port: u16,
     child: Option<Child>,
 }
 
@@ -271,14 +274,31 @@ impl FunctionProcess {
         } else {
             "127.0.0.1"
         };
-        cmd.envs(env.for_function(function, bind, port));
+        // In a pod the metrics port is the chart's; on the host, any free one.
+        let metrics_port = if netns.is_some() {
+            tern::platform::METRICS_PORT
+        } else {
+            free_port()
+        };
+        cmd.envs(env.for_function(function, bind, port, metrics_port));
         let (child, _copiers) = spawn(&mut cmd, name, output, Stdio::null())
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Self {
             name: name.to_owned(),
             port,
+            metrics_port,
             child: Some(child),
         })
+    }
+
+    /// `http://127.0.0.1:METRICS_PORT/metrics` (a plain process's; a pod's is
+    /// [`crate::Pod::function_metrics_url`]).
+    pub fn metrics_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.metrics_port,
+            tern::platform::METRICS_PATH
+        )
     }
 
     /// The process id (0 once stopped).

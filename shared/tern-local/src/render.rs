@@ -20,6 +20,8 @@ pub fn deploy_json(table: &RouteTable) -> String {
         "_comment": "Rendered from routes.toml by `scripts/render`; do not edit.",
         "runtime": {
             "port": 8080,
+            "metrics_port": tern::platform::METRICS_PORT,
+            "metrics_path": tern::platform::METRICS_PATH,
             "live_path": tern::platform::LIVE_PATH,
             "ready_path": tern::platform::READY_PATH,
         },
@@ -75,7 +77,7 @@ pub fn compose_yaml(table: &RouteTable) -> String {
             y,
             "  {name}:\n{HARDENED}    build: {{context: ., target: function, args: {{FUNCTION: {name}}}}}\n    image: tern-{name}:local\n    environment:"
         );
-        for (k, v) in env.for_function(f, "0.0.0.0", 8080) {
+        for (k, v) in env.for_function(f, "0.0.0.0", 8080, tern::platform::METRICS_PORT) {
             let _ = writeln!(y, "      {k}: \"{v}\"");
         }
         if f.kind == Kind::Job {

@@ -224,6 +224,58 @@ pub struct RuntimeConfig {
     pub access_log: bool,
     /// `GOOGLE_CLOUD_PROJECT`: the project id; enables trace correlation in logs.
     pub project_id: Option<String>,
+    /// `TERN_METRICS_PORT` (default 9464, [`crate::metrics::METRICS_PORT`]; `off` disables the
+    /// metrics and their middleware): where `GET /metrics` is served, on `TERN_BIND`.
+    pub metrics_port: Option<u16>,
+    /// `TERN_HTTP_ROUTES`: the function's routes as `METHOD /template` pairs separated by
+    /// commas (`GET /api/orders/{id}`), rendered from `routes.toml`; metrics label requests by
+    /// these templates. Unset: every request has an empty route label.
+    pub http_routes: Vec<(http::Method, String)>,
+}
+
+/// `TERN_METRICS_PORT`: a port, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MetricsPort(Option<u16>);
+
+impl Setting for MetricsPort {
+    const EXPECTED: &'static str = "a port 0-65535 or off";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "off" | "false" => Ok(Self(None)),
+            p => p
+                .parse()
+                .map(|p| Self(Some(p)))
+                .map_err(|_| expected::<Self>(raw)),
+        }
+    }
+}
+
+/// `TERN_HTTP_ROUTES`: `METHOD /template` pairs, each template a valid route pattern.
+fn http_routes(env: &Env) -> Result<Vec<(http::Method, String)>, ConfigError> {
+    let bad = |why: String| ConfigError::new("TERN_HTTP_ROUTES", why);
+    let items: Vec<String> = env.or("TERN_HTTP_ROUTES", Vec::new())?;
+    let mut table = matchit::Router::new();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some((method, path)) = item.split_once(' ') else {
+            return Err(bad(format!(
+                "expected METHOD /path items separated by commas, got {item:?}"
+            )));
+        };
+        let method: http::Method = method
+            .parse()
+            .map_err(|_| bad(format!("{method:?} is not an HTTP method")))?;
+        let path = path.trim();
+        if !path.starts_with('/') {
+            return Err(bad(format!("{path:?} does not start with /")));
+        }
+        match table.insert(path, ()) {
+            Ok(()) | Err(matchit::InsertError::Conflict { .. }) => {}
+            Err(e) => return Err(bad(format!("{path:?} is not a route template: {e}"))),
+        }
+        out.push((method, path.to_owned()));
+    }
+    Ok(out)
 }
 
 /// The identity Knative gives a revision through the environment.
@@ -283,6 +335,13 @@ impl RuntimeConfig {
             log_format: env.or("TERN_LOG_FORMAT", LogFormat::Auto)?,
             log_filter: env.or("TERN_LOG", "info".to_owned())?,
             access_log: env.or("TERN_ACCESS_LOG", true)?,
+            metrics_port: env
+                .or(
+                    "TERN_METRICS_PORT",
+                    MetricsPort(Some(crate::metrics::METRICS_PORT)),
+                )?
+                .0,
+            http_routes: http_routes(env)?,
             project_id: env.optional("GOOGLE_CLOUD_PROJECT")?,
         })
     }
@@ -368,6 +427,36 @@ mod tests {
         ] {
             let err = RuntimeConfig::from_env(&Env::from_pairs([(var, val)]), "x").unwrap_err();
             assert_eq!(err.var, var);
+        }
+    }
+
+    #[test]
+    fn metrics_port_and_routes_are_read_and_checked() {
+        let cfg = RuntimeConfig::from_env(&Env::default(), "x").unwrap();
+        assert_eq!(cfg.metrics_port, Some(9464));
+        assert!(cfg.http_routes.is_empty());
+        let env = Env::from_pairs([
+            ("TERN_METRICS_PORT", "off"),
+            ("TERN_HTTP_ROUTES", "GET /orders/{id}, POST /orders"),
+        ]);
+        let cfg = RuntimeConfig::from_env(&env, "x").unwrap();
+        assert_eq!(cfg.metrics_port, None);
+        assert_eq!(
+            cfg.http_routes,
+            vec![
+                (http::Method::GET, "/orders/{id}".to_owned()),
+                (http::Method::POST, "/orders".to_owned())
+            ]
+        );
+        for (var, val) in [
+            ("TERN_METRICS_PORT", "metrics"),
+            ("TERN_HTTP_ROUTES", "/orders"),
+            ("TERN_HTTP_ROUTES", "GET orders"),
+            ("TERN_HTTP_ROUTES", "G(T /orders"),
+            ("TERN_HTTP_ROUTES", "GET /orders/{id"),
+        ] {
+            let err = RuntimeConfig::from_env(&Env::from_pairs([(var, val)]), "x").unwrap_err();
+            assert_eq!(err.var, var, "{val}: {err}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the runtime hands a function at start: settings, and hooks into readiness and shutdown.
 
 use crate::config::{ConfigError, Env, RuntimeConfig};
+use crate::metrics::Metrics;
 use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ struct Inner {
     draining: AtomicBool,
     tasks: TaskTracker,
     stopping: CancellationToken,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Context {
@@ -45,6 +47,11 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// A context over `env` with the runtime settings already read from it.
     pub fn new(env: Env, config: RuntimeConfig) -> Self {
+        let metrics = Metrics::new(
+            &config.knative.service,
+            config.knative.revision.as_deref(),
+            &config.http_routes,
+        );
         Self {
             inner: Arc::new(Inner {
                 env,
@@ -54,6 +61,7 @@ impl Context {
                 draining: AtomicBool::new(false),
                 tasks: TaskTracker::new(),
                 stopping: CancellationToken::new(),
+                metrics,
             }),
         }
     }
@@ -72,6 +80,11 @@ impl Context {
     /// The runtime's own settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// The function's metrics, where platform libraries add their series.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Makes readiness depend on `check`.

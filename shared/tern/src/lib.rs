@@ -38,6 +38,7 @@ pub mod guard;
 mod health;
 mod json;
 mod logging;
+pub mod metrics;
 mod oidc;
 mod problem;
 pub mod secrets;
@@ -59,6 +60,7 @@ pub mod platform {
     pub use crate::conn::{ConnLimits, Guarded, InFlight, InFlightGuard, Watched, too_large};
     pub use crate::health::{HEALTH_PREFIX, LIVE_PATH, READY_PATH};
     pub use crate::json::{parse as parse_json, read_body};
+    pub use crate::metrics::{METRICS_PATH, METRICS_PORT, note_duplicate, note_event};
     pub use crate::problem::{PROBLEM_BASE, PROBLEM_JSON};
     pub use crate::server::{bind, serve, stop_signal};
     pub use crate::stack::assemble;
@@ -134,9 +136,29 @@ where
             return fail(&StartError::failed(format!("cannot listen on {addr}: {e}")));
         }
     };
+    let metrics_addr = match config.metrics_port {
+        None => None,
+        Some(port) => {
+            let at = SocketAddr::new(config.bind, port);
+            match server::bind(at).await {
+                Ok(l) => {
+                    let bound = l.local_addr().unwrap_or(at);
+                    metrics::serve(l, ctx.metrics().clone());
+                    Some(bound)
+                }
+                Err(e) => {
+                    drop(guard);
+                    return fail(&StartError::failed(format!(
+                        "cannot listen on {at} for metrics (TERN_METRICS_PORT): {e}"
+                    )));
+                }
+            }
+        }
+    };
     tracing::info!(
         service = %config.knative,
         address = %addr,
+        metrics = metrics_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".to_owned()),
         start_ms = started.elapsed().as_secs_f64() * 1000.0,
         "listening"
     );

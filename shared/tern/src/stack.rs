@@ -4,6 +4,7 @@
 //!
 //! | layer | does |
 //! |---|---|
+//! | [`metrics::record`] | times the request by route template and status (unless `TERN_METRICS_PORT=off`) |
 //! | `SetRequestId` | gives the request an `x-request-id` (a UUID) unless it has one |
 //! | `PropagateRequestId` | copies `x-request-id` onto the response |
 //! | [`access_log`] | opens the request span (request id, trace context), logs one line per request |
@@ -17,6 +18,7 @@
 use crate::context::Context;
 use crate::health;
 use crate::logging::{SPAN_ID, TRACE_ID, TRACE_SAMPLED};
+use crate::metrics;
 use crate::problem::{Problem, is_problem};
 use crate::trace_context::TraceContext;
 use axum::Router;
@@ -47,7 +49,7 @@ where
     let access = AccessLog {
         enabled: cfg.access_log,
     };
-    Router::new()
+    let router = Router::new()
         .route(health::LIVE_PATH, get(health::live))
         .route(health::READY_PATH, get(health::ready))
         .with_state(ctx.clone())
@@ -62,7 +64,15 @@ where
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(middleware::from_fn_with_state(cfg.request_timeout, timeout))
                 .layer(RequestBodyLimitLayer::new(cfg.body_limit)),
-        )
+        );
+    // Outermost, so the latency covers the whole stack and every status is counted as sent.
+    match cfg.metrics_port {
+        Some(_) => router.layer(middleware::from_fn_with_state(
+            ctx.metrics().http(),
+            metrics::record,
+        )),
+        None => router,
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -95,3 +95,10 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* TERN_HTTP_ROUTES: a function's routes as METHOD /template, comma-separated. */}}
+{{- define "tern.httpRoutes" -}}
+{{- $out := list -}}
+{{- range .routes }}{{ $out = append $out (printf "%s %s" .method .path) }}{{ end -}}
+{{- join "," $out -}}
+{{- end -}}
