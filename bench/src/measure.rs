@@ -312,28 +312,35 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
     })
 }
 
-/// 7: orders-get with one structured log line per request against logging off.
+/// 7: what observability costs: orders-get as deployed (access log and metrics on) against the
+/// same with the access log off, and with the metrics off (`TERN_METRICS_PORT=off` removes the
+/// middleware), interleaved run by run.
 async fn logging_cost(b: &Bench) -> Result<Value, String> {
-    say("logging cost: orders-get with and without the access log");
+    say("observability cost: orders-get with and without the access log, and the metrics");
     let on = b.start("orders-get", &[])?;
     let off = b.start("orders-get", &[("TERN_ACCESS_LOG", "false")])?;
+    let no_metrics = b.start("orders-get", &[("TERN_METRICS_PORT", "off")])?;
     let path = format!("/api/orders/{}", b.order_id);
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut with, mut without, mut unmeasured) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..b.reps {
-        with.push(wrk::run(
-            &format!("{}{path}", on.url()),
-            HTTP_CONNECTIONS,
-            b.dur,
-            None,
-        )?);
-        without.push(wrk::run(
-            &format!("{}{path}", off.url()),
-            HTTP_CONNECTIONS,
-            b.dur,
-            None,
-        )?);
+        for (runs, instance) in [
+            (&mut with, &on),
+            (&mut without, &off),
+            (&mut unmeasured, &no_metrics),
+        ] {
+            runs.push(wrk::run(
+                &format!("{}{path}", instance.url()),
+                HTTP_CONNECTIONS,
+                b.dur,
+                None,
+            )?);
+        }
     }
-    Ok(json!({"logging_on": wrk_json(&with), "logging_off": wrk_json(&without)}))
+    Ok(json!({
+        "logging_on": wrk_json(&with),
+        "logging_off": wrk_json(&without),
+        "metrics_off": wrk_json(&unmeasured),
+    }))
 }
 
 #[cfg(test)]

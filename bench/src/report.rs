@@ -138,6 +138,14 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             ),
             Some(0.95),
         ),
+        (
+            "metrics on ÷ metrics off (req/s)",
+            ratio(
+                med(&r["logging"]["logging_on"]["rps"]),
+                med(&r["logging"]["metrics_off"]["rps"]),
+            ),
+            Some(0.97),
+        ),
     ]
 }
 
@@ -265,6 +273,10 @@ pub fn markdown(r: &Value) -> String {
         ),
         ("orders-get, access log on", &r["logging"]["logging_on"]),
         ("orders-get, access log off", &r["logging"]["logging_off"]),
+        (
+            "orders-get, metrics off (access log on)",
+            &r["logging"]["metrics_off"],
+        ),
     ] {
         let _ = writeln!(
             s,

@@ -264,6 +264,8 @@ async fn the_system_runs_with_the_images_user_read_only_root_and_compose_environ
         );
         env.insert("PUBSUB_PROJECT".into(), sys.pubsub.project.clone());
         env.insert("PORT".into(), port.to_string());
+        // Each container has its own 9464; here they share the host's loopback.
+        env.insert("TERN_METRICS_PORT".into(), free_port().to_string());
         env.insert("TERN_BIND".into(), "127.0.0.1".into()); // loopback only in tests
         let mut p = sandboxed(&f.name, &bin_dir().join(&f.name), &[], &env, &ro_root);
         wait_ready(&format!("http://127.0.0.1:{port}/_tern/ready"), &mut p).await;

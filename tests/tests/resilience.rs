@@ -231,6 +231,16 @@ fn bad_configuration_is_one_line_and_a_non_zero_exit() {
         ("orders-get", &[], "DATABASE_URL"),
         (
             "orders-get",
+            &[("TERN_METRICS_PORT", "nine")],
+            "TERN_METRICS_PORT",
+        ),
+        (
+            "orders-get",
+            &[("TERN_HTTP_ROUTES", "GET /api/orders/{id")],
+            "TERN_HTTP_ROUTES",
+        ),
+        (
+            "orders-get",
             &[("DATABASE_URL", "mysql://x")],
             "DATABASE_URL",
         ),

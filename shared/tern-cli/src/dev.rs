@@ -87,7 +87,11 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     } else {
         None
     };
-    print_banner(&opts, &world, &upstreams);
+    let metrics: HashMap<String, String> = instances
+        .iter()
+        .map(|i| (i.name().to_owned(), i.metrics_url()))
+        .collect();
+    print_banner(&opts, &world, &upstreams, &metrics);
     if let Some(s) = &standby {
         s.print_banner();
     }
@@ -250,7 +254,12 @@ fn step(what: &str) {
     println!("{:>16} | {what}", "tern dev");
 }
 
-fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, Vec<String>>) {
+fn print_banner(
+    opts: &DevOptions,
+    world: &World,
+    upstreams: &HashMap<String, Vec<String>>,
+    metrics: &HashMap<String, String>,
+) {
     let table: &RouteTable = &world.table;
     let (db, emulator) = (
         world.env.database_url(),
@@ -281,6 +290,12 @@ fn print_banner(opts: &DevOptions, world: &World, upstreams: &HashMap<String, Ve
             upstreams[&f.name].join(" "),
             routes.join(", ")
         );
+    }
+    println!("  metrics (OpenMetrics text, docs/operations.md \"Metrics\"):");
+    for f in table.functions.iter().filter(|f| f.kind == Kind::Http) {
+        if let Some(url) = metrics.get(&f.name) {
+            println!("    {:<16} {url}", f.name);
+        }
     }
     println!(
         "\n  publish a payment:  scripts/dev publish payments '{{\"order_id\":\"ord_...\",\"payment_id\":\"pay_1\",\"amount_cents\":1250,\"currency\":\"EUR\"}}'"

@@ -206,6 +206,14 @@ impl Instance {
         format!("http://{}", self.addr())
     }
 
+    /// Where the function's own metrics are served (`GET /metrics`).
+    pub fn metrics_url(&self) -> String {
+        match self {
+            Self::Pod(p) => p.function_metrics_url(),
+            Self::Process(p) => p.metrics_url(),
+        }
+    }
+
     /// The function's own process.
     pub fn process_mut(&mut self) -> &mut FunctionProcess {
         match self {
