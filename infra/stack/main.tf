@@ -197,7 +197,25 @@ module "dns" {
   standby_address = var.standby == null ? null : module.edge.addresses["standby"].address
   standby_hosts   = var.standby_hosts
   active          = var.active_region
-  alert_channels  = var.alert_channels
+  alert_channels  = module.monitoring.notification_channels
   extra_records   = { for host, r in module.edge.dns_authorizations : "acme-${host}" => { name = r.name, type = "CNAME", rrdatas = [r.data] } }
   depends_on      = [module.services]
+}
+
+# Cloud SQL, Pub/Sub and GKE's nodes, watched by Cloud Monitoring, with the environment's
+# notification channels (every policy's, and the uptime check's above) and its dashboard. The
+# functions' own alerts are the chart's Rules (docs/operations.md, "Alerts and SLOs").
+module "monitoring" {
+  source                    = "../modules/monitoring"
+  project_id                = var.project_id
+  environment               = var.environment
+  notification_emails       = var.alert_emails
+  notification_channels     = var.alert_channels
+  require_notifications     = var.environment == "prod"
+  sql_instances             = compact([module.cloudsql.instance_name, module.cloudsql.replica_name])
+  replica_instance          = module.cloudsql.replica_name
+  max_connections           = var.database.max_connections
+  push_subscriptions        = keys(module.pubsub.subscriptions)
+  dead_letter_subscriptions = module.pubsub.dead_letter_subscriptions
+  depends_on                = [module.services]
 }

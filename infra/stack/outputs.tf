@@ -120,3 +120,12 @@ output "schedules" {
     standby = [for s in module.scheduler_standby : s.jobs]
   }
 }
+
+output "monitoring" {
+  description = "The notification channels, the alert policies and the dashboard (docs/operations.md, \"Alerts and SLOs\")."
+  value = {
+    notification_channels = module.monitoring.notification_channels
+    alert_policies        = module.monitoring.alert_policies
+    dashboard             = module.monitoring.dashboard
+  }
+}

@@ -138,7 +138,13 @@ variable "active_region" {
 }
 
 variable "alert_channels" {
-  description = "Cloud Monitoring notification channels for the public uptime alert."
+  description = "Existing Cloud Monitoring notification channels (ids) every alert notifies: the uptime check's and the monitoring module's."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Addresses an email notification channel is made for; every alert notifies them. prod needs this or alert_channels."
   type        = list(string)
   default     = []
 }

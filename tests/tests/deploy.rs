@@ -848,6 +848,11 @@ fn the_standby_differs_from_prod_only_in_region_scale_and_hosts() {
                 if let Some(h) = d["spec"]["hostnames"].as_array_mut() {
                     h.clear();
                 }
+                // Warm instances follow min-scale, which the standby keeps at 0: its Rules have
+                // no warm-instance group.
+                if let Some(g) = d["spec"]["groups"].as_array_mut() {
+                    g.retain(|g| g["name"] != "tern-warm-instances");
+                }
                 (key, d)
             })
             .collect()
@@ -1036,5 +1041,147 @@ fn the_connection_budget_fits_the_databases_max_connections() {
     assert!(
         err.contains("connection budget is exceeded") && err.contains("infra/envs/prod"),
         "{err}"
+    );
+}
+
+/// Debian's promtool (the `prometheus` package; `.ci/run` installs it).
+fn promtool() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/promtool");
+    assert!(
+        path.exists(),
+        "promtool is missing: apt-get install prometheus (.ci/run does)"
+    );
+    path
+}
+
+/// The rule groups of `target`'s Rules object, as a Prometheus rule file.
+fn rules_file(target: &str) -> (Value, String) {
+    let fns = docs(&functions(target));
+    let rules = of_kind(&fns, "Rules");
+    assert_eq!(rules.len(), 1, "{target}: one Rules object");
+    let groups = serde_json::json!({"groups": rules[0]["spec"]["groups"]});
+    let text = serde_norway::to_string(&groups).expect("YAML");
+    (groups, text)
+}
+
+fn promtool_run(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(promtool())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_rendering_of_the_rules_and_the_local_run_s_pass_promtool_check() {
+    let dir = tern_e2e::scratch("rules-check");
+    let mut files = Vec::new();
+    for (target, _) in TARGETS {
+        let (_, text) = rules_file(target);
+        files.push(write_scratch(&dir, &format!("{target}.yaml"), &text));
+    }
+    // What `scripts/dev`'s Prometheus loads: its thresholds, then the chart's file.
+    files.push(write_scratch(
+        &dir,
+        "local-thresholds.yaml",
+        tern_local::prometheus::LOCAL_THRESHOLDS,
+    ));
+    files.push(root().join(tern_local::prometheus::RULES_FILE));
+    let mut args = vec!["check".to_owned(), "rules".to_owned()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = promtool_run(&dir, &args);
+    assert!(ok, "promtool check rules:\n{out}");
+    // The standby cluster keeps nothing warm: no warm-instance group there.
+    let (standby, _) = rules_file("prod-standby");
+    let names: Vec<&str> = standby["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"tern-warm-instances"), "{names:?}");
+}
+
+#[test]
+fn promtool_unit_tests_pass_and_cover_every_rule() {
+    let dir = tern_e2e::scratch("rules-test");
+    let (groups, text) = rules_file("prod");
+    write_scratch(&dir, "rules.yaml", &text);
+    let tests_text = std::fs::read_to_string(root().join("tests/rules/rules.test.yaml"))
+        .expect("tests/rules/rules.test.yaml");
+    write_scratch(&dir, "rules.test.yaml", &tests_text);
+    let (ok, out) = promtool_run(&dir, &["test", "rules", "rules.test.yaml"]);
+    assert!(ok && out.contains("SUCCESS"), "promtool test rules:\n{out}");
+
+    // Coverage: every alert fires in a case and stays quiet in another; every recording rule
+    // is evaluated by an expression test.
+    let tests: Value = serde_norway::from_str(&tests_text).expect("the tests' YAML");
+    let cases: Vec<&Value> = tests["tests"].as_array().into_iter().flatten().collect();
+    let alert_cases = |name: &str, firing: bool| {
+        cases
+            .iter()
+            .flat_map(|c| c["alert_rule_test"].as_array().cloned().unwrap_or_default())
+            .filter(|t| t["alertname"] == name)
+            .any(|t| {
+                t["exp_alerts"]
+                    .as_array()
+                    .is_some_and(|a| a.is_empty() != firing)
+            })
+    };
+    let exprs: Vec<String> = cases
+        .iter()
+        .flat_map(|c| {
+            c["promql_expr_test"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    let rules: Vec<&Value> = groups["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .collect();
+    let mut alerts = BTreeSet::new();
+    for r in &rules {
+        if let Some(name) = r["alert"].as_str() {
+            alerts.insert(name);
+            assert!(alert_cases(name, true), "{name} never fires in a test");
+            assert!(alert_cases(name, false), "{name} is never tested quiet");
+        }
+        if let Some(name) = r["record"].as_str() {
+            assert!(
+                exprs.iter().any(|e| e.contains(name)),
+                "recording rule {name} has no expression test"
+            );
+        }
+    }
+    assert_eq!(
+        alerts,
+        BTreeSet::from([
+            "TernAvailabilityFastBurn",
+            "TernAvailabilitySlowBurn",
+            "TernLatencyFastBurn",
+            "TernLatencySlowBurn",
+            "TernOutboxBacklogOld",
+            "TernOutboxRowsSetAside",
+            "TernEventsDeadLettering",
+            "TernPublishFailing",
+            "TernDbPoolSaturated",
+            "TernDbPoolTimeouts",
+            "TernNoReadyInstance",
+        ]),
+        "the alerts docs/operations.md describes"
     );
 }

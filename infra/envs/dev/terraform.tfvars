@@ -9,3 +9,5 @@ dns_zone = {
 external_publishers = {
   payments = ["serviceAccount:payments-integration@payments-provider-dev.iam.gserviceaccount.com"]
 }
+# Email notification channels for every alert; optional outside prod.
+alert_emails = []

@@ -29,4 +29,5 @@ module "tern" {
   external_publishers = var.external_publishers
   active_region       = var.active_region
   alert_channels      = var.alert_channels
+  alert_emails        = var.alert_emails
 }

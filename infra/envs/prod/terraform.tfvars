@@ -17,3 +17,6 @@ database_instances = null
 # primary; "standby" after a region failover (scripts/failover switches DNS at once; commit this too).
 active_region  = "primary"
 alert_channels = []
+# Every alert (Cloud SQL, Pub/Sub, GKE nodes, the uptime check) notifies these; prod refuses a
+# plan without one. Replace with your on-call address or list your channels above.
+alert_emails = ["tern-oncall@example.com"]

@@ -45,7 +45,17 @@ variable "active_region" {
 }
 
 variable "alert_channels" {
-  description = "Cloud Monitoring notification channels paged when the public host stops answering."
+  description = "Existing Cloud Monitoring notification channels (ids) every alert notifies."
   type        = list(string)
   default     = []
+}
+
+variable "alert_emails" {
+  description = "Addresses an email notification channel is made for; every alert notifies them. prod refuses a plan without this or alert_channels."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = length(var.alert_emails) + length(var.alert_channels) > 0
+    error_message = "prod needs someone to notify: set alert_emails or alert_channels (an alert nobody receives is no alert)."
+  }
 }

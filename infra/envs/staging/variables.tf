@@ -21,3 +21,15 @@ variable "external_publishers" {
   type        = map(list(string))
   default     = {}
 }
+
+variable "alert_channels" {
+  description = "Existing Cloud Monitoring notification channels (ids) every alert notifies."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Addresses an email notification channel is made for; every alert notifies them."
+  type        = list(string)
+  default     = []
+}

@@ -12,3 +12,8 @@ output "subscriptions" {
   description = "subscription name -> push endpoint."
   value       = { for n, s in google_pubsub_subscription.push : n => s.push_config[0].push_endpoint }
 }
+
+output "dead_letter_subscriptions" {
+  description = "The subscriptions on the dead-letter topics (what the monitoring module watches)."
+  value       = [for s in google_pubsub_subscription.dead_letter_inspect : s.name]
+}

@@ -25,10 +25,47 @@ pub struct DevOptions {
     /// Also run a standby region: a streaming replica, every HTTP function against it, and its
     /// own router on `port + 1`.
     pub standby: bool,
+    /// Prometheus' port; 0 runs without it.
+    pub prometheus_port: u16,
 }
 
 /// Where the standby region's functions start, above the primary's.
 const STANDBY_PORT_OFFSET: u16 = 50;
+
+/// Starts Prometheus on `opts.prometheus_port` scraping every instance, when it is installed
+/// and asked for.
+fn start_prometheus(
+    root: &std::path::Path,
+    opts: &DevOptions,
+    world: &World,
+    instances: &[tern_local::Instance],
+) -> Result<Option<tern_local::prometheus::Prometheus>, String> {
+    if opts.prometheus_port == 0 || !tern_local::prometheus::available() {
+        return Ok(None);
+    }
+    let targets: Vec<_> = instances
+        .iter()
+        .map(|i| {
+            let visibility =
+                world
+                    .table
+                    .function(i.name())
+                    .map_or("internal", |f| match f.visibility {
+                        tern_routes::Visibility::Public => "public",
+                        tern_routes::Visibility::Internal => "internal",
+                    });
+            i.scrape_target(visibility)
+        })
+        .collect();
+    tern_local::prometheus::Prometheus::start(
+        &root.join(".local/dev/prometheus"),
+        root,
+        opts.prometheus_port,
+        &targets,
+        Duration::from_secs(2),
+    )
+    .map(Some)
+}
 
 /// Runs everything until Ctrl-C.
 pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
@@ -91,7 +128,19 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         .iter()
         .map(|i| (i.name().to_owned(), i.metrics_url()))
         .collect();
+    let prometheus = start_prometheus(&root_dir, &opts, &world, &instances)?;
     print_banner(&opts, &world, &upstreams, &metrics);
+    match &prometheus {
+        Some(p) => println!(
+            "  Prometheus    {}  (jobs tern-functions, tern-queue-proxy; the chart's rules: {}/alerts)\n",
+            p.url(),
+            p.url()
+        ),
+        None if opts.prometheus_port != 0 => println!(
+            "  Prometheus    not installed (apt-get install prometheus; scripts/dev installs it as root)\n"
+        ),
+        None => {}
+    }
     if let Some(s) = &standby {
         s.print_banner();
     }

@@ -47,6 +47,10 @@ enum Command {
         /// region-standby) and its own router on PORT+1.
         #[arg(long)]
         standby: bool,
+        /// Prometheus' port (Debian's package, scraping every function and queue-proxy with
+        /// the chart's rules); 0 runs without it. Not 9090, where Debian's own service listens.
+        #[arg(long, default_value_t = 9190)]
+        prometheus_port: u16,
     },
     /// Only the parts around the functions (router, event delivery, scheduler) for functions that
     /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
@@ -123,6 +127,7 @@ async fn main() -> ExitCode {
             bin_dir,
             schedule_seconds,
             standby,
+            prometheus_port,
         } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
@@ -132,6 +137,7 @@ async fn main() -> ExitCode {
                     bin_dir: root.join(bin_dir),
                     schedule_every: Duration::from_secs(schedule_seconds.max(1)),
                     standby,
+                    prometheus_port,
                 };
                 dev::run(root, opts).await
             }

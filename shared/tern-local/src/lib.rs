@@ -41,6 +41,7 @@ pub mod failover;
 mod pod;
 mod postgres;
 mod process;
+pub mod prometheus;
 mod pubsub;
 pub mod render;
 mod router;

@@ -175,11 +175,20 @@ impl Pod {
     /// `http://IP:9464/metrics`: the function's own metrics (the runtime's listener).
     pub fn function_metrics_url(&self) -> String {
         format!(
-            "http://{}:{}{}",
-            self.ip,
-            tern::platform::METRICS_PORT,
+            "http://{}{}",
+            self.function_metrics_addr(),
             tern::platform::METRICS_PATH
         )
+    }
+
+    /// `IP:9464`.
+    pub fn function_metrics_addr(&self) -> String {
+        format!("{}:{}", self.ip, tern::platform::METRICS_PORT)
+    }
+
+    /// The pod's address.
+    pub fn ip(&self) -> std::net::Ipv4Addr {
+        self.ip
     }
 
     /// Probes queue-proxy as the kubelet does (`K-Network-Probe: queue`): 200 once queue-proxy

@@ -206,6 +206,23 @@ impl Instance {
         format!("http://{}", self.addr())
     }
 
+    /// What a local Prometheus scrapes of it, as the chart's PodMonitorings scrape a pod.
+    pub fn scrape_target(&self, visibility: &str) -> crate::prometheus::ScrapeTarget {
+        let (metrics, queue_proxy) = match self {
+            Self::Pod(p) => (
+                p.function_metrics_addr(),
+                Some(format!("{}:{}", p.ip(), crate::pod::REQUEST_METRICS_PORT)),
+            ),
+            Self::Process(p) => (format!("127.0.0.1:{}", p.metrics_port), None),
+        };
+        crate::prometheus::ScrapeTarget {
+            function: self.name().to_owned(),
+            visibility: visibility.to_owned(),
+            metrics,
+            queue_proxy,
+        }
+    }
+
     /// Where the function's own metrics are served (`GET /metrics`).
     pub fn metrics_url(&self) -> String {
         match self {

@@ -25,7 +25,15 @@ pub(crate) async fn live() -> Response {
     Json(serde_json::json!({"status": "live"})).into_response()
 }
 
+/// Answers the readiness probe and records the answer in `tern_ready` (the alert on a function
+/// with min-scale > 0 and no ready instance reads it).
 pub(crate) async fn ready(State(ctx): State<Context>) -> Response {
+    let res = readiness(&ctx).await;
+    ctx.metrics().set_ready(res.status().is_success());
+    res
+}
+
+async fn readiness(ctx: &Context) -> Response {
     if ctx.is_draining() {
         return Problem::unavailable("draining: shutting down", Duration::from_secs(1))
             .into_response();

@@ -14,6 +14,7 @@
 //! | `tern_events_handled_total{cloudevents_event_type,outcome}` | event deliveries: `acknowledged`, `duplicate`, `retry`, `permanent_failure` |
 //! | `db_client_connection_*` | the pool (`tern-db`) |
 //! | `tern_outbox_*`, `messaging_client_*` | the outbox and the publisher (`tern-events`) |
+//! | `tern_ready` | 1 when the last readiness probe passed |
 //! | `process_*`, `tern_build_info` | the process |
 //!
 //! `http_route` is the route template from `TERN_HTTP_ROUTES` (the chart and the local run
@@ -74,6 +75,7 @@ struct Inner {
     refresh: Mutex<Vec<Refresh>>,
     http: Arc<HttpMetrics>,
     process: Process,
+    ready: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,6 +108,12 @@ impl Metrics {
         );
         let process = Process::default();
         process.register(&mut registry);
+        let ready = Gauge::default();
+        registry.register(
+            "tern_ready",
+            "1 when the last readiness probe passed, 0 when it failed or none came yet",
+            ready.clone(),
+        );
         registry.register(
             "tern_build",
             "The function and the runtime that built it",
@@ -121,6 +129,7 @@ impl Metrics {
                 refresh: Mutex::new(Vec::new()),
                 http,
                 process,
+                ready,
             }),
         }
     }
@@ -168,6 +177,10 @@ impl Metrics {
             tracing::error!(error = %e, "cannot render the metrics");
         }
         out
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.inner.ready.set(i64::from(ready));
     }
 
     pub(crate) fn http(&self) -> Arc<HttpMetrics> {

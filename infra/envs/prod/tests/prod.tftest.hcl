@@ -156,3 +156,25 @@ run "events_reach_consumers_through_authenticated_push" {
     error_message = "the route table's schedule"
   }
 }
+
+run "prod_alerts_reach_someone_and_watch_the_replica" {
+  command = plan
+
+  assert {
+    condition     = module.tern.monitoring.alert_policies.replica_lag == "tern prod: Cloud SQL replica lag above 60 s"
+    error_message = "prod watches its replica's lag"
+  }
+  assert {
+    condition     = length(module.tern.monitoring.alert_policies) == 6
+    error_message = "Cloud SQL CPU, connections, replica lag, dead letters, oldest unacked, GKE nodes"
+  }
+}
+
+run "prod_refuses_alerts_nobody_receives" {
+  command = plan
+  variables {
+    alert_emails   = []
+    alert_channels = []
+  }
+  expect_failures = [var.alert_emails]
+}

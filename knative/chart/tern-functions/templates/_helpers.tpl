@@ -102,3 +102,11 @@ seccompProfile:
 {{- range .routes }}{{ $out = append $out (printf "%s %s" .method .path) }}{{ end -}}
 {{- join "," $out -}}
 {{- end -}}
+
+{{/* A function's min-scale: the route table's, a values override, 0 on a standby cluster. */}}
+{{- define "tern.minScale" -}}
+{{- $min := .fn.scale.min | int -}}
+{{- if hasKey .root.Values.scale.min .fn.name }}{{ $min = index .root.Values.scale.min .fn.name | int }}{{ end -}}
+{{- if .root.Values.scale.allAtZero }}{{ $min = 0 }}{{ end -}}
+{{- $min -}}
+{{- end -}}
