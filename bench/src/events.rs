@@ -133,6 +133,7 @@ async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<Value
                 subject: Some(id.clone()),
                 time: chrono::Utc::now(),
                 data: json!({"order_id": id, "payment_id": format!("p-{id}"), "amount_cents": 1250, "currency": "EUR"}),
+                traceparent: None,
             };
             if let Ok(mut s) = sent.write() {
                 s.insert(id.clone(), Instant::now());

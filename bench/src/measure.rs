@@ -313,21 +313,44 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
 }
 
 /// 7: what observability costs: orders-get as deployed (access log and metrics on) against the
-/// same with the access log off, and with the metrics off (`TERN_METRICS_PORT=off` removes the
-/// middleware), interleaved run by run.
+/// same with the access log off, with the metrics off (`TERN_METRICS_PORT=off` removes the
+/// middleware), and with every request's span exported over OTLP to a real Jaeger
+/// (`scripts/tools traces` builds it; without it that run is skipped), interleaved run by run.
 async fn logging_cost(b: &Bench) -> Result<Value, String> {
-    say("observability cost: orders-get with and without the access log, and the metrics");
+    say("observability cost: orders-get with and without the access log, the metrics, span export");
+    let root = repo_root()?;
+    let jaeger = if tern_local::jaeger::available(&root) {
+        Some(tern_local::jaeger::Jaeger::start(
+            &b.scratch.join("jaeger"),
+            &root,
+            0,
+            0,
+        )?)
+    } else {
+        say("  (no .local/bin/jaeger: span export not measured; scripts/tools traces builds it)");
+        None
+    };
     let on = b.start("orders-get", &[])?;
     let off = b.start("orders-get", &[("TERN_ACCESS_LOG", "false")])?;
     let no_metrics = b.start("orders-get", &[("TERN_METRICS_PORT", "off")])?;
+    let exporting = match &jaeger {
+        Some(j) => Some(b.start(
+            "orders-get",
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", j.otlp_endpoint().as_str())],
+        )?),
+        None => None,
+    };
     let path = format!("/api/orders/{}", b.order_id);
-    let (mut with, mut without, mut unmeasured) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut with, mut without, mut unmeasured, mut traced) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..b.reps {
         for (runs, instance) in [
-            (&mut with, &on),
-            (&mut without, &off),
-            (&mut unmeasured, &no_metrics),
+            (&mut with, Some(&on)),
+            (&mut without, Some(&off)),
+            (&mut unmeasured, Some(&no_metrics)),
+            (&mut traced, exporting.as_ref()),
         ] {
+            let Some(instance) = instance else { continue };
             runs.push(wrk::run(
                 &format!("{}{path}", instance.url()),
                 HTTP_CONNECTIONS,
@@ -340,6 +363,7 @@ async fn logging_cost(b: &Bench) -> Result<Value, String> {
         "logging_on": wrk_json(&with),
         "logging_off": wrk_json(&without),
         "metrics_off": wrk_json(&unmeasured),
+        "spans_exported": if traced.is_empty() { Value::Null } else { wrk_json(&traced) },
     }))
 }
 

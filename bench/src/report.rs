@@ -146,6 +146,14 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             ),
             Some(0.97),
         ),
+        (
+            "spans exported ÷ not (req/s)",
+            ratio(
+                med(&r["logging"]["spans_exported"]["rps"]),
+                med(&r["logging"]["logging_on"]["rps"]),
+            ),
+            None,
+        ),
     ]
 }
 

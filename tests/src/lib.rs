@@ -284,11 +284,25 @@ impl System {
     /// Starts another pod of `binary`, known as `key`; the router sends `binary`'s requests to
     /// its pods in turn, as a Kubernetes Service does. Returns the router's base URL.
     pub fn start_as(&mut self, key: &str, binary: &str) -> String {
+        self.start_with(key, binary, launcher())
+    }
+
+    /// [`System::start`], keeping what the function prints for [`Instance::output_lines`]
+    /// (`sys.functions[name]`).
+    pub fn start_keeping_output(&mut self, name: &str) -> String {
+        let keeping = Launcher {
+            output: Output::Kept,
+            ..launcher().clone()
+        };
+        self.start_with(name, name, &keeping)
+    }
+
+    fn start_with(&mut self, key: &str, binary: &str, launcher: &Launcher) -> String {
         let table = table();
         let function = table
             .function(binary)
             .expect("a function of the route table");
-        let instance = launcher()
+        let instance = launcher
             .start(function, &self.env)
             .unwrap_or_else(|e| panic!("start {key}: {e}"));
         self.upstreams
@@ -436,6 +450,84 @@ impl System {
         out
     }
 
+    /// Places an order through the web form of `web` (the router's base URL) as a browser does:
+    /// the home page's cookie and CSRF token, the site's own Origin; with `traceparent`, inside
+    /// that trace. Returns the new order's id.
+    pub async fn web_order(&self, web: &str, traceparent: Option<&str>) -> String {
+        let home = self
+            .http
+            .get(format!("{web}/"))
+            .send()
+            .await
+            .expect("GET /");
+        let cookie = home.headers()["set-cookie"]
+            .to_str()
+            .expect("a cookie")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let html = home.text().await.expect("the home page");
+        let token = html
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a CSRF token in the form")
+            .to_owned();
+        let mut post = self
+            .http
+            .post(format!("{web}/orders"))
+            .header("cookie", &cookie)
+            .header("origin", &self.router)
+            .form(&[
+                ("csrf", token.as_str()),
+                ("customer_email", "ada@example.com"),
+                ("currency", "EUR"),
+                ("sku_0", "TEA-SENCHA"),
+                ("quantity_0", "1"),
+                ("price_0", "12.50"),
+            ]);
+        if let Some(tp) = traceparent {
+            post = post.header("traceparent", tp);
+        }
+        let res = post.send().await.expect("POST /orders");
+        assert_eq!(res.status(), 303, "the form was refused");
+        res.headers()["location"]
+            .to_str()
+            .expect("a Location")
+            .trim_start_matches("/orders/")
+            .to_owned()
+    }
+
+    /// Runs the local delivery loop of the `payments` subscription to the consumer at
+    /// `consumer` (the router's base URL), the way Pub/Sub push (or Eventarc) delivers it;
+    /// cancel the token to stop it.
+    pub async fn deliver_payments(
+        &self,
+        consumer: &str,
+        mode: tern_local::Mode,
+        max_attempts: u32,
+    ) -> tern_local::StopToken {
+        let stop = tern_local::StopToken::default();
+        let target = tern_local::Target {
+            subscription: "payments-events-payments".into(),
+            topic: "payments".into(),
+            url: format!("{consumer}/events/payments"),
+        };
+        let dlq = EventPublisher::new(self.pubsub.clone())
+            .await
+            .expect("a publisher for the dead letters");
+        tokio::spawn(tern_local::deliver(
+            mode,
+            self.pubsub.clone(),
+            target,
+            max_attempts,
+            dlq,
+            stop.clone(),
+        ));
+        stop
+    }
+
     /// POSTs a new order (JSON API) and returns the response.
     pub async fn create_order(&self, base: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http
@@ -453,6 +545,12 @@ impl Drop for System {
             let _ = stop.send(());
         }
     }
+}
+
+/// GETs `url` and reads its JSON body; `None` when it does not answer or answers no JSON (for
+/// [`eventually`] loops that wait for a server's view to change).
+pub async fn fetch_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`; panics naming `what` after `limit`.
@@ -478,6 +576,17 @@ pub async fn publish_payment(
     event_id: &str,
     order_id: &str,
 ) -> OutgoingEvent {
+    publish_payment_in_trace(pubsub, event_id, order_id, None).await
+}
+
+/// [`publish_payment`] by a provider that propagates trace context: the payment continues
+/// `traceparent` (the trace of the `order.created` it answers).
+pub async fn publish_payment_in_trace(
+    pubsub: &PubSubConfig,
+    event_id: &str,
+    order_id: &str,
+    traceparent: Option<String>,
+) -> OutgoingEvent {
     let event = OutgoingEvent {
         id: event_id.to_owned(),
         source: "//payments-provider".into(),
@@ -485,6 +594,7 @@ pub async fn publish_payment(
         subject: Some(order_id.to_owned()),
         time: chrono::Utc::now(),
         data: payment(order_id, 1250, "EUR"),
+        traceparent,
     };
     EventPublisher::new(pubsub.clone())
         .await

@@ -64,11 +64,13 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         .count() as u16;
     let port = free_port();
     let first = free_ports(http_functions);
+    let jaeger_ui = free_port();
     let out = scratch("tern-dev");
     let mut cmd = Command::new(bin_dir().join("tern"));
     cmd.current_dir(root())
         .args(["dev", "--port", &port.to_string()])
         .args(["--function-port", &first.to_string()])
+        .args(["--traces", &jaeger_ui.to_string()])
         .args(["--schedule-seconds", "1", "--bin-dir"])
         .arg(bin_dir())
         .env("DATABASE_URL", &sys.database_url)
@@ -133,6 +135,26 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
     let event = publish_payment(&producer, &format!("pay-{id}"), &id).await;
     let paid = sys.until_paid(&base, &id, Duration::from_secs(30)).await;
     assert_eq!(paid["payment_id"], event.data["payment_id"]);
+
+    // --traces: the functions' spans reach the Jaeger whose UI the banner prints.
+    let jaeger = format!("http://127.0.0.1:{jaeger_ui}");
+    assert!(
+        banner.contains(&format!("Jaeger        {jaeger}")),
+        "{banner}"
+    );
+    eventually(
+        "spans of orders-create and payments-events in Jaeger",
+        Duration::from_secs(20),
+        || async {
+            let services = fetch_json(http, &format!("{jaeger}/api/services")).await?;
+            let names = services["data"].as_array()?;
+            ["orders-create", "payments-events"]
+                .iter()
+                .all(|s| names.iter().any(|n| n == s))
+                .then_some(())
+        },
+    )
+    .await;
 
     // The functions publish after commit; a row they could not publish waits for the relay, which
     // the scheduler calls every second. Such a row, written here, must leave the outbox.

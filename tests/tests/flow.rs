@@ -4,31 +4,14 @@
 use std::time::Duration;
 use tern_e2e::*;
 use tern_events::{EventPublisher, OutgoingEvent};
-use tern_local::{Mode, StopToken, Target};
+use tern_local::Mode;
 
-/// Runs the local delivery loop of the `payments` subscription to `consumer`; cancel to stop.
-async fn deliver_payments(
-    sys: &System,
-    consumer: &str,
-    mode: Mode,
-    max_attempts: u32,
-) -> StopToken {
-    let stop = StopToken::default();
-    let target = Target {
-        subscription: "payments-events-payments".into(),
-        topic: "payments".into(),
-        url: format!("{consumer}/events/payments"),
-    };
-    let dlq = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
-    tokio::spawn(tern_local::deliver(
-        mode,
-        sys.pubsub.clone(),
-        target,
-        max_attempts,
-        dlq,
-        stop.clone(),
-    ));
-    stop
+/// The trace of the caller of `POST /api/orders` (a Gateway or a browser's instrumentation).
+const CALLER_TRACE: &str = "5e1c0d3a9b8f47e2a6c4d2b0f8e6a4c2";
+
+/// The trace id of a `traceparent` value (`00-TRACE-SPAN-FLAGS`).
+fn trace_id(traceparent: &str) -> &str {
+    traceparent.split('-').nth(1).unwrap_or_default()
 }
 
 async fn flow(mode: Mode) {
@@ -36,12 +19,23 @@ async fn flow(mode: Mode) {
     sys.subscribe("watch-orders", "orders").await;
     let create = sys.start("orders-create");
     let get = sys.start("orders-get");
-    let consumer = sys.start("payments-events");
+    let consumer = sys.start_keeping_output("payments-events");
 
     // Deliver the payments subscription to the consumer the way Pub/Sub push (or Eventarc) does.
-    let stop = deliver_payments(&sys, &consumer, mode, 5).await;
+    let stop = sys.deliver_payments(&consumer, mode, 5).await;
 
-    let res = sys.create_order(&create, &order_body()).await;
+    // The order is placed within a trace the caller started.
+    let res = sys
+        .http
+        .post(format!("{create}/api/orders"))
+        .header(
+            "traceparent",
+            format!("00-{CALLER_TRACE}-a1b2c3d4e5f60718-01"),
+        )
+        .json(&order_body())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let order: serde_json::Value = res.json().await.unwrap();
@@ -51,7 +45,8 @@ async fn flow(mode: Mode) {
     assert_eq!(order["customer_email"], "a***@example.com");
     assert_eq!(order["total_cents"], 1250);
 
-    // order.created arrives as a CloudEvent (Pub/Sub binding attributes).
+    // order.created arrives as a CloudEvent (Pub/Sub binding attributes), in the caller's
+    // trace: the outbox row kept the request's context across the commit and the relay.
     let created = sys
         .collect("watch-orders", 1, Duration::from_secs(10))
         .await;
@@ -60,11 +55,19 @@ async fn flow(mode: Mode) {
     assert_eq!(attr(&created[0], "ce-type"), "com.example.order.created");
     assert_eq!(attr(&created[0], "ce-source"), "//tern/orders-create");
     assert_eq!(attr(&created[0], "ce-subject"), id);
+    let created_trace = attr(&created[0], "ce-traceparent");
+    assert_eq!(trace_id(&created_trace), CALLER_TRACE, "{created_trace}");
+    assert_ne!(
+        created_trace,
+        format!("00-{CALLER_TRACE}-a1b2c3d4e5f60718-01"),
+        "the event names orders-create's own span as its parent, not the caller's"
+    );
     let data: serde_json::Value = serde_json::from_slice(&created[0].data).unwrap();
     assert_eq!(data["order_id"], id.as_str());
 
-    // A producer publishes the payment.
-    let event = publish_payment(&sys.pubsub, "pay-event-1", &id).await;
+    // A payment provider that propagates trace context answers within the same trace.
+    let event =
+        publish_payment_in_trace(&sys.pubsub, "pay-event-1", &id, Some(created_trace)).await;
 
     let paid = sys
         .collect("watch-orders", 1, Duration::from_secs(10))
@@ -72,6 +75,33 @@ async fn flow(mode: Mode) {
     assert_eq!(paid.len(), 1, "order.paid was not published");
     assert_eq!(attr(&paid[0], "ce-type"), "com.example.order.paid");
     assert_eq!(attr(&paid[0], "ce-subject"), id);
+    assert_eq!(trace_id(&attr(&paid[0], "ce-traceparent")), CALLER_TRACE);
+
+    // The consumer's log lines for the payment (its own and the access log's) name the same
+    // trace, as Cloud Logging reads it.
+    let logs = sys.functions["payments-events"].output_lines();
+    let trace_of = |message: &str| {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .and_then(|l| {
+                l["logging.googleapis.com/trace"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+    };
+    let want = format!("projects/{}/traces/{CALLER_TRACE}", sys.pubsub.project);
+    for message in ["order updated", "POST "] {
+        assert_eq!(
+            trace_of(message).as_deref(),
+            Some(want.as_str()),
+            "the consumer's {message:?} line: {logs:#?}"
+        );
+    }
 
     let now = sys.order(&get, &id).await;
     assert_eq!(now["status"], "paid");
@@ -233,7 +263,7 @@ async fn permanently_bad_events_are_retried_then_dead_lettered() {
         .json()
         .await
         .unwrap();
-    let stop = deliver_payments(&sys, &consumer, Mode::Push, 2).await;
+    let stop = sys.deliver_payments(&consumer, Mode::Push, 2).await;
 
     // The amount does not match the order: 422 on every attempt.
     let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
@@ -244,6 +274,7 @@ async fn permanently_bad_events_are_retried_then_dead_lettered() {
         subject: None,
         time: chrono::Utc::now(),
         data: payment(o["id"].as_str().unwrap(), 1, "EUR"),
+        traceparent: None,
     };
     publisher.publish("payments", &event).await.unwrap();
     let dead = sys.collect("watch-dead", 1, Duration::from_secs(15)).await;

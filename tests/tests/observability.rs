@@ -158,17 +158,14 @@ async fn prometheus_counts_the_traffic_and_fires_the_outbox_alert_during_a_pubsu
     if in_pods {
         // queue-proxy's readiness probes reached the runtime; and queue-proxy counted the same
         // requests on its own job.
-        assert!(ready.iter().all(|(_, v)| *v == 1.0), "{ready:?}");
+        assert!(
+            ready.len() == 2 && ready.iter().all(|(_, v)| *v == 1.0),
+            "{ready:?}"
+        );
         let q = r#"sum(http_server_request_duration_seconds_count{job="tern-queue-proxy",function="orders-get",http_response_status_code="200"})"#;
-        let targets: Value = sys
-            .http
-            .get(format!("{prom}/api/v1/targets"))
-            .send()
+        let targets = fetch_json(&sys.http, &format!("{prom}/api/v1/targets"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .expect("Prometheus's targets");
         eventually(
             &format!("queue-proxy's count in Prometheus; targets: {targets}"),
             Duration::from_secs(30),
@@ -209,15 +206,7 @@ async fn prometheus_counts_the_traffic_and_fires_the_outbox_alert_during_a_pubsu
         "TernOutboxBacklogOld fires",
         Duration::from_secs(150),
         || async {
-            let body: Value = sys
-                .http
-                .get(format!("{prom}/api/v1/alerts"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let body = fetch_json(&sys.http, &format!("{prom}/api/v1/alerts")).await?;
             body["data"]["alerts"]
                 .as_array()?
                 .iter()

@@ -216,6 +216,61 @@ resource "google_monitoring_alert_policy" "gke_nodes" {
   }
 }
 
+# The functions' own alerts: the chart's Managed Prometheus Rules evaluate them and write every
+# firing one into the ALERTS series, but Managed Prometheus sends nothing anywhere by itself (no
+# Alertmanager is configured). One policy per severity turns those series into incidents on the
+# environment's channels; each incident carries the alert's labels (alertname, function, ...).
+resource "google_monitoring_alert_policy" "functions" {
+  for_each = { page = "CRITICAL", ticket = "WARNING" }
+
+  project               = var.project_id
+  display_name          = "tern ${var.environment}: ${each.key} alerts of the functions' rules"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = each.value
+
+  conditions {
+    display_name = "an alert with severity ${each.key} is firing in namespace ${var.functions_namespace}"
+    condition_prometheus_query_language {
+      query               = "ALERTS{alertstate=\"firing\",severity=\"${each.key}\",namespace=\"${var.functions_namespace}\"}"
+      duration            = "0s"
+      evaluation_interval = "60s"
+      # ALERTS exists once a rule first fires.
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "A rule of knative/chart/tern-functions/files/rules.yaml fires; the incident's labels name it (alertname) and where (function, cluster). What each alert means and what to do: ${local.runbook}."
+    mime_type = "text/markdown"
+  }
+}
+
+# Requests the functions' own metrics never see: the activator's and queue-proxy's errors, a
+# revision that does not start. Measured where users are, at the Gateway's load balancer.
+resource "google_monitoring_alert_policy" "edge_errors" {
+  project               = var.project_id
+  display_name          = "tern ${var.environment}: the Gateway answers 5xx to over 1 % of requests"
+  combiner              = "OR"
+  notification_channels = local.channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "5xx above 1 % of the load balancer's requests for 10 minutes"
+    condition_prometheus_query_language {
+      query                     = "sum(rate(loadbalancing_googleapis_com:https_request_count{monitored_resource=\"https_lb_rule\",response_code_class=\"500\"}[5m])) / sum(rate(loadbalancing_googleapis_com:https_request_count{monitored_resource=\"https_lb_rule\"}[5m])) > 0.01"
+      duration                  = "600s"
+      evaluation_interval       = "60s"
+      disable_metric_validation = true
+    }
+  }
+
+  documentation {
+    content   = "The public Gateway answers 5xx: a function failing (its availability alerts say which), or Knative's data plane (activator, queue-proxy) failing before a function answers. `kubectl -n knative-serving logs deploy/activator`; ${local.runbook}."
+    mime_type = "text/markdown"
+  }
+}
+
 # One dashboard per environment: the functions (Managed Prometheus, PromQL) beside Cloud SQL and
 # Pub/Sub (Cloud Monitoring's own metrics).
 locals {

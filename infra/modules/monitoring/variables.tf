@@ -70,3 +70,9 @@ variable "thresholds" {
   })
   default = {}
 }
+
+variable "functions_namespace" {
+  description = "The namespace the functions and their Rules run in (the ALERTS series' namespace label)."
+  type        = string
+  default     = "tern"
+}

@@ -27,7 +27,13 @@ pub struct DevOptions {
     pub standby: bool,
     /// Prometheus' port; 0 runs without it.
     pub prometheus_port: u16,
+    /// Also run Jaeger (`.local/bin/jaeger`, `scripts/tools traces`) with its UI on this port
+    /// and OTLP/HTTP on [`JAEGER_OTLP_PORT`], and export every function's spans to it.
+    pub traces: Option<u16>,
 }
+
+/// Where Jaeger receives OTLP/HTTP in a local run (OpenTelemetry's default port).
+pub const JAEGER_OTLP_PORT: u16 = 4318;
 
 /// Where the standby region's functions start, above the primary's.
 const STANDBY_PORT_OFFSET: u16 = 50;
@@ -114,6 +120,23 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         .env
         .clone()
         .public_origins(tern_local::local_origins(opts.port));
+    // Spans go to a local Jaeger, as they go to the cluster's collector.
+    let jaeger = match opts.traces {
+        Some(ui_port) => {
+            let j = tern_local::jaeger::Jaeger::start(
+                &root_dir.join(".local/dev/jaeger"),
+                &root_dir,
+                ui_port,
+                JAEGER_OTLP_PORT,
+            )?;
+            world.env = world
+                .env
+                .clone()
+                .set("OTEL_EXPORTER_OTLP_ENDPOINT", j.otlp_endpoint());
+            Some(j)
+        }
+        None => None,
+    };
     let mut instances = world.start_http_instances(opts.first_function_port)?;
     let upstreams = upstreams_of(&instances);
     let listener = tern::platform::bind(([127, 0, 0, 1], opts.port).into())
@@ -140,6 +163,13 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
             "  Prometheus    not installed (apt-get install prometheus; scripts/dev installs it as root)\n"
         ),
         None => {}
+    }
+    if let Some(j) = &jaeger {
+        println!(
+            "  Jaeger        {}  (every request's span; a web order and its events are one trace; OTLP at {})\n",
+            j.url(),
+            j.otlp_endpoint()
+        );
     }
     if let Some(s) = &standby {
         s.print_banner();

@@ -51,6 +51,10 @@ enum Command {
         /// the chart's rules); 0 runs without it. Not 9090, where Debian's own service listens.
         #[arg(long, default_value_t = 9190)]
         prometheus_port: u16,
+        /// Also run Jaeger (built by `scripts/tools traces`; scripts/dev --traces does it) and
+        /// export every function's spans to it over OTLP/HTTP on 4318; its UI on this port.
+        #[arg(long, num_args = 0..=1, default_missing_value = "16686", value_name = "UI_PORT")]
+        traces: Option<u16>,
     },
     /// Only the parts around the functions (router, event delivery, scheduler) for functions that
     /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
@@ -89,6 +93,10 @@ enum Command {
         /// The CloudEvents id (default: a new UUID). Reuse one to send a duplicate.
         #[arg(long)]
         id: Option<String>,
+        /// The trace the event continues (W3C traceparent, `ce-traceparent`), as a producer
+        /// that propagates trace context sends it: copy it from the order.created line.
+        #[arg(long)]
+        traceparent: Option<String>,
     },
     /// Print the route table as JSON.
     Routes {
@@ -128,6 +136,7 @@ async fn main() -> ExitCode {
             schedule_seconds,
             standby,
             prometheus_port,
+            traces,
         } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
@@ -138,6 +147,7 @@ async fn main() -> ExitCode {
                     schedule_every: Duration::from_secs(schedule_seconds.max(1)),
                     standby,
                     prometheus_port,
+                    traces,
                 };
                 dev::run(root, opts).await
             }
@@ -165,7 +175,8 @@ async fn main() -> ExitCode {
             ty,
             source,
             id,
-        } => publish(&topic, &data, ty, source, id).await,
+            traceparent,
+        } => publish(&topic, &data, ty, source, id, traceparent).await,
         Command::Routes { deploy: true, .. } => {
             table().map(|t| print!("{}", render::deploy_json(&t)))
         }
@@ -277,6 +288,7 @@ async fn publish(
     ty: Option<String>,
     source: String,
     id: Option<String>,
+    traceparent: Option<String>,
 ) -> Result<(), String> {
     let table = table()?;
     let t = table
@@ -321,6 +333,7 @@ async fn publish(
             .map(str::to_owned),
         time: chrono::Utc::now(),
         data,
+        traceparent,
     };
     let publisher = EventPublisher::new(cfg).await?;
     let message_id = publisher

@@ -168,7 +168,13 @@ impl Db {
         let start = Instant::now();
         let got = self.pool.get().await;
         if let Some(m) = &self.metrics {
-            m.waited(start.elapsed(), matches!(got, Err(PoolError::Timeout(_))));
+            // Only a wait that ran out counts as "no connection became free"; a connect or
+            // recycle timeout is the database not answering.
+            let no_free = matches!(
+                got,
+                Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))
+            );
+            m.waited(start.elapsed(), no_free);
         }
         // The detail says what the client can do; what the driver said goes to the log only.
         got.map_err(|e| {
@@ -186,6 +192,17 @@ impl Db {
             tracing::warn!(error = %e, "database unavailable");
             Problem::unavailable(detail, self.retry_after)
         })
+    }
+
+    /// A connection for the platform's own bookkeeping (the metrics' reads), only if one is free
+    /// or can be made now: it never queues behind requests and is not counted in the pool's
+    /// wait metrics. `None` when the pool is busy or the database cannot be reached.
+    pub async fn try_get_for_metrics(&self) -> Option<Client> {
+        let now = Timeouts {
+            wait: Some(Duration::ZERO),
+            ..self.pool.timeouts()
+        };
+        self.pool.timeout_get(&now).await.ok()
     }
 
     /// The pool's current size and idle count.

@@ -257,6 +257,14 @@ fn noted<T>(decoded: Result<T, Problem>, ty: impl Fn(&T) -> &str) -> Result<T, P
     decoded
 }
 
+/// Continues the trace the event arrived with (its `traceparent`), so the consumer's log lines
+/// and the events it stages belong to the producer's trace. A malformed value is ignored.
+fn follow(traceparent: Option<&String>) {
+    if let Some(t) = traceparent {
+        tern::platform::continue_trace(t);
+    }
+}
+
 /// The type counted for a plain Pub/Sub message, which has none of its own.
 const MESSAGE_TYPE: &str = crate::MESSAGE_PUBLISHED;
 
@@ -266,7 +274,9 @@ impl<S: Send + Sync> FromRequest<S> for DomainEvent {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        noted(decode(&headers, &body), |e| e.ty.as_str())
+        let event = noted(decode_cloudevent(&headers, &body), |e| e.ty.as_str())?;
+        follow(event.extensions.get("traceparent"));
+        event.into_domain()
     }
 }
 
@@ -276,7 +286,9 @@ impl<S: Send + Sync> FromRequest<S> for CloudEvent {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        noted(decode_cloudevent(&headers, &body), |e| e.ty.as_str())
+        let event = noted(decode_cloudevent(&headers, &body), |e| e.ty.as_str())?;
+        follow(event.extensions.get("traceparent"));
+        Ok(event)
     }
 }
 
@@ -286,7 +298,13 @@ impl<S: Send + Sync> FromRequest<S> for PubSubMessage {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let body = tern::platform::read_body(req).await?;
-        noted(decode_message(&headers, &body), |_| MESSAGE_TYPE)
+        let message = noted(decode_message(&headers, &body), |_| MESSAGE_TYPE)?;
+        follow(
+            ["ce-traceparent", "traceparent", "googclient_traceparent"]
+                .iter()
+                .find_map(|k| message.attributes.get(*k)),
+        );
+        Ok(message)
     }
 }
 

@@ -4,8 +4,9 @@
 //! |---|---|
 //! | `messaging_client_operation_duration_seconds{messaging_system,messaging_operation_name="publish",messaging_destination_name,error_type}` | each publish to Pub/Sub, until it answered or gave up (OpenTelemetry's messaging conventions; `error_type` is empty on success, else `unavailable` (no answer in time, or a transient error) or `rejected` (permanent)) |
 //! | `messaging_client_sent_messages_total{messaging_system,messaging_destination_name,error_type}` | messages published, and failed publishes |
-//! | `tern_outbox_pending_rows` | outbox rows waiting to be published (read at each scrape) |
-//! | `tern_outbox_oldest_pending_age_seconds` | how long the oldest of them has waited (0 when none) |
+//! | `tern_outbox_pending_rows` | outbox rows waiting to be published (read at each scrape; NaN when the table cannot be read) |
+//! | `tern_outbox_oldest_pending_age_seconds` | how long the oldest of them that Pub/Sub never refused has waited (0 when none) |
+//! | `tern_outbox_refused_rows` | pending rows Pub/Sub refused at least once (set aside later) |
 //! | `tern_outbox_set_aside_rows` | rows set aside after permanent failures, waiting for an operator |
 //!
 //! Event deliveries (`tern_events_handled_total`) are counted by the runtime's middleware from
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tern::metrics::Metrics;
-use tern_db::{Db, DbResultExt};
+use tern_db::Db;
 
 /// Publish latency buckets in seconds: a local emulator answers in about a millisecond, Pub/Sub
 /// in tens, and a publish gives up after `PUBSUB_PUBLISH_TIMEOUT` (5 s by default).
@@ -114,20 +115,27 @@ impl PublishMetrics {
 
 /// Registers the outbox's backlog gauges, read from the table at each scrape.
 pub(crate) fn register_outbox(metrics: &Metrics, db: &Db) {
-    let pending = Gauge::<i64>::default();
-    let set_aside = Gauge::<i64>::default();
+    let pending = Gauge::<f64, AtomicU64>::default();
+    let struck = Gauge::<f64, AtomicU64>::default();
+    let set_aside = Gauge::<f64, AtomicU64>::default();
     let oldest = Gauge::<f64, AtomicU64>::default();
     metrics.register(
         "tern_outbox_pending_rows",
-        "Outbox rows waiting to be published",
+        "Outbox rows waiting to be published (NaN when the table could not be read)",
         None,
         pending.clone(),
     );
     metrics.register(
         "tern_outbox_oldest_pending_age",
-        "How long the oldest outbox row waiting to be published has waited (0 when none)",
+        "How long the oldest outbox row Pub/Sub never refused has waited to be published (0 when none; NaN when the table could not be read)",
         Some(Unit::Seconds),
         oldest.clone(),
+    );
+    metrics.register(
+        "tern_outbox_refused_rows",
+        "Pending outbox rows Pub/Sub refused at least once (permanent errors; set aside after OUTBOX_SET_ASIDE_AFTER)",
+        None,
+        struck.clone(),
     );
     metrics.register(
         "tern_outbox_set_aside_rows",
@@ -136,45 +144,43 @@ pub(crate) fn register_outbox(metrics: &Metrics, db: &Db) {
         set_aside.clone(),
     );
     let db = db.clone();
-    let gauges = Arc::new((pending, set_aside, oldest));
+    let gauges = Arc::new([pending, struck, set_aside, oldest]);
     metrics.on_scrape(move || {
         let (db, gauges) = (db.clone(), gauges.clone());
         async move {
-            match backlog(&db).await {
-                Ok((p, s, age)) => {
-                    gauges.0.set(p);
-                    gauges.1.set(s);
-                    gauges.2.set(age);
-                }
-                Err(e) => {
-                    tracing::debug!(
-                        status = e.status().as_u16(),
-                        detail = e.detail().unwrap_or_default(),
-                        "outbox backlog not read"
-                    );
-                }
+            // What cannot be read now is unknown, not what it was: a stale age would keep an
+            // alert firing (or quiet) through a database outage.
+            let values = backlog(&db).await.unwrap_or([f64::NAN; 4]);
+            for (g, v) in gauges.iter().zip(values) {
+                g.set(v);
             }
         }
     });
 }
 
-/// Pending rows, set-aside rows, and the oldest pending row's age in seconds. The pending ones
-/// are read through the partial index on pending rows.
-async fn backlog(db: &Db) -> Result<(i64, i64, f64), tern::Problem> {
-    let client = db.get().await?;
+/// Pending rows, the pending rows Pub/Sub refused at least once, set-aside rows, and the age in
+/// seconds of the oldest pending row never refused (a backlog is Pub/Sub out of reach; a refused
+/// row is its own problem, counted apart and set aside in time). Read on a connection that does
+/// not queue behind requests (`Db::try_get_for_metrics`), through the partial index on pending
+/// rows.
+async fn backlog(db: &Db) -> Option<[f64; 4]> {
+    let client = db.try_get_for_metrics().await?;
     let stmt = client
         .prepare_cached(
             "SELECT (SELECT count(*) FROM tern_outbox
                      WHERE published_at IS NULL AND set_aside_at IS NULL),
                     (SELECT count(*) FROM tern_outbox
+                     WHERE published_at IS NULL AND set_aside_at IS NULL AND strikes > 0),
+                    (SELECT count(*) FROM tern_outbox
                      WHERE published_at IS NULL AND set_aside_at IS NOT NULL),
                     COALESCE((SELECT extract(epoch FROM now() - created_at)::float8
                               FROM tern_outbox
-                              WHERE published_at IS NULL AND set_aside_at IS NULL
+                              WHERE published_at IS NULL AND set_aside_at IS NULL AND strikes = 0
                               ORDER BY id LIMIT 1), 0)",
         )
         .await
-        .or_problem()?;
-    let row = client.query_one(&stmt, &[]).await.or_problem()?;
-    Ok((row.get(0), row.get(1), row.get::<_, f64>(2).max(0.0)))
+        .ok()?;
+    let row = client.query_one(&stmt, &[]).await.ok()?;
+    let count = |i: usize| row.get::<_, i64>(i) as f64;
+    Some([count(0), count(1), count(2), row.get::<_, f64>(3).max(0.0)])
 }

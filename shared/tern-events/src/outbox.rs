@@ -326,12 +326,14 @@ impl Outbox {
     ) -> Result<(i64, OutgoingEvent), Problem> {
         let event_id = uuid::Uuid::now_v7().to_string();
         let lease_ms = token.map(|_| millis(self.policy.lease));
+        // The request's trace goes on with the event (docs/events.md, "Tracing").
+        let traceparent = tern::platform::current_traceparent();
         let stmt = tx
             .prepare_cached(
                 "INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data,
-                                          leased_until, lease_token)
+                                          leased_until, lease_token, traceparent)
                  VALUES ($1, $2, $3, $4, $5, $6,
-                         clock_timestamp() + $7::bigint * interval '1 millisecond', $8)
+                         clock_timestamp() + $7::bigint * interval '1 millisecond', $8, $9)
                  RETURNING id, created_at",
             )
             .await
@@ -348,6 +350,7 @@ impl Outbox {
                     data,
                     &lease_ms,
                     &token,
+                    &traceparent,
                 ],
             )
             .await
@@ -359,6 +362,7 @@ impl Outbox {
             subject: subject.map(str::to_owned),
             time: row.get::<_, DateTime<Utc>>(1),
             data: data.clone(),
+            traceparent,
         };
         Ok((row.get(0), event))
     }
@@ -450,7 +454,7 @@ impl Outbox {
                        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) due
                  WHERE o.id = due.id
                  RETURNING o.id, o.topic, o.event_id, o.event_type, o.source, o.subject, o.data,
-                           o.created_at",
+                           o.created_at, o.traceparent",
             )
             .await
             .or_problem()?;
@@ -468,6 +472,7 @@ impl Outbox {
                     subject: row.get(5),
                     data: row.get(6),
                     time: row.get::<_, DateTime<Utc>>(7),
+                    traceparent: row.get(8),
                 };
                 (row.get::<_, i64>(0), row.get::<_, String>(1), event)
             })

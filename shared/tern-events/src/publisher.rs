@@ -33,6 +33,9 @@ pub struct OutgoingEvent {
     pub time: DateTime<Utc>,
     /// JSON data.
     pub data: serde_json::Value,
+    /// The trace it continues (W3C `traceparent`; the CloudEvents distributed-tracing
+    /// extension), published as the `ce-traceparent` attribute.
+    pub traceparent: Option<String>,
 }
 
 impl OutgoingEvent {
@@ -51,6 +54,9 @@ impl OutgoingEvent {
         ];
         if let Some(s) = &self.subject {
             attrs.push(("ce-subject", s.clone()));
+        }
+        if let Some(t) = &self.traceparent {
+            attrs.push(("ce-traceparent", t.clone()));
         }
         Message::new()
             .set_data(serde_json::to_vec(&self.data).unwrap_or_default())
@@ -338,8 +344,13 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
             data: serde_json::json!({"a": 1}),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".into()),
         };
         let m = ev.to_message();
+        assert_eq!(
+            m.attributes["ce-traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        );
         assert_eq!(m.attributes["ce-specversion"], "1.0");
         assert_eq!(m.attributes["ce-type"], "com.example.order.created");
         assert_eq!(m.attributes["ce-subject"], "ord_1");

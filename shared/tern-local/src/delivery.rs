@@ -190,6 +190,7 @@ fn dead_letter_event(msg: &Message, target: &Target) -> OutgoingEvent {
         time: chrono::Utc::now(),
         data: serde_json::from_slice(&msg.data)
             .unwrap_or(serde_json::Value::String(B64.encode(&msg.data))),
+        traceparent: attr("ce-traceparent"),
     }
 }
 

@@ -133,6 +133,9 @@ impl FunctionEnv {
         put("DATABASE_URL", self.database_url.clone());
         if let Some(ps) = &self.pubsub {
             put("PUBSUB_PROJECT", ps.project.clone());
+            // The chart sets the Google Cloud project (values gcp.project); locally the Pub/Sub
+            // project stands for it, so that log lines join their trace as in the cluster.
+            put("GOOGLE_CLOUD_PROJECT", ps.project.clone());
             if let Some(host) = &ps.emulator_host {
                 put("PUBSUB_EMULATOR_HOST", host.clone());
             }
@@ -221,6 +224,7 @@ mod tests {
         let vars = env.for_function(get_fn, "127.0.0.1", 8101, 9101);
         assert_eq!(get(&vars, "DATABASE_URL"), Some("postgres://db"));
         assert_eq!(get(&vars, "PUBSUB_PROJECT"), Some("p1"));
+        assert_eq!(get(&vars, "GOOGLE_CLOUD_PROJECT"), Some("p1"));
         assert_eq!(get(&vars, "PUBSUB_EMULATOR_HOST"), Some("127.0.0.1:8085"));
         assert_eq!(get(&vars, "PUBSUB_PUBLISH_TIMEOUT"), Some("2000ms"));
         assert_eq!(get(&vars, "TERN_LOG_FORMAT"), Some("json"));

@@ -38,6 +38,7 @@ mod delivery;
 mod edge;
 mod env;
 pub mod failover;
+pub mod jaeger;
 mod pod;
 mod postgres;
 mod process;

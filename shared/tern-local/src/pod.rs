@@ -114,7 +114,7 @@ impl Pod {
             .stdin(Stdio::null());
         // queue-proxy logs each failed readiness probe while the function starts: shown where
         // the function's own output is.
-        let shown = output == Output::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some();
+        let shown = output.shows();
         let stream = || {
             if shown {
                 Stdio::inherit()
@@ -160,6 +160,11 @@ impl Pod {
     /// `http://IP:8013`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// The function's process.
+    pub fn function(&self) -> &FunctionProcess {
+        &self.function
     }
 
     /// The function's process (to signal it alone, or read its exit).

@@ -128,14 +128,20 @@ pub enum Output {
     Prefixed,
     /// Discarded, unless `TERN_TEST_LOGS` is set (tests and the bench).
     Quiet,
+    /// Kept in memory for [`FunctionProcess::output_lines`] (tests that read a function's
+    /// logs), and shown as [`Output::Quiet`] is.
+    Kept,
 }
 
 impl Output {
-    /// Whether a child's output is kept (`TERN_TEST_LOGS` keeps it for tests and the bench).
-    fn shows(self) -> bool {
+    /// Whether a child's output is shown (`TERN_TEST_LOGS` shows it for tests and the bench).
+    pub(crate) fn shows(self) -> bool {
         self == Self::Prefixed || std::env::var_os("TERN_TEST_LOGS").is_some()
     }
 }
+
+/// The lines a child printed, when its output is [`Output::Kept`].
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Runs job `name` (such as `migrate`) from `bin_dir` to completion with `env`. With
 /// [`Output::Prefixed`] its lines are copied behind its name, as a function's are; quiet, its
@@ -149,7 +155,7 @@ pub fn run_job(
     let mut cmd = Command::new(bin_dir.join(name));
     clean_env(&mut cmd);
     cmd.envs(env.vars()).env("K_SERVICE", name);
-    let (mut child, copiers) = spawn(&mut cmd, name, output, Stdio::inherit())
+    let (mut child, copiers, _) = spawn(&mut cmd, name, output, Stdio::inherit())
         .map_err(|e| format!("cannot run {name} ({}): {e}", bin_dir.display()))?;
     let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
     for c in copiers {
@@ -163,18 +169,23 @@ pub fn run_job(
 }
 
 /// Starts `cmd` (stdin closed, dying with its parent) and, when `output` shows it, copies each
-/// line of its stdout and stderr to ours behind `name`; otherwise stdout is discarded and stderr
-/// goes to `quiet_stderr`. Returns the child and the copying threads (they end at its exit).
+/// line of its stdout and stderr to ours behind `name` (and keeps it, when `output` is
+/// [`Output::Kept`]); otherwise stdout is discarded and stderr goes to `quiet_stderr`. Returns
+/// the child, the copying threads (they end at its exit) and the kept lines.
 fn spawn(
     cmd: &mut Command,
     name: &str,
     output: Output,
     quiet_stderr: Stdio,
-) -> std::io::Result<(Child, Vec<std::thread::JoinHandle<()>>)> {
+) -> std::io::Result<(Child, Vec<std::thread::JoinHandle<()>>, Lines)> {
     let show = output.shows();
-    cmd.stdin(Stdio::null())
-        .stdout(if show { Stdio::piped() } else { Stdio::null() })
-        .stderr(if show { Stdio::piped() } else { quiet_stderr });
+    let keep = output == Output::Kept;
+    let (stdout, stderr) = if show || keep {
+        (Stdio::piped(), Stdio::piped())
+    } else {
+        (Stdio::null(), quiet_stderr)
+    };
+    cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     die_with_parent(cmd, libc::SIGTERM);
     let mut child = cmd.spawn()?;
     let mut copiers = Vec::new();
@@ -188,19 +199,26 @@ fn spawn(
             .take()
             .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ];
+    let lines = Lines::default();
     for stream in streams.into_iter().flatten() {
         let label = format!("{name:>16} | ");
+        let kept = lines.clone();
         copiers.push(std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stream)
                 .lines()
                 .map_while(Result::ok)
             {
-                println!("{label}{line}");
+                if show {
+                    println!("{label}{line}");
+                }
+                if keep {
+                    kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
             }
         }));
     }
-    Ok((child, copiers))
+    Ok((child, copiers, lines))
 }
 
 /// A function starts from a clean environment: only what [`FunctionEnv`] says, plus `PATH`,
@@ -224,6 +242,7 @@ pub struct FunctionProcess {
     /// in a pod.
     pub metrics_port: u16,
     child: Option<Child>,
+    lines: Lines,
 }
 
 impl FunctionProcess {
@@ -281,14 +300,21 @@ impl FunctionProcess {
             free_port()
         };
         cmd.envs(env.for_function(function, bind, port, metrics_port));
-        let (child, _copiers) = spawn(&mut cmd, name, output, Stdio::null())
+        let (child, _copiers, lines) = spawn(&mut cmd, name, output, Stdio::null())
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         Ok(Self {
             name: name.to_owned(),
             port,
             metrics_port,
             child: Some(child),
+            lines,
         })
+    }
+
+    /// What it has printed so far (stdout and stderr, line by line), when started with
+    /// [`Output::Kept`]; empty otherwise.
+    pub fn output_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `http://127.0.0.1:METRICS_PORT/metrics` (a plain process's; a pod's is
@@ -376,4 +402,65 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut buf = [0u8; 16];
     s.read_exact(&mut buf[..12]).ok()?;
     std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+}
+
+/// A helper server of the local run (Prometheus, Jaeger): its stderr in a log file, stopped with
+/// SIGTERM when dropped (or when we die).
+pub(crate) struct Daemon {
+    child: Option<Child>,
+    name: &'static str,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cmd` as `name` (stdin closed, stdout discarded, stderr to `log`).
+    pub(crate) fn spawn(
+        mut cmd: Command,
+        name: &'static str,
+        log: std::path::PathBuf,
+    ) -> Result<Self, String> {
+        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file);
+        die_with_parent(&mut cmd, libc::SIGTERM);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        Ok(Self {
+            child: Some(child),
+            name,
+            log,
+        })
+    }
+
+    /// Waits until `ready` holds; an exit before that is an error quoting the log's last lines.
+    pub(crate) fn wait_until(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let last = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(format!("{} exited ({status}): {last}", self.name));
+            }
+            if ready() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("{} not ready within {timeout:?}", self.name))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(&c, libc::SIGTERM);
+            let _ = c.wait();
+        }
+    }
 }

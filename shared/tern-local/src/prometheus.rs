@@ -5,10 +5,10 @@
 //! (`knative/chart/tern-functions/files/rules.yaml`) after a `tern-thresholds` group of local
 //! thresholds ([`LOCAL_THRESHOLDS`]: an outage shows in seconds, not minutes).
 
-use crate::process::{die_with_parent, signal};
+use crate::process::Daemon;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The rules file the chart wraps in its `Rules` object, relative to the repository root.
 pub const RULES_FILE: &str = "knative/chart/tern-functions/files/rules.yaml";
@@ -37,7 +37,7 @@ pub struct ScrapeTarget {
 
 /// A running Prometheus; stopped when dropped.
 pub struct Prometheus {
-    child: Option<Child>,
+    _daemon: Daemon,
     port: u16,
 }
 
@@ -128,7 +128,6 @@ impl Prometheus {
         } else {
             port
         };
-        let log = std::fs::File::create(dir.join("prometheus.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&bin);
         cmd.arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
@@ -136,52 +135,20 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=1d")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        die_with_parent(&mut cmd, libc::SIGTERM);
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut p = Self {
-            child: Some(child),
+            .arg("--storage.tsdb.retention.time=1d");
+        let mut daemon = Daemon::spawn(cmd, "Prometheus", dir.join("prometheus.log"))?;
+        daemon.wait_until(Duration::from_secs(30), || {
+            crate::process::http_status(port, "/-/ready") == Some(200)
+        })?;
+        Ok(Self {
+            _daemon: daemon,
             port,
-        };
-        p.wait_ready(dir, Duration::from_secs(30))?;
-        Ok(p)
-    }
-
-    fn wait_ready(&mut self, dir: &Path, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-                let last = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-                return Err(format!("Prometheus exited ({status}): {last}"));
-            }
-            if crate::process::http_status(self.port, "/-/ready") == Some(200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("Prometheus not ready within {timeout:?}"))
+        })
     }
 
     /// `http://127.0.0.1:PORT`: the UI and the HTTP API.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(&c, libc::SIGTERM);
-            let _ = c.wait();
-        }
     }
 }
 

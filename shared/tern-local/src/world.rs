@@ -185,6 +185,14 @@ pub enum Instance {
 }
 
 impl Instance {
+    /// What the function has printed so far, when started with [`Output::Kept`].
+    pub fn output_lines(&self) -> Vec<String> {
+        match self {
+            Self::Pod(p) => p.function().output_lines(),
+            Self::Process(p) => p.output_lines(),
+        }
+    }
+
     /// The function's name.
     pub fn name(&self) -> &str {
         match self {

@@ -227,6 +227,13 @@ pub struct RuntimeConfig {
     /// `TERN_METRICS_PORT` (default 9464, [`crate::metrics::METRICS_PORT`]; `off` disables the
     /// metrics and their middleware): where `GET /metrics` is served, on `TERN_BIND`.
     pub metrics_port: Option<u16>,
+    /// Where spans go (OpenTelemetry's variables): `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the
+    /// whole URL), else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; unset, or
+    /// `OTEL_SDK_DISABLED=true`: no spans are exported. `OTEL_TRACES_SAMPLER`
+    /// (`parentbased_always_on`, the default; `parentbased_traceidratio` with
+    /// `OTEL_TRACES_SAMPLER_ARG` in 0..1; `parentbased_always_off`) samples the traces that
+    /// start here; a caller's or an event's decision is kept.
+    pub traces: Option<TraceExport>,
     /// `TERN_HTTP_ROUTES`: the function's routes as `METHOD /template` pairs separated by
     /// commas (`GET /api/orders/{id}`), rendered from `routes.toml`; metrics label requests by
     /// these templates. Unset: every request has an empty route label.
@@ -246,6 +253,80 @@ impl Setting for MetricsPort {
                 .parse()
                 .map(|p| Self(Some(p)))
                 .map_err(|_| expected::<Self>(raw)),
+        }
+    }
+}
+
+/// Where and how much to export spans ([`RuntimeConfig::traces`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceExport {
+    /// The OTLP/HTTP traces URL, such as `http://127.0.0.1:4318/v1/traces`.
+    pub endpoint: String,
+    /// The share of the traces starting here that are sampled, 0 to 1.
+    pub ratio: f64,
+}
+
+impl TraceExport {
+    fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        if env.or("OTEL_SDK_DISABLED", false)? {
+            return Ok(None);
+        }
+        let endpoint = match env.optional::<OtlpUrl>("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")? {
+            Some(OtlpUrl(url)) => url,
+            None => match env.optional::<OtlpUrl>("OTEL_EXPORTER_OTLP_ENDPOINT")? {
+                Some(OtlpUrl(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
+                None => return Ok(None),
+            },
+        };
+        let ratio = match env
+            .or("OTEL_TRACES_SAMPLER", "parentbased_always_on".to_owned())?
+            .as_str()
+        {
+            "parentbased_always_on" => 1.0,
+            "parentbased_always_off" => 0.0,
+            "parentbased_traceidratio" => {
+                let SampleRatio(r) = env.or("OTEL_TRACES_SAMPLER_ARG", SampleRatio(1.0))?;
+                r
+            }
+            other => {
+                return Err(ConfigError::new(
+                    "OTEL_TRACES_SAMPLER",
+                    format!(
+                        "expected parentbased_always_on, parentbased_traceidratio or \
+                         parentbased_always_off, got {other:?}"
+                    ),
+                ));
+            }
+        };
+        Ok(Some(Self { endpoint, ratio }))
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+struct OtlpUrl(String);
+
+impl Setting for OtlpUrl {
+    const EXPECTED: &'static str = "an http:// or https:// URL";
+    fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        match raw.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                Ok(Self(raw.to_owned()))
+            }
+            _ => Err(expected::<Self>(raw)),
+        }
+    }
+}
+
+/// `OTEL_TRACES_SAMPLER_ARG`: a share between 0 and 1.
+struct SampleRatio(f64);
+
+impl Setting for SampleRatio {
+    const EXPECTED: &'static str = "a number from 0 to 1";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(Self(r)),
+            _ => Err(expected::<Self>(raw)),
         }
     }
 }
@@ -342,6 +423,7 @@ impl RuntimeConfig {
                 )?
                 .0,
             http_routes: http_routes(env)?,
+            traces: TraceExport::from_env(env)?,
             project_id: env.optional("GOOGLE_CLOUD_PROJECT")?,
         })
     }
@@ -456,6 +538,57 @@ mod tests {
             ("TERN_HTTP_ROUTES", "GET /orders/{id"),
         ] {
             let err = RuntimeConfig::from_env(&Env::from_pairs([(var, val)]), "x").unwrap_err();
+            assert_eq!(err.var, var, "{val}: {err}");
+        }
+    }
+
+    #[test]
+    fn spans_are_exported_where_opentelemetry_s_variables_say() {
+        let traces = |pairs: &[(&str, &str)]| {
+            RuntimeConfig::from_env(&Env::from_pairs(pairs.iter().copied()), "x").map(|c| c.traces)
+        };
+        assert_eq!(traces(&[]).unwrap(), None, "off unless an endpoint is set");
+        assert_eq!(
+            traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/")]).unwrap(),
+            Some(TraceExport {
+                endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+                ratio: 1.0
+            })
+        );
+        let both = traces(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://jaeger:4318/v1/traces",
+            ),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(both.endpoint, "http://jaeger:4318/v1/traces");
+        assert_eq!(both.ratio, 0.25);
+        let off = traces(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert_eq!(off.unwrap(), None);
+        for (var, val) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "grpc://collector:4317",
+            ),
+            ("OTEL_TRACES_SAMPLER", "always_on"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ] {
+            let mut pairs = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")];
+            if var == "OTEL_TRACES_SAMPLER_ARG" {
+                pairs.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"));
+            }
+            pairs.retain(|(k, _)| *k != var);
+            pairs.push((var, val));
+            let err = traces(&pairs).unwrap_err();
             assert_eq!(err.var, var, "{val}: {err}");
         }
     }

@@ -33,6 +33,7 @@ struct Inner {
     tasks: TaskTracker,
     stopping: CancellationToken,
     metrics: Metrics,
+    spans: std::sync::OnceLock<Arc<crate::spans::Spans>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -62,6 +63,7 @@ impl Context {
                 tasks: TaskTracker::new(),
                 stopping: CancellationToken::new(),
                 metrics,
+                spans: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -85,6 +87,31 @@ impl Context {
     /// The function's metrics, where platform libraries add their series.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Starts exporting spans when `OTEL_EXPORTER_OTLP_ENDPOINT` says where
+    /// ([`crate::RuntimeConfig::traces`]); shutdown sends the last batch. Needs a running Tokio
+    /// runtime.
+    pub(crate) fn start_spans(&self) -> Result<(), String> {
+        let config = &self.inner.config;
+        let Some(export) = &config.traces else {
+            return Ok(());
+        };
+        let spans = crate::spans::Spans::start(
+            export,
+            &config.knative,
+            &config.http_routes,
+            &self.inner.metrics,
+        )?;
+        if self.inner.spans.set(spans.clone()).is_ok() {
+            self.on_shutdown("spans", move || async move { spans.flush().await });
+        }
+        Ok(())
+    }
+
+    /// The span exporter, when spans are exported.
+    pub(crate) fn spans(&self) -> Option<Arc<crate::spans::Spans>> {
+        self.inner.spans.get().cloned()
     }
 
     /// Makes readiness depend on `check`.

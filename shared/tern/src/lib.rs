@@ -43,11 +43,14 @@ mod oidc;
 mod problem;
 pub mod secrets;
 mod server;
+mod spans;
 mod stack;
 mod trace_context;
 
 pub use auth::ApiKeys;
-pub use config::{ConfigError, Env, KnativeIdentity, LogFormat, RuntimeConfig, Setting};
+pub use config::{
+    ConfigError, Env, KnativeIdentity, LogFormat, RuntimeConfig, Setting, TraceExport,
+};
 pub use context::{Context, ReadinessCheck};
 pub use json::Json;
 pub use oidc::{Caller, GoogleOidc};
@@ -64,6 +67,7 @@ pub mod platform {
     pub use crate::problem::{PROBLEM_BASE, PROBLEM_JSON};
     pub use crate::server::{bind, serve, stop_signal};
     pub use crate::stack::assemble;
+    pub use crate::trace_context::{continue_trace, current_traceparent};
 
     /// The name of the running binary (`orders-get`), the default `K_SERVICE`.
     pub fn binary_name() -> String {
@@ -226,7 +230,9 @@ fn start() -> Result<(Context, logging::LogGuard), StartError> {
         config.project_id.as_deref(),
     )?;
     install_panic_hook();
-    Ok((Context::new(env, config), guard))
+    let ctx = Context::new(env, config);
+    ctx.start_spans().map_err(StartError::failed)?;
+    Ok((ctx, guard))
 }
 
 fn fail(e: &StartError) -> ExitCode {

@@ -151,7 +151,7 @@ impl Metrics {
     }
 
     /// Runs `refresh` before each scrape, to set gauges that are read rather than counted. It
-    /// is given [`REFRESH_TIMEOUT`] (2 s); a slower one leaves the previous values.
+    /// is given two seconds; a slower one leaves the previous values.
     pub fn on_scrape<F>(&self, refresh: impl Fn() -> F + Send + Sync + 'static)
     where
         F: Future<Output = ()> + Send + 'static,
@@ -209,9 +209,36 @@ struct EventLabels {
     outcome: &'static str,
 }
 
-pub(crate) struct HttpMetrics {
-    routes: matchit::Router<Arc<str>>,
+/// The function's route templates (`TERN_HTTP_ROUTES`), to name a request by the template
+/// its path matches, never by the path itself.
+pub(crate) struct RouteTemplates {
+    table: matchit::Router<Arc<str>>,
     unmatched: Arc<str>,
+}
+
+impl RouteTemplates {
+    pub(crate) fn new(routes: &[(Method, String)]) -> Self {
+        let mut table = matchit::Router::new();
+        for (_, path) in routes {
+            // Two methods on one path share its template; the first insert wins.
+            let _ = table.insert(path.clone(), Arc::from(path.as_str()));
+        }
+        Self {
+            table,
+            unmatched: Arc::from(""),
+        }
+    }
+
+    /// The template `path` matches; empty when none does.
+    pub(crate) fn of(&self, path: &str) -> Arc<str> {
+        self.table
+            .at(path)
+            .map_or_else(|_| self.unmatched.clone(), |m| m.value.clone())
+    }
+}
+
+pub(crate) struct HttpMetrics {
+    routes: RouteTemplates,
     duration: Family<RequestLabels, Histogram>,
     active: Family<ActiveLabels, Gauge>,
     events: Family<EventLabels, Counter>,
@@ -219,14 +246,8 @@ pub(crate) struct HttpMetrics {
 
 impl HttpMetrics {
     fn new(routes: &[(Method, String)]) -> Self {
-        let mut table = matchit::Router::new();
-        for (_, path) in routes {
-            // Two methods on one path share its template; the first insert wins.
-            let _ = table.insert(path.clone(), Arc::from(path.as_str()));
-        }
         Self {
-            routes: table,
-            unmatched: Arc::from(""),
+            routes: RouteTemplates::new(routes),
             duration: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
             active: Family::default(),
             events: Family::default(),
@@ -234,14 +255,12 @@ impl HttpMetrics {
     }
 
     fn route(&self, path: &str) -> Arc<str> {
-        self.routes
-            .at(path)
-            .map_or_else(|_| self.unmatched.clone(), |m| m.value.clone())
+        self.routes.of(path)
     }
 }
 
 /// The method as OpenTelemetry labels it: the known ones by name, any other as `_OTHER`.
-fn method_label(m: &Method) -> &'static str {
+pub(crate) fn method_label(m: &Method) -> &'static str {
     match *m {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -7,7 +7,7 @@
 //! | [`metrics::record`] | times the request by route template and status (unless `TERN_METRICS_PORT=off`) |
 //! | `SetRequestId` | gives the request an `x-request-id` (a UUID) unless it has one |
 //! | `PropagateRequestId` | copies `x-request-id` onto the response |
-//! | [`access_log`] | opens the request span (request id, trace context), logs one line per request |
+//! | [`access_log`] | opens the request span (request id, trace context: the caller's continued, or a new trace), logs one line per request, exports the span (`OTEL_EXPORTER_OTLP_ENDPOINT`) |
 //! | `Compression` | gzip when the client accepts it |
 //! | [`problem_bodies`] | turns any 4xx/5xx that is not yet a problem into one |
 //! | `CatchPanic` | a panicking handler becomes a 500 problem; the process keeps serving |
@@ -17,10 +17,10 @@
 
 use crate::context::Context;
 use crate::health;
-use crate::logging::{SPAN_ID, TRACE_ID, TRACE_SAMPLED};
 use crate::metrics;
 use crate::problem::{Problem, is_problem};
-use crate::trace_context::TraceContext;
+use crate::spans::{Finished, Spans};
+use crate::trace_context::{self, TraceContext};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
@@ -30,7 +30,8 @@ use http::header;
 use http_body::Body as _;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -48,6 +49,7 @@ where
     let cfg = ctx.config();
     let access = AccessLog {
         enabled: cfg.access_log,
+        spans: ctx.spans(),
     };
     let router = Router::new()
         .route(health::LIVE_PATH, get(health::live))
@@ -75,9 +77,11 @@ where
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct AccessLog {
     enabled: bool,
+    /// Where the request's span goes, when spans are exported.
+    spans: Option<Arc<Spans>>,
 }
 
 /// Opens the request span and logs one line per request with Cloud Logging's `httpRequest`.
@@ -96,13 +100,42 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
         span_id = tracing::field::Empty,
         trace_sampled = tracing::field::Empty,
     );
-    if let Some(tc) = TraceContext::from_headers(req.headers()) {
-        span.record(TRACE_ID, tc.trace_id.as_str());
-        span.record(SPAN_ID, tc.span_id.as_str());
-        span.record(TRACE_SAMPLED, tc.sampled);
-    }
-    if !cfg.enabled || req.uri().path().starts_with(health::HEALTH_PREFIX) {
-        return next.run(req).instrument(span).await;
+    // This request is a span of the caller's trace, or the first of a new one.
+    let tc = match TraceContext::from_headers(req.headers()) {
+        Some(caller) => caller.child(),
+        None => cfg
+            .spans
+            .as_ref()
+            .map_or_else(|| TraceContext::root(|_| false), |s| s.root()),
+    };
+    tc.record_on(&span);
+    let health = req.uri().path().starts_with(health::HEALTH_PREFIX);
+    // The request's span, exported once it is answered (with the trace it ended in: a
+    // consumer continues its event's).
+    let spans = cfg.spans.clone().filter(|_| !health);
+    let exported = spans
+        .as_ref()
+        .map(|_| (req.method().clone(), req.uri().path().to_owned()));
+    let started = SystemTime::now();
+    let next = |req| async move {
+        let (res, tc) = trace_context::scope(tc, next.run(req)).await;
+        if let (Some(spans), Some((method, path))) = (spans, exported) {
+            let status = res.status();
+            spans.finish(
+                &tc,
+                &Finished {
+                    method,
+                    path,
+                    status,
+                    start: started,
+                    end: SystemTime::now(),
+                },
+            );
+        }
+        res
+    };
+    if !cfg.enabled || health {
+        return next(req).instrument(span).await;
     }
     let method = req.method().clone();
     let url = req.uri().to_string();
@@ -120,7 +153,7 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
                 .map(|c| c.0.ip().to_string())
         })
         .unwrap_or_default();
-    let res = next.run(req).instrument(span.clone()).await;
+    let res = next(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
     let latency = format!("{:.6}s", start.elapsed().as_secs_f64());
     let size = res.body().size_hint().exact();

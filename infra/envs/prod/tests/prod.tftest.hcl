@@ -165,8 +165,8 @@ run "prod_alerts_reach_someone_and_watch_the_replica" {
     error_message = "prod watches its replica's lag"
   }
   assert {
-    condition     = length(module.tern.monitoring.alert_policies) == 6
-    error_message = "Cloud SQL CPU, connections, replica lag, dead letters, oldest unacked, GKE nodes"
+    condition     = length(module.tern.monitoring.alert_policies) == 9
+    error_message = "Cloud SQL CPU, connections, replica lag, dead letters, oldest unacked, GKE nodes, the Gateway's 5xx, the functions' page and ticket alerts"
   }
 }
 

@@ -28,6 +28,9 @@ run "every_policy_notifies_the_environment_s_channels" {
         google_monitoring_alert_policy.dead_letters,
         google_monitoring_alert_policy.oldest_unacked,
         google_monitoring_alert_policy.gke_nodes,
+        google_monitoring_alert_policy.edge_errors,
+        google_monitoring_alert_policy.functions["page"],
+        google_monitoring_alert_policy.functions["ticket"],
       ] : length(p.notification_channels) == 1 && contains(p.notification_channels, google_monitoring_notification_channel.email["oncall@example.com"].id) && strcontains(p.documentation[0].content, "docs/operations.md")
     ])
     error_message = "every policy notifies the channel and names its runbook"
@@ -60,6 +63,23 @@ run "the_conditions_watch_what_the_cluster_cannot_see" {
   assert {
     condition     = length(google_monitoring_alert_policy.gke_nodes.conditions) == 3 && google_monitoring_alert_policy.gke_nodes.conditions[2].condition_absent[0].duration == "600s"
     error_message = "nodes: memory, CPU, and a cluster whose nodes stop reporting"
+  }
+}
+
+run "the_functions_alerts_reach_the_channels_by_severity" {
+  command = plan
+
+  assert {
+    condition     = google_monitoring_alert_policy.functions["page"].conditions[0].condition_prometheus_query_language[0].query == "ALERTS{alertstate=\"firing\",severity=\"page\",namespace=\"tern\"}" && google_monitoring_alert_policy.functions["page"].severity == "CRITICAL"
+    error_message = "firing page alerts of the chart's rules become critical incidents"
+  }
+  assert {
+    condition     = google_monitoring_alert_policy.functions["ticket"].severity == "WARNING" && strcontains(google_monitoring_alert_policy.functions["ticket"].conditions[0].condition_prometheus_query_language[0].query, "severity=\"ticket\"")
+    error_message = "ticket alerts become warnings"
+  }
+  assert {
+    condition     = strcontains(google_monitoring_alert_policy.edge_errors.conditions[0].condition_prometheus_query_language[0].query, "response_code_class=\"500\"") && google_monitoring_alert_policy.edge_errors.conditions[0].condition_prometheus_query_language[0].duration == "600s"
+    error_message = "the Gateway's 5xx ratio is watched where users are"
   }
 }
 
