@@ -71,6 +71,7 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         .args(["dev", "--port", &port.to_string()])
         .args(["--function-port", &first.to_string()])
         .args(["--traces", &jaeger_ui.to_string()])
+        .args(["--otlp-port", &free_port().to_string()])
         .args(["--schedule-seconds", "1", "--bin-dir"])
         .arg(bin_dir())
         .env("DATABASE_URL", &sys.database_url)

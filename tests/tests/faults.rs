@@ -120,6 +120,16 @@ async fn pubsub_hanging_slows_events_never_orders() {
     );
     assert_eq!(subjects, orders, "every order's event arrived");
     assert_eq!(ids.len(), 200, "one event per order");
+    // Each event still names its order's own trace, whoever published it: the relay reads the
+    // context from the row (the request that staged it is long gone).
+    let traces: BTreeSet<String> = msgs
+        .iter()
+        .filter_map(|m| {
+            let tp = attr(m, "ce-traceparent");
+            (tp.len() == 55 && tp.starts_with("00-")).then(|| tp[3..35].to_owned())
+        })
+        .collect();
+    assert_eq!(traces.len(), 200, "one trace per order, on every event");
     let set_aside: i64 = sys
         .sql()
         .await

@@ -28,12 +28,11 @@ pub struct DevOptions {
     /// Prometheus' port; 0 runs without it.
     pub prometheus_port: u16,
     /// Also run Jaeger (`.local/bin/jaeger`, `scripts/tools traces`) with its UI on this port
-    /// and OTLP/HTTP on [`JAEGER_OTLP_PORT`], and export every function's spans to it.
+    /// and OTLP/HTTP on `otlp_port`, and export every function's spans to it.
     pub traces: Option<u16>,
+    /// Where Jaeger receives OTLP/HTTP (with `traces`).
+    pub otlp_port: u16,
 }
-
-/// Where Jaeger receives OTLP/HTTP in a local run (OpenTelemetry's default port).
-pub const JAEGER_OTLP_PORT: u16 = 4318;
 
 /// Where the standby region's functions start, above the primary's.
 const STANDBY_PORT_OFFSET: u16 = 50;
@@ -127,7 +126,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
                 &root_dir.join(".local/dev/jaeger"),
                 &root_dir,
                 ui_port,
-                JAEGER_OTLP_PORT,
+                opts.otlp_port,
             )?;
             world.env = world
                 .env

@@ -55,6 +55,9 @@ enum Command {
         /// export every function's spans to it over OTLP/HTTP on 4318; its UI on this port.
         #[arg(long, num_args = 0..=1, default_missing_value = "16686", value_name = "UI_PORT")]
         traces: Option<u16>,
+        /// With --traces: where Jaeger receives the spans (OTLP/HTTP).
+        #[arg(long, default_value_t = 4318)]
+        otlp_port: u16,
     },
     /// Only the parts around the functions (router, event delivery, scheduler) for functions that
     /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
@@ -137,6 +140,7 @@ async fn main() -> ExitCode {
             standby,
             prometheus_port,
             traces,
+            otlp_port,
         } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
@@ -148,6 +152,7 @@ async fn main() -> ExitCode {
                     standby,
                     prometheus_port,
                     traces,
+                    otlp_port,
                 };
                 dev::run(root, opts).await
             }

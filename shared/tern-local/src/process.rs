@@ -457,9 +457,18 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM, and SIGKILL after 10 s if it has not stopped.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
             signal(&c, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if !matches!(c.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
             let _ = c.wait();
         }
     }

@@ -232,7 +232,8 @@ pub struct RuntimeConfig {
     /// `OTEL_SDK_DISABLED=true`: no spans are exported. `OTEL_TRACES_SAMPLER`
     /// (`parentbased_always_on`, the default; `parentbased_traceidratio` with
     /// `OTEL_TRACES_SAMPLER_ARG` in 0..1; `parentbased_always_off`) samples the traces that
-    /// start here; a caller's or an event's decision is kept.
+    /// start here, and bounds an HTTP caller's sampled flag (a caller's trace is sampled when
+    /// the caller sampled it and the ratio takes its id); an event's decision is kept.
     pub traces: Option<TraceExport>,
     /// `TERN_HTTP_ROUTES`: the function's routes as `METHOD /template` pairs separated by
     /// commas (`GET /api/orders/{id}`), rendered from `routes.toml`; metrics label requests by

@@ -90,8 +90,8 @@ impl Context {
     }
 
     /// Starts exporting spans when `OTEL_EXPORTER_OTLP_ENDPOINT` says where
-    /// ([`crate::RuntimeConfig::traces`]); shutdown sends the last batch. Needs a running Tokio
-    /// runtime.
+    /// ([`crate::RuntimeConfig::traces`]); shutdown sends the last batch after the other hooks.
+    /// Needs a running Tokio runtime.
     pub(crate) fn start_spans(&self) -> Result<(), String> {
         let config = &self.inner.config;
         let Some(export) = &config.traces else {
@@ -103,9 +103,7 @@ impl Context {
             &config.http_routes,
             &self.inner.metrics,
         )?;
-        if self.inner.spans.set(spans.clone()).is_ok() {
-            self.on_shutdown("spans", move || async move { spans.flush().await });
-        }
+        let _ = self.inner.spans.set(spans);
         Ok(())
     }
 
@@ -168,6 +166,10 @@ impl Context {
         for (name, hook) in hooks {
             tracing::debug!(hook = %name, "running shutdown hook");
             hook().await;
+        }
+        // Last, and bounded: the spans of everything above.
+        if let Some(spans) = self.spans() {
+            spans.flush().await;
         }
     }
 }

@@ -101,12 +101,11 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
         trace_sampled = tracing::field::Empty,
     );
     // This request is a span of the caller's trace, or the first of a new one.
-    let tc = match TraceContext::from_headers(req.headers()) {
-        Some(caller) => caller.child(),
-        None => cfg
-            .spans
-            .as_ref()
-            .map_or_else(|| TraceContext::root(|_| false), |s| s.root()),
+    let tc = match (TraceContext::from_headers(req.headers()), &cfg.spans) {
+        (Some(caller), Some(spans)) => spans.continue_caller(&caller),
+        (Some(caller), None) => caller.child(),
+        (None, Some(spans)) => spans.root(),
+        (None, None) => TraceContext::root(|_| false),
     };
     tc.record_on(&span);
     let health = req.uri().path().starts_with(health::HEALTH_PREFIX);

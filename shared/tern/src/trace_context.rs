@@ -49,6 +49,7 @@ impl TraceContext {
         let trace_id = parts.next()?;
         let span_id = parts.next()?;
         let flags = parts.next()?;
+        // W3C: lowercase hex only; an all-zero id is invalid.
         if version.len() != 2 || version == "ff" || !is_hex(version) {
             return None;
         }
@@ -61,10 +62,13 @@ impl TraceContext {
         if span_id.len() != 16 || !is_hex(span_id) || span_id.bytes().all(|b| b == b'0') {
             return None;
         }
+        if flags.len() != 2 || !is_hex(flags) {
+            return None;
+        }
         let flags = u8::from_str_radix(flags, 16).ok()?;
         Some(Self {
-            trace_id: trace_id.to_ascii_lowercase(),
-            span_id: span_id.to_ascii_lowercase(),
+            trace_id: trace_id.to_owned(),
+            span_id: span_id.to_owned(),
             sampled: flags & 1 == 1,
             parent_span_id: None,
         })
@@ -116,10 +120,13 @@ impl TraceContext {
             Some((s, o)) => (s, Some(o)),
             None => (rest, None),
         };
-        if trace_id.len() != 32 || !is_hex(trace_id) {
+        if trace_id.len() != 32
+            || !trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+            || trace_id.bytes().all(|b| b == b'0')
+        {
             return None;
         }
-        let span: u64 = span.parse().ok()?;
+        let span: u64 = span.parse().ok().filter(|s| *s != 0)?;
         Some(Self {
             trace_id: trace_id.to_ascii_lowercase(),
             span_id: format!("{span:016x}"),
@@ -129,8 +136,9 @@ impl TraceContext {
     }
 }
 
+/// Lowercase hex digits, as W3C trace context writes them.
 fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// All-zero ids are invalid in W3C trace context.
@@ -255,8 +263,18 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-xyz92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1",
         ] {
             assert_eq!(TraceContext::parse_traceparent(bad), None, "{bad}");
+        }
+        for bad in [
+            "00000000000000000000000000000000/1;o=1",
+            "105445aa7843bc8bf206b12000100000/0;o=1",
+            "105445aa7843bc8bf206b12000100000/x;o=1",
+        ] {
+            assert_eq!(TraceContext::parse_cloud_trace(bad), None, "{bad}");
         }
     }
 
