@@ -1,7 +1,7 @@
 //! `tern-bench`: Tern and its baselines measured side by side in one run; see `scripts/bench`.
 
 //!
-//! Module graph (no cycles): `main` → `measure` → {`events`, `startup`, `drills`} → `harness`
+//! Module graph (no cycles): `main` → `measure` → {`events`, `startup`, `drills`, `stack`} → `harness`
 //! → `tern-local`; `load`, `wrk`, `stats`, `report` and `baselines` are leaves.
 
 mod baselines;
@@ -11,6 +11,7 @@ mod harness;
 mod load;
 mod measure;
 mod report;
+mod stack;
 mod startup;
 mod stats;
 mod wrk;
@@ -41,6 +42,12 @@ enum Command {
         /// Where the outputs go.
         #[arg(long, default_value = "docs")]
         out: std::path::PathBuf,
+    },
+    /// Only the in-process stack measurement: ns per request with the metrics on and off.
+    Stack {
+        /// Samples of each stack.
+        #[arg(long, default_value_t = 7)]
+        samples: usize,
     },
     /// Baseline (a): a bare hyper server answering a constant.
     BareHyper {
@@ -75,6 +82,9 @@ fn main() -> ExitCode {
                 bin_dir,
                 out,
             } => measure::run(quick, &bin_dir, &out).await,
+            Command::Stack { samples } => stack::stack_cost(samples).await.map(|v| {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            }),
             Command::BareHyper { port } => {
                 baselines::bare_hyper(port).await.map_err(|e| e.to_string())
             }

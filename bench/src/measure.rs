@@ -4,7 +4,7 @@
 use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say, stop};
 use crate::stats::{Spread, percentile};
 use crate::wrk::{self, WrkResult};
-use crate::{drills, events, report, startup};
+use crate::{drills, events, report, stack, startup};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +58,7 @@ pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
     r["route"] = route_and_db(&b).await?;
     r["write"] = write_path(&b).await?;
     r["logging"] = logging_cost(&b).await?;
+    r["stack"] = stack::stack_cost(if quick { 3 } else { 7 }).await?;
     r["events"] = events::event_path(&b).await?;
     r["cold_start"] = startup::cold_start(&b).await?;
     r["footprint"] = startup::footprint(&b).await?;

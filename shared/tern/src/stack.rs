@@ -69,10 +69,7 @@ where
         );
     // Outermost, so the latency covers the whole stack and every status is counted as sent.
     match cfg.metrics_port {
-        Some(_) => router.layer(middleware::from_fn_with_state(
-            ctx.metrics().http(),
-            metrics::record,
-        )),
+        Some(_) => router.layer(metrics::RecordLayer(ctx.metrics().http())),
         None => router,
     }
 }
