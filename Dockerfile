@@ -36,11 +36,13 @@ RUN --mount=type=cache,id=tern-go-mod,target=/go/pkg/mod \
     CGO_ENABLED=0 go build -trimpath -o /out/pubsub-emulator ./pubsub-emulator
 
 # ---- a function: one binary, non-root, nothing writable needed ----
+# The labels name the source (scripts/source-hash), never the commit: the same source keeps the
+# same digest; the provenance attestation records the commit that built it.
 FROM ${RUNTIME_IMAGE} AS function
 ARG FUNCTION
-ARG REVISION=unknown
+ARG SOURCE_HASH=unknown
 LABEL org.opencontainers.image.source="https://github.com/tern-platform/tern" \
-      org.opencontainers.image.revision="${REVISION}" \
+      dev.tern.source-hash="${SOURCE_HASH}" \
       org.opencontainers.image.title="tern-${FUNCTION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/${FUNCTION} /function

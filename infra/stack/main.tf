@@ -184,6 +184,7 @@ module "edge" {
   name       = local.name
   hosts      = var.hosts
   clusters   = var.standby == null ? ["primary"] : ["primary", "standby"]
+  push_paths = distinct(flatten([for f in local.functions : [for s in f.subscriptions : s.path]]))
   depends_on = [module.services]
 }
 

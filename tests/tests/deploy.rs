@@ -947,6 +947,19 @@ fn the_router_routes_as_the_rendered_httproutes_do() {
                     .and_then(|f| f["urlRewrite"]["hostname"].as_str())
                     .unwrap_or_else(|| panic!("{target}: a rule without a host rewrite: {rule}"))
                     .to_owned();
+                let removed: Vec<&str> = rule["filters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|f| f["type"] == "RequestHeaderModifier")
+                    .flat_map(|f| f["requestHeaderModifier"]["remove"].as_array().unwrap())
+                    .filter_map(|h| h.as_str())
+                    .collect();
+                assert_eq!(
+                    removed,
+                    tern_routes::gateway::REMOVED_HEADERS,
+                    "{target}: every public rule removes the tag header: {rule}"
+                );
                 let matches = rule["matches"]
                     .as_array()
                     .unwrap()

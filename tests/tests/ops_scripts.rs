@@ -115,8 +115,8 @@ fn dry_runs_print_every_command_and_run_none() {
             "canary",
             vec!["smoke", "web", "/"],
             vec![
-                "Knative-Serving-Tag: candidate",
-                "https://orders.example.com/",
+                "-n knative-serving port-forward svc/kourier-internal 18080:80",
+                "Host: web.tern.svc.cluster.local -H Knative-Serving-Tag: candidate http://127.0.0.1:18080/",
             ],
         ),
         (

@@ -4,7 +4,7 @@
 //! workflows run.
 
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use tern_e2e::root;
@@ -241,4 +241,238 @@ fn the_digest_scripts_set_and_promote_exactly_the_digests() {
             .code(),
         Some(2)
     );
+}
+
+/// Paths a GitHub `paths:` filter of the forms this repository uses matches: `dir/**` or a file.
+fn matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix("/**") {
+        Some(dir) => path.starts_with(&format!("{dir}/")),
+        None => path == pattern,
+    }
+}
+
+fn source_hashes(dir: &std::path::Path) -> BTreeMap<String, String> {
+    let out = Command::new(root().join("scripts/source-hash"))
+        .current_dir(dir)
+        .output()
+        .expect("scripts/source-hash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(f, h)| (f.to_owned(), h.to_owned()))
+        .collect()
+}
+
+/// Issue 16, point 1: images are built when their source changes and only then. The workflow's
+/// `paths:` cover every input `scripts/source-hash` names and nothing the digest and promote pull
+/// requests change; the image carries no commit; the hash follows the source, not the commit.
+#[test]
+fn images_build_only_when_their_source_changes() {
+    let doc = yaml(&root().join(".github/workflows/images.yml"));
+    let push = &doc["on"]["push"];
+    assert!(
+        push.get("paths-ignore").is_none(),
+        "a paths-ignore list lets every new directory start a build"
+    );
+    let patterns: Vec<&str> = push["paths"]
+        .as_array()
+        .expect("images.yml: on.push.paths")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let out = Command::new(root().join("scripts/source-hash"))
+        .arg("--inputs")
+        .current_dir(root())
+        .output()
+        .expect("scripts/source-hash --inputs");
+    let inputs: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_owned))
+        .collect();
+    assert!(inputs.contains("Dockerfile") && inputs.contains("Cargo.lock"));
+    for input in &inputs {
+        let is_dir = root().join(input).is_dir();
+        let probe = if is_dir {
+            format!("{input}/src/lib.rs")
+        } else {
+            input.clone()
+        };
+        assert!(
+            patterns.iter().any(|p| matches(p, &probe)),
+            "images.yml does not start on a change to {input} ({patterns:?})"
+        );
+    }
+    // What the bot's pull requests change (scripts/set-digest, scripts/promote-digests).
+    for env in ["dev", "staging", "prod", "prod-standby"] {
+        let values = format!("knative/chart/tern-functions/env/{env}.yaml");
+        assert!(
+            !patterns.iter().any(|p| matches(p, &values)),
+            "merging a digest or promote pull request ({values}) would start a build"
+        );
+    }
+    // The image names its source, not its commit.
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let function_stage = dockerfile
+        .split("AS function")
+        .nth(1)
+        .and_then(|rest| rest.split("\nFROM ").next())
+        .expect("the function stage");
+    assert!(function_stage.contains("SOURCE_HASH"));
+    assert!(!function_stage.contains("REVISION"), "{function_stage}");
+    let workflow = std::fs::read_to_string(root().join(".github/workflows/images.yml")).unwrap();
+    assert!(
+        !workflow.contains("--build-arg REVISION") && !workflow.contains("=\"$GITHUB_SHA\""),
+        "the commit must not reach the image"
+    );
+
+    // The hash follows the source: a clone, a commit that touches docs and the values, then one
+    // that touches one function, then a shared crate.
+    let dir = tern_e2e::scratch("source-hash");
+    let repo = dir.join("repo");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let clone = Command::new("git")
+        .args(["clone", "-q", "--depth", "1"])
+        .arg(format!("file://{}", root().display()))
+        .arg(&repo)
+        .output()
+        .expect("git clone");
+    assert!(clone.status.success());
+    let append = |path: &str, line: &str| {
+        let p = repo.join(path);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str(line);
+        std::fs::write(&p, text).unwrap();
+    };
+    let before = source_hashes(&repo);
+    assert!(before.len() >= 7, "{before:?}");
+    append("README.md", "\nA docs change.\n");
+    append(
+        "knative/chart/tern-functions/env/dev.yaml",
+        "\n# a values change\n",
+    );
+    git(&["commit", "-qam", "docs and values"]);
+    assert_eq!(source_hashes(&repo), before, "same source, same hashes");
+    append("functions/orders-get/src/main.rs", "\n// a change\n");
+    git(&["commit", "-qam", "orders-get"]);
+    let after = source_hashes(&repo);
+    for (f, h) in &before {
+        assert_eq!(
+            after[f] != *h,
+            f == "orders-get",
+            "{f}: only orders-get's source changed"
+        );
+    }
+    append("shared/tern-events/src/lib.rs", "\n// a change\n");
+    git(&["commit", "-qam", "tern-events"]);
+    let last = source_hashes(&repo);
+    let inputs = |f: &str| {
+        let out = Command::new(root().join("scripts/source-hash"))
+            .args(["--inputs", f])
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("shared/tern-events")
+    };
+    let mut changed = 0;
+    for (f, h) in &after {
+        assert_eq!(
+            last[f] != *h,
+            inputs(f),
+            "{f}: tern-events is an input or not"
+        );
+        changed += usize::from(last[f] != *h);
+    }
+    assert!(
+        changed >= 2 && changed < after.len(),
+        "{changed} of {after:?}"
+    );
+}
+
+/// Issue 16, point 2: a pull request opened with `GITHUB_TOKEN` starts no workflow (GitHub's rule),
+/// so its required checks never report. Every job that opens one does it with the bot GitHub
+/// App's installation token, minted in the same job by the official action, and pushes its
+/// branch with that token too.
+#[test]
+fn bot_pull_requests_are_opened_with_a_github_app_token() {
+    let mut jobs_checked = 0;
+    for path in workflows() {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let doc = yaml(&path);
+        for (job, spec) in doc["jobs"].as_object().expect("jobs") {
+            let steps = spec["steps"].as_array().cloned().unwrap_or_default();
+            let opens_pr = steps.iter().any(|s| {
+                s["run"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("gh pr create"))
+            });
+            if !opens_pr {
+                continue;
+            }
+            jobs_checked += 1;
+            let app = steps
+                .iter()
+                .find(|s| {
+                    s["uses"]
+                        .as_str()
+                        .is_some_and(|u| u.starts_with("actions/create-github-app-token@"))
+                })
+                .unwrap_or_else(|| panic!("{name}/{job}: no actions/create-github-app-token step"));
+            let id = app["id"].as_str().expect("the token step has an id");
+            let token = format!("${{{{ steps.{id}.outputs.token }}}}");
+            assert_eq!(
+                app["with"]["client-id"], "${{ vars.TERN_BOT_CLIENT_ID }}",
+                "{name}/{job}"
+            );
+            assert_eq!(
+                app["with"]["private-key"], "${{ secrets.TERN_BOT_PRIVATE_KEY }}",
+                "{name}/{job}"
+            );
+            for s in &steps {
+                if s["run"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("gh pr create"))
+                {
+                    assert_eq!(s["env"]["GH_TOKEN"], token.as_str(), "{name}/{job}");
+                }
+                if s["uses"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("actions/checkout@"))
+                {
+                    assert_eq!(
+                        s["with"]["token"],
+                        token.as_str(),
+                        "{name}/{job}: the branch is pushed with the app's token"
+                    );
+                }
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains("secrets.GITHUB_TOKEN"),
+                "{name}: GITHUB_TOKEN must not open pull requests"
+            );
+            assert_eq!(
+                spec["permissions"]["pull-requests"],
+                Value::Null,
+                "{name}/{job}: GITHUB_TOKEN needs no pull-request permission"
+            );
+        }
+    }
+    assert_eq!(jobs_checked, 2, "images and promote open pull requests");
 }

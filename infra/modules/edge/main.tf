@@ -56,7 +56,7 @@ resource "google_compute_ssl_policy" "this" {
 resource "google_compute_security_policy" "edge" {
   project     = var.project_id
   name        = "${var.name}-edge"
-  description = "Cloud Armor in front of the Tern Gateway: OWASP rules, per-IP rate limit."
+  description = "Cloud Armor in front of the Tern Gateway: OWASP rules, per-IP rate limit (Pub/Sub push exempt)."
   type        = "CLOUD_ARMOR"
 
   rule {
@@ -77,6 +77,20 @@ resource "google_compute_security_policy" "edge" {
     match {
       expr {
         expression = "evaluatePreconfiguredWaf('cve-canary')"
+      }
+    }
+  }
+
+  dynamic "rule" {
+    for_each = length(var.push_paths) > 0 ? [var.push_paths] : []
+    content {
+      action      = "allow"
+      priority    = 1900
+      description = "Pub/Sub push with a bearer token: not rate-limited per IP (the function verifies the Google-signed token)."
+      match {
+        expr {
+          expression = "request.method == 'POST' && (${join(" || ", [for p in rule.value : "request.path == '${p}'"])}) && has(request.headers['authorization']) && request.headers['authorization'].startsWith('Bearer ')"
+        }
       }
     }
   }

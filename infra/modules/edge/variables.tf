@@ -32,3 +32,13 @@ variable "rate_limit_per_minute" {
   type        = number
   default     = 600
 }
+
+variable "push_paths" {
+  description = "The paths Pub/Sub push subscriptions deliver to. A POST to one of them carrying a bearer token skips the per-IP limit (push senders share Google's addresses, and a 429 would count toward dead-lettering); the function still verifies the token (TERN_OIDC=google)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for p in var.push_paths : can(regex("^/[A-Za-z0-9/_.-]*$", p))])
+    error_message = "push_paths are absolute paths of letters, digits and / _ . - only."
+  }
+}

@@ -2,7 +2,7 @@
 //! do to a request before it reaches a function's pod. It picks the rule of the rendered
 //! HTTPRoutes ([`tern_routes::gateway`]) for the method and path (no rule: the Gateway's 404),
 //! rewrites the host to the function's cluster-local name (`<function>.<namespace>.svc.cluster.local`,
-//! the rule's `URLRewrite`), appends the client to `X-Forwarded-For` and sets
+//! the rule's `URLRewrite`), removes the headers the rules remove (`Knative-Serving-Tag`), appends the client to `X-Forwarded-For` and sets
 //! `X-Forwarded-Proto`, and sends the request over h2c (HTTP/2 without TLS), as Kourier does to a
 //! port named `h2c`, to one of the function's pods, round robin.
 
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tern::platform::{ConnLimits, Guarded, Watched, too_large};
 use tern_routes::RouteTable;
-use tern_routes::gateway::{GatewayRule, route};
+use tern_routes::gateway::{GatewayRule, REMOVED_HEADERS, route};
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -214,9 +214,13 @@ impl Router {
     }
 }
 
-/// Drops the hop-by-hop headers (and any the `Connection` header names), appends the client to
-/// `X-Forwarded-For` and sets `X-Forwarded-Proto`, as the Gateway does.
+/// Drops the hop-by-hop headers (and any the `Connection` header names) and those the Gateway's
+/// rules remove ([`REMOVED_HEADERS`]), appends the client to `X-Forwarded-For` and sets
+/// `X-Forwarded-Proto`, as the Gateway does.
 fn forwarded_headers(h: &mut http::HeaderMap, peer: SocketAddr) {
+    for n in REMOVED_HEADERS {
+        h.remove(n);
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -297,8 +301,15 @@ mod tests {
         h.append("x-forwarded-for", "198.51.100.2".parse().unwrap());
         h.insert("te", "gzip, trailers".parse().unwrap());
         h.insert("cookie", "a=1".parse().unwrap());
+        h.insert("knative-serving-tag", "candidate".parse().unwrap());
         forwarded_headers(&mut h, "192.0.2.1:5555".parse().unwrap());
-        for gone in ["connection", "x-private", "transfer-encoding", "host"] {
+        for gone in [
+            "connection",
+            "x-private",
+            "transfer-encoding",
+            "host",
+            "knative-serving-tag",
+        ] {
             assert!(!h.contains_key(gone), "{gone}");
         }
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 192.0.2.1");

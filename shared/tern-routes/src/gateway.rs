@@ -50,6 +50,12 @@ impl PathMatch {
     }
 }
 
+/// Request headers the public Gateway removes from every request before Knative sees it (each
+/// rule's `RequestHeaderModifier`). `Knative-Serving-Tag` would route a client to a tagged
+/// revision (a canary at 0 %) through the public host; tagged revisions are reached through
+/// Kourier from inside the cluster instead (`scripts/canary smoke`).
+pub const REMOVED_HEADERS: [&str; 1] = ["Knative-Serving-Tag"];
+
 /// One `HTTPRoute` rule: its matches (method, path) and the host it rewrites to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayRule {

@@ -34,6 +34,39 @@ run "addresses_certificates_armor_and_tls_policy" {
   }
 }
 
+run "pubsub_push_skips_the_per_ip_limit_only_with_a_bearer_token" {
+  command = plan
+  variables {
+    push_paths = ["/events/payments", "/events/orders"]
+  }
+
+  assert {
+    condition     = one([for r in google_compute_security_policy.edge.rule : r.priority if r.action == "allow" && r.priority < 2000]) == 1900
+    error_message = "one allow rule, ahead of the per-IP throttle (2000) and behind the OWASP rules (1000, 1100)"
+  }
+  assert {
+    condition     = alltrue([for p in ["request.path == '/events/payments'", "request.path == '/events/orders'", "request.method == 'POST'", "request.headers['authorization'].startsWith('Bearer ')"] : strcontains(one([for r in google_compute_security_policy.edge.rule : r.match[0].expr[0].expression if r.priority == 1900]), p)])
+    error_message = "the exemption names every push path, POST only, and needs a bearer token"
+  }
+}
+
+run "no_push_paths_no_exemption" {
+  command = plan
+
+  assert {
+    condition     = length([for r in google_compute_security_policy.edge.rule : r if r.priority == 1900]) == 0
+    error_message = "without push subscriptions nothing skips the per-IP limit"
+  }
+}
+
+run "a_bad_push_path_is_refused" {
+  command = plan
+  variables {
+    push_paths = ["/events/x' || true || '"]
+  }
+  expect_failures = [var.push_paths]
+}
+
 run "a_standby_without_primary_is_refused" {
   command = plan
   variables {
