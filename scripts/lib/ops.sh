@@ -1,4 +1,4 @@
-# Shared by the operations scripts (scripts/canary, rollback, pin-scale, selfheal, replay-dead-letters,
+# Shared by the operations scripts (scripts/canary, rollback, pin-scale, autosync, replay-dead-letters,
 # failover). Source it; then `parse_common "$@"` and `run CMD...`.
 #
 # Every script prints each command before it runs it, and by default only prints (dry run):

@@ -706,10 +706,26 @@ fn traffic(c: &Cluster, name: &str) -> Vec<(String, i64)> {
         .collect()
 }
 
-fn self_heal(c: &Cluster, app: &str) -> Value {
-    get_json(&c.cp, &["-n", "argocd", "get", "application", app]).unwrap()["spec"]["syncPolicy"]
-        ["automated"]["selfHeal"]
-        .clone()
+/// Whether Argo CD syncs `app` from git by itself (automated sync with self-heal), and why not
+/// when it does not (the annotation `scripts/autosync suspend` leaves).
+fn auto_sync(c: &Cluster, app: &str) -> (bool, Option<String>) {
+    let a = get_json(&c.cp, &["-n", "argocd", "get", "application", app]).unwrap();
+    let automated = &a["spec"]["syncPolicy"]["automated"];
+    let on = automated["selfHeal"] == true && automated["prune"] == true;
+    let why = a["metadata"]["annotations"]["tern.dev/sync-suspended"]
+        .as_str()
+        .map(str::to_owned);
+    (on, why)
+}
+
+fn suspended(c: &Cluster, app: &str) -> bool {
+    let (on, why) = auto_sync(c, app);
+    assert_eq!(
+        on,
+        why.is_none(),
+        "{app}: automated sync is off exactly while it says why ({why:?})"
+    );
+    !on
 }
 
 fn revision_exists(c: &Cluster, name: &str) {
@@ -786,9 +802,17 @@ fn the_runbooks_take_effect_on_the_cluster() {
         [("current".to_owned(), 100), ("candidate".to_owned(), 0)]
     );
 
-    // canary shift: self-heal paused, 10 % to the candidate at once.
+    // canary shift: automated sync suspended (neither self-heal nor the next merge to git undoes
+    // it), 10 % to the candidate at once.
     execute("canary", &["shift", "web", "10", "--no-wait"], &[]);
-    assert_eq!(self_heal(prod, app), false, "canary shift pauses self-heal");
+    assert!(suspended(prod, app), "canary shift suspends automated sync");
+    assert!(
+        auto_sync(prod, app)
+            .1
+            .is_some_and(|why| why.contains("canary shift web")),
+        "{:?}",
+        auto_sync(prod, app)
+    );
     let mut t = traffic(prod, "web");
     t.sort();
     assert_eq!(
@@ -841,24 +865,28 @@ fn the_runbooks_take_effect_on_the_cluster() {
         "3"
     );
 
-    // selfheal resume: Argo CD may bring the cluster back to git again, and is told to look now.
-    execute("selfheal", &["resume"], &[]);
-    assert_eq!(self_heal(prod, app), true);
+    // autosync resume: Argo CD applies git again, and is told to look now.
+    execute("autosync", &["resume"], &[]);
+    assert!(!suspended(prod, app));
     let application = get_json(&prod.cp, &["-n", "argocd", "get", "application", app]).unwrap();
     assert_eq!(
         application["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
         "hard"
     );
 
-    // selfheal on the standby: its Application lives with the standby's own Argo CD, in the
+    // autosync on the standby: its Application lives with the standby's own Argo CD, in the
     // standby cluster (decision 0021), which goes on syncing it when the primary region is lost.
     let standby = all.get("prod", "standby");
     let standby_app = "tern-functions-tern-prod-standby";
-    execute("selfheal", &["pause", "--cluster", "standby"], &[]);
-    assert_eq!(self_heal(standby, standby_app), false);
-    assert_eq!(self_heal(prod, app), true, "the primary's is left alone");
-    execute("selfheal", &["resume", "--cluster", "standby"], &[]);
-    assert_eq!(self_heal(standby, standby_app), true);
+    execute(
+        "autosync",
+        &["suspend", "--reason", "a drill", "--cluster", "standby"],
+        &[],
+    );
+    assert!(suspended(standby, standby_app));
+    assert!(!suspended(prod, app), "the primary's is left alone");
+    execute("autosync", &["resume", "--cluster", "standby"], &[]);
+    assert!(!suspended(standby, standby_app));
 
     // failover, the steps on the standby cluster: the customer-facing functions warmed (their
     // min-scale from 0 to 1, in new Revisions), then the checks of step 7. Steps 1 to 4 and 6
@@ -876,6 +904,7 @@ fn the_runbooks_take_effect_on_the_cluster() {
         "{}",
         application["spec"]["syncPolicy"]
     );
+    assert!(suspended(standby, standby_app), "the failover says why");
     for name in ["web", "orders-get", "orders-create"] {
         assert!(out.contains(&format!("{name} min-scale=1")), "{out}");
         revision_exists(standby, &format!("{name}-00002"));

@@ -67,7 +67,7 @@ fn every_script_answers_help() {
         "canary",
         "rollback",
         "pin-scale",
-        "selfheal",
+        "autosync",
         "replay-dead-letters",
         "failover",
         "failback",
@@ -133,21 +133,30 @@ fn dry_runs_print_every_command_and_run_none() {
         (
             "pin-scale",
             vec!["web", "3"],
-            vec!["--scale-min 3", "selfHeal"],
+            vec![
+                "--scale-min 3",
+                "{\"spec\":{\"syncPolicy\":{\"automated\":null}}}",
+                "tern.dev/sync-suspended=",
+            ],
         ),
         (
-            "selfheal",
-            vec!["pause", "--cluster", "standby"],
+            "autosync",
+            vec!["suspend", "--reason", "a drill", "--cluster", "standby"],
             vec![
                 "tern-functions-tern-prod-standby",
-                "\"selfHeal\":false",
+                "{\"spec\":{\"syncPolicy\":{\"automated\":null}}}",
+                ": a drill",
                 "--context=gke_tern-prod_europe-west4_tern-prod-standby -n argocd",
             ],
         ),
         (
-            "selfheal",
+            "autosync",
             vec!["resume"],
-            vec!["\"selfHeal\":true", "refresh=hard"],
+            vec![
+                "{\"automated\":{\"prune\":true,\"selfHeal\":true}}",
+                "tern.dev/sync-suspended-",
+                "refresh=hard",
+            ],
         ),
         (
             "failover",
@@ -220,11 +229,20 @@ fn bad_arguments_are_refused_with_a_message() {
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("rollback", vec!["web", "--env", "qa"], "--env must be"),
         (
-            "selfheal",
-            vec!["pause", "--env", "dev", "--cluster", "standby"],
+            "autosync",
+            vec![
+                "suspend",
+                "--reason",
+                "x",
+                "--env",
+                "dev",
+                "--cluster",
+                "standby",
+            ],
             "dev has no standby cluster",
         ),
-        ("selfheal", vec!["stop"], "pause or resume"),
+        ("autosync", vec!["stop"], "suspend, resume or status"),
+        ("autosync", vec!["suspend"], "suspend needs --reason"),
         ("pin-scale", vec!["web", "many"], "MIN must be a number"),
         ("canary", vec!["start", "web", "latest"], "sha256"),
         ("canary", vec!["shift", "web", "150"], "PERCENT"),
@@ -383,8 +401,16 @@ fn a_rehearsal_runs_wherever_an_environment_has_a_standby() {
     }
     assert!(!back.contains("tern-prod"), "{back}");
     let heal = run(
-        "selfheal",
-        &["pause", "--env", "staging", "--cluster", "standby"],
+        "autosync",
+        &[
+            "suspend",
+            "--reason",
+            "rehearsal",
+            "--env",
+            "staging",
+            "--cluster",
+            "standby",
+        ],
     );
     assert!(
         heal.contains("--context=gke_tern-staging_europe-west4_tern-staging-standby -n argocd patch application tern-functions-tern-staging-standby"),
