@@ -6,6 +6,9 @@ module "services" {
   project_id = var.ops_project_id
   services = [
     "artifactregistry.googleapis.com",
+    "binaryauthorization.googleapis.com",
+    "cloudkms.googleapis.com",
+    "containeranalysis.googleapis.com",
     "containerscanning.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "iam.googleapis.com",
@@ -47,5 +50,22 @@ module "registry" {
   project_id = var.ops_project_id
   writers    = { images = "serviceAccount:${module.ci.images_service_account}" }
   readers    = var.registry_readers
+  depends_on = [module.services]
+}
+
+# The attestor images need in every environment (infra/modules/binauthz-policy): the images
+# identity signs; each environment's Binary Authorization service agent verifies.
+data "google_project" "env" {
+  for_each   = var.environments
+  project_id = each.value
+}
+
+module "attestor" {
+  source     = "../modules/build-attestor"
+  project_id = var.ops_project_id
+  signer     = "serviceAccount:${module.ci.images_service_account}"
+  verifiers = {
+    for e, p in data.google_project.env : e => "serviceAccount:service-${p.number}@gcp-sa-binaryauthorization.iam.gserviceaccount.com"
+  }
   depends_on = [module.services]
 }

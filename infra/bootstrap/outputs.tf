@@ -15,5 +15,12 @@ output "github" {
     images                         = module.ci.images_service_account
     plan                           = module.ci.plan_service_accounts
     apply                          = module.ci.apply_service_accounts
+    GCP_ATTESTOR                   = module.attestor.attestor
+    GCP_ATTESTOR_KEY_VERSION       = module.attestor.key_version
   }
+}
+
+output "build_attestor" {
+  description = "The attestor every image needs (each environment's build_attestor)."
+  value       = module.attestor.attestor
 }

@@ -61,6 +61,16 @@ module "services" {
   project_id = var.project_id
 }
 
+# Binary Authorization: every cluster of the environment enforces this project policy
+# (infra/modules/gke), which admits only images our build attested, and the listed platform ones.
+module "binauthz" {
+  source       = "../modules/binauthz-policy"
+  project_id   = var.project_id
+  attestor     = var.build_attestor
+  own_registry = var.image_repository
+  depends_on   = [module.services]
+}
+
 module "network" {
   source                = "../modules/network"
   project_id            = var.project_id

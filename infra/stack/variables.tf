@@ -154,3 +154,13 @@ variable "deletion_protection" {
   type        = bool
   default     = true
 }
+
+variable "build_attestor" {
+  description = "The attestor every image must be attested by (infra/bootstrap output build_attestor)."
+  type        = string
+}
+
+variable "image_repository" {
+  description = "The functions' image repository (the chart's images.repository; infra/bootstrap output registry)."
+  type        = string
+}

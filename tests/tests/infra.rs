@@ -274,6 +274,11 @@ fn chart_values_agree_with_the_infrastructure() {
             values["images"]["repository"], "europe-docker.pkg.dev/tern-ops/tern",
             "{env}: the bootstrap's registry"
         );
+        let repository = values["images"]["repository"].as_str().unwrap_or_default();
+        assert!(
+            tfvars.contains(&format!("image_repository = \"{repository}\"")),
+            "{env}: Binary Authorization's own registry is not the chart's images.repository"
+        );
     }
     let standby = yaml("knative/chart/tern-functions/env/prod-standby.yaml");
     let prod_main = read("infra/envs/prod/main.tf");

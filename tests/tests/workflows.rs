@@ -476,3 +476,47 @@ fn bot_pull_requests_are_opened_with_a_github_app_token() {
     }
     assert_eq!(jobs_checked, 2, "images and promote open pull requests");
 }
+
+/// Issue 16, point 5: the images workflow attests exactly the digests it built, after the scan
+/// passed, with the attestor and key the bootstrap outputs, so Binary Authorization
+/// (`infra/modules/binauthz-policy`, covered by its `tofu test`) admits them and nothing else.
+#[test]
+fn the_images_workflow_attests_what_it_built_after_the_scan() {
+    let doc = yaml(&root().join(".github/workflows/images.yml"));
+    let steps = doc["jobs"]["build"]["steps"]
+        .as_array()
+        .expect("build steps");
+    let position = |needle: &str| {
+        steps
+            .iter()
+            .position(|s| s["run"].as_str().is_some_and(|r| r.contains(needle)))
+            .unwrap_or_else(|| panic!("images.yml: no step runs {needle:?}"))
+    };
+    let built = position("docker buildx build");
+    let scan = position("--show-package-vulnerability");
+    let attest = position("binauthz attestations sign-and-create");
+    assert!(
+        built < scan && scan < attest,
+        "build, then scan, then attest"
+    );
+    let step = &steps[attest];
+    let run = step["run"].as_str().unwrap();
+    assert!(
+        run.contains("done < built.txt"),
+        "every built digest: {run}"
+    );
+    assert!(
+        run.contains("--artifact-url=\"$REGISTRY/$fn@$digest\""),
+        "{run}"
+    );
+    assert_eq!(step["env"]["ATTESTOR"], "${{ vars.GCP_ATTESTOR }}");
+    assert_eq!(
+        step["env"]["KEY_VERSION"],
+        "${{ vars.GCP_ATTESTOR_KEY_VERSION }}"
+    );
+    // The bootstrap outputs both, under the names docs/delivery.md lists.
+    let outputs = std::fs::read_to_string(root().join("infra/bootstrap/outputs.tf")).unwrap();
+    for name in ["GCP_ATTESTOR ", "GCP_ATTESTOR_KEY_VERSION"] {
+        assert!(outputs.contains(name), "infra/bootstrap outputs no {name}");
+    }
+}

@@ -11,3 +11,6 @@ external_publishers = {
 }
 # Email notification channels for every alert; optional outside prod.
 alert_emails = []
+# From infra/bootstrap's outputs: the attestor images need, and the registry they come from.
+build_attestor   = "projects/tern-ops/attestors/tern-build"
+image_repository = "europe-docker.pkg.dev/tern-ops/tern"

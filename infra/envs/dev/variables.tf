@@ -33,3 +33,13 @@ variable "alert_emails" {
   type        = list(string)
   default     = []
 }
+
+variable "build_attestor" {
+  description = "The build attestor (infra/bootstrap output build_attestor)."
+  type        = string
+}
+
+variable "image_repository" {
+  description = "The functions' image repository (infra/bootstrap output registry)."
+  type        = string
+}

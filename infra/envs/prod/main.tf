@@ -30,4 +30,8 @@ module "tern" {
   active_region       = var.active_region
   alert_channels      = var.alert_channels
   alert_emails        = var.alert_emails
+
+  # Binary Authorization: only images the images workflow attested (docs/delivery.md).
+  build_attestor   = var.build_attestor
+  image_repository = var.image_repository
 }

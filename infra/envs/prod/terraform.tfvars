@@ -20,3 +20,6 @@ alert_channels = []
 # Every alert (Cloud SQL, Pub/Sub, GKE nodes, the uptime check) notifies these; prod refuses a
 # plan without one. Replace with your on-call address or list your channels above.
 alert_emails = ["tern-oncall@example.com"]
+# From infra/bootstrap's outputs: the attestor images need, and the registry they come from.
+build_attestor   = "projects/tern-ops/attestors/tern-build"
+image_repository = "europe-docker.pkg.dev/tern-ops/tern"

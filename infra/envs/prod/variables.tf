@@ -59,3 +59,13 @@ variable "alert_emails" {
     error_message = "prod needs someone to notify: set alert_emails or alert_channels (an alert nobody receives is no alert)."
   }
 }
+
+variable "build_attestor" {
+  description = "The build attestor (infra/bootstrap output build_attestor)."
+  type        = string
+}
+
+variable "image_repository" {
+  description = "The functions' image repository (infra/bootstrap output registry)."
+  type        = string
+}

@@ -20,4 +20,8 @@ module "tern" {
   external_publishers = var.external_publishers
   alert_channels      = var.alert_channels
   alert_emails        = var.alert_emails
+
+  # Binary Authorization: only images the images workflow attested (docs/delivery.md).
+  build_attestor   = var.build_attestor
+  image_repository = var.image_repository
 }

@@ -1,0 +1,14 @@
+output "attestor" {
+  description = "The attestor's full name (each environment's build_attestor; the images workflow's GCP_ATTESTOR)."
+  value       = "projects/${var.project_id}/attestors/${google_binary_authorization_attestor.build.name}"
+}
+
+output "key_version" {
+  description = "The signing key version the images workflow signs with (GCP_ATTESTOR_KEY_VERSION)."
+  value       = data.google_kms_crypto_key_version.attestor.id
+}
+
+output "verifiers" {
+  description = "The labels of the identities that may verify attestations."
+  value       = keys(var.verifiers)
+}
