@@ -55,6 +55,15 @@ module "registry" {
 
 # The attestor images need in every environment (infra/modules/binauthz-policy): the images
 # identity signs; each environment's Binary Authorization service agent verifies.
+# The environments' Binary Authorization service agents must exist before they are granted the
+# verifier role: enabling the API in each environment project creates them.
+resource "google_project_service" "env_binauthz" {
+  for_each           = var.environments
+  project            = each.value
+  service            = "binaryauthorization.googleapis.com"
+  disable_on_destroy = false
+}
+
 data "google_project" "env" {
   for_each   = var.environments
   project_id = each.value
@@ -67,5 +76,5 @@ module "attestor" {
   verifiers = {
     for e, p in data.google_project.env : e => "serviceAccount:service-${p.number}@gcp-sa-binaryauthorization.iam.gserviceaccount.com"
   }
-  depends_on = [module.services]
+  depends_on = [module.services, google_project_service.env_binauthz]
 }

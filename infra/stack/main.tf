@@ -64,11 +64,12 @@ module "services" {
 # Binary Authorization: every cluster of the environment enforces this project policy
 # (infra/modules/gke), which admits only images our build attested, and the listed platform ones.
 module "binauthz" {
-  source       = "../modules/binauthz-policy"
-  project_id   = var.project_id
-  attestor     = var.build_attestor
-  own_registry = var.image_repository
-  depends_on   = [module.services]
+  source           = "../modules/binauthz-policy"
+  project_id       = var.project_id
+  attestor         = var.build_attestor
+  own_registry     = var.image_repository
+  enforcement_mode = var.binauthz_dry_run ? "DRYRUN_AUDIT_LOG_ONLY" : "ENFORCED_BLOCK_AND_AUDIT_LOG"
+  depends_on       = [module.services]
 }
 
 module "network" {

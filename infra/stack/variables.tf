@@ -164,3 +164,9 @@ variable "image_repository" {
   description = "The functions' image repository (the chart's images.repository; infra/bootstrap output registry)."
   type        = string
 }
+
+variable "binauthz_dry_run" {
+  description = "Binary Authorization logs instead of refusing unattested images: only while an existing environment's running digests are attested (infra/README.md)."
+  type        = bool
+  default     = false
+}

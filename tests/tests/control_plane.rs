@@ -737,7 +737,7 @@ fn revision_exists(c: &Cluster, name: &str) {
 
 /// The runbooks change prod's Services, Applications and release while they run: the tests that
 /// read those take this for reading, the runbooks for writing. Whichever runs first, the
-/// readers see either the state before the runbooks or the state they leave (self-heal resumed,
+/// readers see either the state before the runbooks or the state they leave (automated sync resumed,
 /// the release deployed), and their checks hold for both.
 static RUNBOOKS: RwLock<()> = RwLock::new(());
 

@@ -388,7 +388,9 @@ fn images_build_only_when_their_source_changes() {
             .current_dir(&repo)
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("shared/tern-events")
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|i| i == "shared/tern-events")
     };
     let mut changed = 0;
     for (f, h) in &after {
@@ -495,9 +497,22 @@ fn the_images_workflow_attests_what_it_built_after_the_scan() {
     let built = position("docker buildx build");
     let scan = position("--show-package-vulnerability");
     let attest = position("binauthz attestations sign-and-create");
+    let tag = position("gcloud artifacts docker tags add");
     assert!(
-        built < scan && scan < attest,
-        "build, then scan, then attest"
+        built < scan && scan < attest && attest < tag,
+        "build, then scan, then attest, then tag: the src-<hash> tag means all of it passed"
+    );
+    let build = steps[built]["run"].as_str().unwrap();
+    assert!(
+        build.contains("push-by-digest=true") && !build.contains("--tag"),
+        "the build pushes by digest only: {build}"
+    );
+    assert!(
+        steps[tag]["run"]
+            .as_str()
+            .unwrap()
+            .contains("\"$REGISTRY/$fn:src-$hash\""),
+        "the tag names the source hash"
     );
     let step = &steps[attest];
     let run = step["run"].as_str().unwrap();

@@ -22,7 +22,7 @@ resource "google_binary_authorization_policy" "this" {
 
   default_admission_rule {
     evaluation_mode         = "REQUIRE_ATTESTATION"
-    enforcement_mode        = "ENFORCED_BLOCK_AND_AUDIT_LOG"
+    enforcement_mode        = var.enforcement_mode
     require_attestations_by = [var.attestor]
   }
 }

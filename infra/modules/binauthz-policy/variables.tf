@@ -42,3 +42,13 @@ variable "system_image_patterns" {
     error_message = "each pattern is a registry host and a path, ending in * or ** at most: nothing like * or docker.io/* that admits everything."
   }
 }
+
+variable "enforcement_mode" {
+  description = "ENFORCED_BLOCK_AND_AUDIT_LOG (refuse unattested images), or DRYRUN_AUDIT_LOG_ONLY while the digests an existing environment already runs are attested (infra/README.md)."
+  type        = string
+  default     = "ENFORCED_BLOCK_AND_AUDIT_LOG"
+  validation {
+    condition     = contains(["ENFORCED_BLOCK_AND_AUDIT_LOG", "DRYRUN_AUDIT_LOG_ONLY"], var.enforcement_mode)
+    error_message = "enforcement_mode is ENFORCED_BLOCK_AND_AUDIT_LOG or DRYRUN_AUDIT_LOG_ONLY."
+  }
+}

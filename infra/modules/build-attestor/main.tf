@@ -25,6 +25,7 @@ resource "google_kms_crypto_key" "attestor" {
 
 data "google_kms_crypto_key_version" "attestor" {
   crypto_key = google_kms_crypto_key.attestor.id
+  version    = 1
 }
 
 resource "google_container_analysis_note" "build" {
@@ -64,6 +65,13 @@ resource "google_container_analysis_note_iam_member" "signer" {
   project = var.project_id
   note    = google_container_analysis_note.build.name
   role    = "roles/containeranalysis.notes.attacher"
+  member  = var.signer
+}
+
+# An attestation is an occurrence stored in this project.
+resource "google_project_iam_member" "signer_occurrences" {
+  project = var.project_id
+  role    = "roles/containeranalysis.occurrences.editor"
   member  = var.signer
 }
 

@@ -5,7 +5,9 @@ output "attestor" {
 
 output "key_version" {
   description = "The signing key version the images workflow signs with (GCP_ATTESTOR_KEY_VERSION)."
-  value       = data.google_kms_crypto_key_version.attestor.id
+  # The key's first version, the one the attestor holds (the data source's own id has a
+  # //cloudkms.googleapis.com/v1/ prefix that gcloud's --keyversion does not take).
+  value = "${google_kms_crypto_key.attestor.id}/cryptoKeyVersions/1"
 }
 
 output "verifiers" {

@@ -38,7 +38,7 @@ variable "push_paths" {
   type        = list(string)
   default     = []
   validation {
-    condition     = alltrue([for p in var.push_paths : can(regex("^/[A-Za-z0-9/_.-]*$", p))])
-    error_message = "push_paths are absolute paths of letters, digits and / _ . - only."
+    condition     = alltrue([for p in var.push_paths : can(regex("^/[A-Za-z0-9/_.-]*$", p))]) && length(join("|", var.push_paths)) <= 1024
+    error_message = "push_paths are absolute paths of letters, digits and / _ . - only, 1024 characters together at most (Cloud Armor's expression limit is 2048)."
   }
 }

@@ -27,6 +27,26 @@ run "every_image_needs_our_attestation_unless_listed" {
   }
 }
 
+run "a_dry_run_only_logs" {
+  command = plan
+  variables {
+    enforcement_mode = "DRYRUN_AUDIT_LOG_ONLY"
+  }
+
+  assert {
+    condition     = google_binary_authorization_policy.this.default_admission_rule[0].enforcement_mode == "DRYRUN_AUDIT_LOG_ONLY"
+    error_message = "the dry run logs what enforcement would refuse"
+  }
+}
+
+run "an_unknown_enforcement_mode_is_refused" {
+  command = plan
+  variables {
+    enforcement_mode = "OFF"
+  }
+  expect_failures = [var.enforcement_mode]
+}
+
 run "an_exemption_of_our_registry_is_refused" {
   command = plan
   variables {

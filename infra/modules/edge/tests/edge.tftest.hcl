@@ -42,11 +42,23 @@ run "pubsub_push_skips_the_per_ip_limit_only_with_a_bearer_token" {
 
   assert {
     condition     = one([for r in google_compute_security_policy.edge.rule : r.priority if r.action == "allow" && r.priority < 2000]) == 1900
-    error_message = "one allow rule, ahead of the per-IP throttle (2000) and behind the OWASP rules (1000, 1100)"
+    error_message = "one allow rule, ahead of the per-IP throttle (2000) and behind the OWASP rules (1000, 1001, 1100)"
   }
   assert {
-    condition     = alltrue([for p in ["request.path == '/events/payments'", "request.path == '/events/orders'", "request.method == 'POST'", "request.headers['authorization'].startsWith('Bearer ')"] : strcontains(one([for r in google_compute_security_policy.edge.rule : r.match[0].expr[0].expression if r.priority == 1900]), p)])
+    condition     = alltrue([for p in ["request.path.matches('^(/events/payments|/events/orders)$')", "request.method == 'POST'", "request.headers['authorization'].startsWith('Bearer ')"] : strcontains(one([for r in google_compute_security_policy.edge.rule : r.match[0].expr[0].expression if r.priority == 1900]), p)])
     error_message = "the exemption names every push path, POST only, and needs a bearer token"
+  }
+}
+
+run "no_rule_has_more_than_five_subexpressions" {
+  command = plan
+  variables {
+    push_paths = ["/events/payments", "/events/orders", "/events/refunds", "/events/stock"]
+  }
+
+  assert {
+    condition     = alltrue([for r in google_compute_security_policy.edge.rule : length(split("||", join("", [for e in r.match[0].expr : e.expression]))) + length(split("&&", join("", [for e in r.match[0].expr : e.expression]))) - 1 <= 5])
+    error_message = "Cloud Armor refuses a rule with more than five subexpressions"
   }
 }
 
