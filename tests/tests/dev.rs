@@ -72,6 +72,7 @@ async fn tern_dev_serves_delivers_schedules_and_stops_on_ctrl_c() {
         .args(["--function-port", &first.to_string()])
         .args(["--traces", &jaeger_ui.to_string()])
         .args(["--otlp-port", &free_port().to_string()])
+        .args(["--prometheus-port", &free_port().to_string()])
         .args(["--schedule-seconds", "1", "--bin-dir"])
         .arg(bin_dir())
         .env("DATABASE_URL", &sys.database_url)
@@ -250,7 +251,8 @@ async fn tern_dev_runs_a_standby_region_on_a_replica() {
     let mut cmd = Command::new(bin_dir().join("tern"));
     cmd.current_dir(root())
         .args(["dev", "--standby", "--port", &port.to_string()])
-        .args(["--function-port", &first.to_string(), "--bin-dir"])
+        .args(["--function-port", &first.to_string()])
+        .args(["--prometheus-port", &free_port().to_string(), "--bin-dir"])
         .arg(bin_dir())
         .env("DATABASE_URL", &sys.database_url)
         .env("PUBSUB_EMULATOR_HOST", &emulator.addr)

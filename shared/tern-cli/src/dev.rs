@@ -62,8 +62,9 @@ fn start_prometheus(
             i.scrape_target(visibility)
         })
         .collect();
+    // Its own directory per port, so two local runs (the tests run several) never share a TSDB.
     tern_local::prometheus::Prometheus::start(
-        &root.join(".local/dev/prometheus"),
+        &root.join(format!(".local/dev/prometheus-{}", opts.prometheus_port)),
         root,
         opts.prometheus_port,
         &targets,
