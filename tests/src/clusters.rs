@@ -9,10 +9,15 @@
 //!   gateway, monitoring), each a Helm release with the environment's value files and the
 //!   component and cluster role set as the parent Application sets them;
 //! - the functions chart (`knative/argocd/apps/functions.yaml`): release `tern` in namespace
-//!   `tern`, with `env/<env>.yaml` and `env/<env>-<role>.yaml` where it exists;
+//!   `tern`, with `env/<env>.yaml` and `env/<env>-<role>.yaml` where it exists, then the
+//!   environment's image digests, `knative/environments/<env>/images.yaml`;
 //! - the AppProjects, the ApplicationSets, and the Applications the ApplicationSets generate, in
 //!   `argocd` on every cluster (each runs its own Argo CD, registered with itself only:
 //!   decision 0021).
+//!
+//! Each environment is installed from this checkout, as it will run once this commit is promoted
+//! to it: the Applications name the revision each environment runs now
+//! (`knative/environments/<env>/release.yaml`), and `deploy.rs` renders that revision.
 //!
 //! What the Knative operator would do: Serving's config maps, with the KnativeServing's
 //! `spec.config` written into them. What is not here: the operator itself (its chart comes from a
@@ -188,23 +193,72 @@ fn nested_value(file: &Path, block: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().trim_matches('"').to_owned())
 }
 
-/// The functions chart's value files for a target, as the ApplicationSet lists them (the second
-/// only where it exists: `ignoreMissingValueFiles`).
-pub fn value_files(chart: &str, environment: &str, role: &str) -> Vec<String> {
-    let mut files = vec![format!("env/{environment}.yaml")];
-    let second = format!("env/{environment}-{role}.yaml");
-    if root().join(chart).join(&second).exists() {
-        files.push(second);
+/// The functions chart's value files for a target, root-relative, as the Application the
+/// ApplicationSet generates for it lists them: those of the chart's source relative to its path,
+/// `$<ref>/...` relative to the repository (the ref source follows main: this checkout), the
+/// missing ones skipped (`ignoreMissingValueFiles`).
+pub fn value_files(environment: &str, role: &str) -> Vec<String> {
+    let apps = generated_applications("functions.yaml", &[Target::new(environment, role)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let [app] = apps["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    else {
+        panic!(
+            "tern-functions generates {} for {environment}/{role}",
+            apps["items"]
+        );
+    };
+    application_value_files(app).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The sources of an Application: `spec.sources`, or its one `spec.source`.
+pub fn sources(app: &Value) -> Vec<&Value> {
+    match app["spec"]["sources"].as_array() {
+        Some(all) => all.iter().collect(),
+        None => vec![&app["spec"]["source"]],
     }
-    files
+}
+
+/// The value files of an Application's Helm source (the one with a `path`), root-relative, the
+/// missing ones skipped; see [`value_files`].
+pub fn application_value_files(app: &Value) -> Result<Vec<String>, String> {
+    let all = sources(app);
+    let chart = all
+        .iter()
+        .find(|s| s["path"].is_string())
+        .ok_or("no source with a path")?;
+    let path = chart["path"].as_str().unwrap_or_default();
+    let mut files = Vec::new();
+    for f in chart["helm"]["valueFiles"].as_array().into_iter().flatten() {
+        let f = f.as_str().ok_or("a value file that is not a string")?;
+        let file = match f.strip_prefix('$') {
+            Some(rest) => {
+                let (name, file) = rest.split_once('/').ok_or(format!("value file {f}"))?;
+                let source = all
+                    .iter()
+                    .find(|s| s["ref"] == name)
+                    .ok_or(format!("{f}: no source with ref {name}"))?;
+                if source["targetRevision"] != "main" {
+                    return Err(format!("{f}: the ref source must follow main: {source}"));
+                }
+                file.to_owned()
+            }
+            None => format!("{path}/{f}"),
+        };
+        if root().join(&file).exists() {
+            files.push(file);
+        }
+    }
+    Ok(files)
 }
 
 /// The GKE context name of a target, from its values: `gke_<gcp.project>_<region>_<cluster>`.
 pub fn context_of(environment: &str, role: &str) -> String {
-    let chart = root().join("knative/chart/tern-functions");
-    let files: Vec<PathBuf> = value_files("knative/chart/tern-functions", environment, role)
+    let files: Vec<PathBuf> = value_files(environment, role)
         .iter()
-        .map(|f| chart.join(f))
+        .map(|f| root().join(f))
         .collect();
     let last = |f: &dyn Fn(&Path) -> Option<String>| files.iter().rev().find_map(|p| f(p));
     let project = last(&|p| nested_value(p, "gcp", "project")).expect("gcp.project");
@@ -345,8 +399,8 @@ pub fn install_functions(
     let mut args: Vec<String> = ["upgrade", "--install", "tern", chart, "--namespace", "tern"]
         .map(str::to_owned)
         .to_vec();
-    for f in value_files(chart, environment, role) {
-        args.extend(["-f".into(), format!("{chart}/{f}")]);
+    for f in value_files(environment, role) {
+        args.extend(["-f".into(), f]);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -445,7 +499,9 @@ fn install_argocd_objects(
 /// The Applications an ApplicationSet of `knative/argocd/apps` (`functions.yaml`,
 /// `platform.yaml`) generates when the clusters registered with its Argo CD are `registered`.
 /// Its generators are evaluated the way Argo CD's documentation specifies them, for the kinds
-/// we use (anything else is an error): `list` yields its elements; `clusters` yields each
+/// we use (anything else is an error): `list` yields its elements; `git` with `files` yields
+/// the top-level keys of each file its pattern matches on main (this checkout), with `.path`;
+/// `clusters` yields each
 /// registered cluster whose labels satisfy the selector (`matchLabels`, `matchExpressions` with
 /// `In`, `NotIn`, `Exists`, `DoesNotExist`), with `.name` and `.metadata.labels`; `matrix` yields
 /// every pair of its two generators' parameters, the second generator's fields templated with
@@ -531,6 +587,34 @@ fn generate(
         }
         return Ok(out);
     }
+    if let Some(files) = generator["git"]["files"].as_array() {
+        // The generator reads main; here, this checkout.
+        if generator["git"]["revision"] != "main" {
+            return Err(format!("a git generator not on main: {generator}"));
+        }
+        let mut out = Vec::new();
+        for f in files {
+            let pattern = f["path"].as_str().ok_or("git.files[].path")?;
+            for path in glob(pattern)? {
+                let text = std::fs::read_to_string(root().join(&path))
+                    .map_err(|e| format!("{path}: {e}"))?;
+                let mut p: Params =
+                    serde_norway::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+                let dir = Path::new(&path).parent().unwrap_or(Path::new(""));
+                let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+                p.insert(
+                    "path".into(),
+                    serde_json::json!({
+                        "path": dir.display().to_string(),
+                        "basename": name(dir),
+                        "filename": name(Path::new(&path)),
+                    }),
+                );
+                out.push(p);
+            }
+        }
+        return Ok(out);
+    }
     if let Some(pair) = generator["matrix"]["generators"].as_array() {
         let [first, second] = pair.as_slice() else {
             return Err("a matrix has two generators".into());
@@ -548,6 +632,44 @@ fn generate(
     Err(format!(
         "a generator this test does not evaluate: {generator}"
     ))
+}
+
+/// The files of this checkout a git generator's path pattern matches (`*` within one path
+/// segment), root-relative and sorted.
+fn glob(pattern: &str) -> Result<Vec<String>, String> {
+    let mut found = vec![String::new()];
+    for segment in pattern.split('/') {
+        let mut next = Vec::new();
+        for base in &found {
+            let join = |name: &str| {
+                if base.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{base}/{name}")
+                }
+            };
+            match segment.split_once('*') {
+                None => next.push(join(segment)),
+                Some((prefix, suffix)) => {
+                    let dir = root().join(base);
+                    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{pattern}: {e}"))? {
+                        let name = entry.map_err(|e| e.to_string())?.file_name();
+                        let name = name.to_string_lossy();
+                        if name.len() >= prefix.len() + suffix.len()
+                            && name.starts_with(prefix)
+                            && name.ends_with(suffix)
+                        {
+                            next.push(join(&name));
+                        }
+                    }
+                }
+            }
+        }
+        found = next;
+    }
+    found.retain(|f| root().join(f).is_file());
+    found.sort();
+    Ok(found)
 }
 
 /// Whether a label selector selects `labels`.

@@ -45,6 +45,14 @@ pub fn table() -> RouteTable {
     RouteTable::load(&root().join("routes.toml")).expect("routes.toml")
 }
 
+/// An environment's release file, `knative/environments/<env>/release.yaml`: `environment` and
+/// the `revision` it runs (dev: `main`; staging and prod: a promoted commit).
+pub fn release_of(environment: &str) -> serde_json::Value {
+    let path = root().join(format!("knative/environments/{environment}/release.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A scratch directory under `target/tmp`, emptied first. Directories of the same name left by
 /// test processes that have ended are removed (a PostgreSQL cluster is 40 to 100 MB).
 pub fn scratch(name: &str) -> PathBuf {

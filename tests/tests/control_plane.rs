@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::RwLock;
 use std::time::Duration;
 use tern_e2e::clusters::{self, Cluster, clusters, get_json, until};
-use tern_e2e::{root, scratch, table};
+use tern_e2e::{release_of, root, scratch, table};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -35,8 +35,8 @@ fn template_with(c: &Cluster, extra: &[&str]) -> String {
     let mut cmd = Command::new(root().join(".local/bin/helm"));
     cmd.args(["template", "tern", chart, "--namespace", "tern"])
         .current_dir(root());
-    for f in clusters::value_files(chart, c.environment, c.role) {
-        cmd.args(["-f", &format!("{chart}/{f}")]);
+    for f in clusters::value_files(c.environment, c.role) {
+        cmd.args(["-f", &f]);
     }
     cmd.args(extra);
     let out = cmd.output().expect("helm");
@@ -433,19 +433,29 @@ fn each_cluster_s_argo_cd_holds_the_applications_its_application_sets_generate()
             assert_eq!(spec["project"], format!("tern-{env}"));
             assert_eq!(spec["destination"]["name"], c.name.as_str());
             assert_eq!(spec["destination"]["namespace"], "tern");
-            assert_eq!(spec["source"]["path"], "knative/chart/tern-functions");
+            // The chart and its values at the revision the environment runs (its release file
+            // on main), the digests from main.
+            let release = release_of(env);
+            let sources = clusters::sources(app);
+            assert_eq!(sources.len(), 2, "{app}");
+            assert_eq!(sources[0]["path"], "knative/chart/tern-functions");
+            assert_eq!(
+                sources[0]["targetRevision"], release["revision"],
+                "{}",
+                c.name
+            );
+            assert_eq!(sources[1]["ref"], "main");
+            assert_eq!(sources[1]["targetRevision"], "main");
             // The value files Argo CD passes, of which it skips the missing ones, are the ones
             // installed here.
-            let files: Vec<String> = spec["source"]["helm"]["valueFiles"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_owned())
-                .filter(|f| root().join("knative/chart/tern-functions").join(f).exists())
-                .collect();
+            let files = clusters::application_value_files(app).unwrap();
+            assert_eq!(
+                files.last().map(String::as_str),
+                Some(format!("knative/environments/{env}/images.yaml").as_str())
+            );
             assert_eq!(
                 files,
-                clusters::value_files("knative/chart/tern-functions", c.environment, c.role),
+                clusters::value_files(c.environment, c.role),
                 "{}",
                 c.name
             );
@@ -458,6 +468,10 @@ fn each_cluster_s_argo_cd_holds_the_applications_its_application_sets_generate()
             assert_eq!(
                 parent["spec"]["source"]["path"],
                 "knative/argocd/platform-apps"
+            );
+            assert_eq!(
+                parent["spec"]["source"]["targetRevision"],
+                release["revision"]
             );
             let children = clusters::platform_applications(&c.name, c.environment, c.role).unwrap();
             let order = [

@@ -9,13 +9,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tern_e2e::{root, table};
 
-/// Environment and cluster combinations, with the functions chart's value files for each.
+/// Environment and cluster combinations, with the functions chart's value files for each
+/// (relative to the chart), as `knative/argocd/apps/functions.yaml` lists them: the last is the
+/// environment's image digests, which Argo CD reads from main (control_plane.rs compares these
+/// lists with the generated Applications).
 const TARGETS: [(&str, &[&str]); 4] = [
-    ("dev", &["env/dev.yaml"]),
-    ("staging", &["env/staging.yaml"]),
-    ("prod", &["env/prod.yaml"]),
-    ("prod-standby", &["env/prod.yaml", "env/prod-standby.yaml"]),
+    ("dev", &["env/dev.yaml", DEV_IMAGES]),
+    ("staging", &["env/staging.yaml", STAGING_IMAGES]),
+    ("prod", &["env/prod.yaml", PROD_IMAGES]),
+    (
+        "prod-standby",
+        &["env/prod.yaml", "env/prod-standby.yaml", PROD_IMAGES],
+    ),
 ];
+const DEV_IMAGES: &str = "../../environments/dev/images.yaml";
+const STAGING_IMAGES: &str = "../../environments/staging/images.yaml";
+const PROD_IMAGES: &str = "../../environments/prod/images.yaml";
 const FUNCTIONS_CHART: &str = "knative/chart/tern-functions";
 const PLATFORM_CHART: &str = "knative/platform";
 const PLATFORM_APPS_CHART: &str = "knative/argocd/platform-apps";
@@ -340,7 +349,7 @@ fn bad_values_fail_at_render_time_with_a_message() {
         ("environment=qa", "/environment"),
     ];
     for (set, says) in cases {
-        let err = helm_template(FUNCTIONS_CHART, &["env/dev.yaml"], &[set])
+        let err = helm_template(FUNCTIONS_CHART, &["env/dev.yaml", DEV_IMAGES], &[set])
             .err()
             .unwrap_or_else(|| panic!("{set} rendered"));
         assert!(err.contains(says), "{set}: {err}");
@@ -786,7 +795,7 @@ fn no_value_or_manifest_carries_a_secret() {
 fn a_promoted_standby_runs_its_migrations_again() {
     let promoted = helm_template(
         FUNCTIONS_CHART,
-        &["env/prod.yaml", "env/prod-standby.yaml"],
+        &["env/prod.yaml", "env/prod-standby.yaml", PROD_IMAGES],
         &["database.replica=false"],
     )
     .expect("render");
@@ -1050,7 +1059,7 @@ fn the_connection_budget_fits_the_databases_max_connections() {
     }
     let err = helm_template(
         FUNCTIONS_CHART,
-        &["env/prod.yaml"],
+        &["env/prod.yaml", PROD_IMAGES],
         &["database.poolSize=8"],
     )
     .expect_err("prod with 8 connections per instance exceeds 400");
@@ -1194,4 +1203,227 @@ fn promtool_unit_tests_pass_and_cover_every_rule() {
         .map(|name| name.trim().trim_matches('`'))
         .collect();
     assert_eq!(alerts, described, "the alerts docs/operations.md describes");
+}
+
+/// `scripts/render-env` (what Argo CD applies to one cluster), with Helm from `.local/bin`.
+fn render_env(repo: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(repo.join("scripts/render-env"))
+        .args(args)
+        .env("HELM", tool("helm"))
+        .current_dir(repo)
+        .output()
+        .expect("scripts/render-env");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The value files this file's TARGETS pass are the ones the ApplicationSet's generated
+/// Application lists (its sources resolved: the chart's at its revision, `$main/...` from main).
+#[test]
+fn the_targets_value_files_are_the_ones_argo_cd_passes() {
+    for (target, files) in TARGETS {
+        let (env, role) = target.split_once('-').unwrap_or((target, "primary"));
+        let ours: Vec<String> = files
+            .iter()
+            .map(|f| match f.strip_prefix("../../") {
+                Some(rest) => format!("knative/{rest}"),
+                None => format!("{FUNCTIONS_CHART}/{f}"),
+            })
+            .collect();
+        assert_eq!(ours, tern_e2e::clusters::value_files(env, role), "{target}");
+    }
+}
+
+/// Every cluster renders at the revision its environment runs (the release file on main: the
+/// ApplicationSets' git generator), with main's image digests, and what it renders passes
+/// kubeconform; rendered at main, it is what the other tests here check.
+#[test]
+fn every_environment_renders_at_the_revision_promoted_to_it() {
+    let dir = tern_e2e::scratch("render-env");
+    let mut files = Vec::new();
+    for (target, _) in TARGETS {
+        let (env, role) = target.split_once('-').unwrap_or((target, "primary"));
+        let release = tern_e2e::release_of(env);
+        assert_eq!(release["environment"], env);
+        let revision = release["revision"].as_str().expect("revision");
+        if env == "dev" {
+            assert_eq!(revision, "main", "dev follows main");
+        } else {
+            assert!(
+                revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{env} runs a promoted commit, not {revision}"
+            );
+        }
+        let rendered = render_env(&root(), &[env, "--cluster", role])
+            .unwrap_or_else(|e| panic!("{target} at {revision}: {e}"));
+        assert!(rendered.contains("kind: Service"), "{target}");
+        files.push(write_scratch(&dir, &format!("{target}.yaml"), &rendered));
+        // At main: the chart as this file's tests render it.
+        let at_main = render_env(
+            &root(),
+            &[
+                env,
+                "--cluster",
+                role,
+                "--revision",
+                "main",
+                "--only",
+                "functions",
+            ],
+        )
+        .unwrap();
+        let body = at_main.split_once('\n').map_or("", |(_, rest)| rest);
+        assert_eq!(body, functions(target), "{target}");
+    }
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (ok, out) = kubeconform(&refs);
+    assert!(ok, "kubeconform -strict:\n{out}");
+    // Refusals, each naming what is wrong.
+    for (args, says) in [
+        (vec!["qa"], "ENV must be dev, staging or prod"),
+        (
+            vec!["dev", "--cluster", "standby"],
+            "dev has no standby cluster",
+        ),
+        (
+            vec![
+                "prod",
+                "--revision",
+                "0123456789abcdef0123456789abcdef01234567",
+            ],
+            "no commit",
+        ),
+    ] {
+        let err = render_env(&root(), &args).expect_err(says);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// Issue 16, point 3: a change to the chart, the platform, an environment's values or dev's
+/// images on main reaches dev at once, staging when dev is promoted, prod when staging is; a
+/// revert of the promotion is the way back. In a clone, with the scripts the promote workflow
+/// runs.
+#[test]
+fn a_change_on_main_reaches_prod_only_when_promoted() {
+    let dir = tern_e2e::scratch("staged");
+    let repo = dir.join("repo");
+    let clone = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(format!("file://{}", root().display()))
+        .arg(&repo)
+        .output()
+        .expect("git clone");
+    assert!(
+        clone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clone.stderr)
+    );
+    let sh = |cmd: &str| -> String {
+        let out = Command::new("bash")
+            .args(["-c", cmd])
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let render = |env: &str| render_env(&repo, &[env]).unwrap_or_else(|e| panic!("{env}: {e}"));
+    // Every environment at this commit to start with.
+    sh("scripts/promote dev staging && scripts/promote staging prod && git commit -qam promote");
+    let prod_before = render("prod");
+    let staging_before = render("staging");
+    let dev_before = render("dev");
+
+    // One commit on main: a chart template, a platform template, prod's values, a dev digest.
+    let marker = |what: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: staged-{what}\n  namespace: tern\ndata:\n  change: \"1\"\n"
+        )
+    };
+    std::fs::write(
+        repo.join("knative/chart/tern-functions/templates/staged.yaml"),
+        marker("chart"),
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("knative/platform/templates/staged.yaml"),
+        format!(
+            "{{{{- if eq .Values.component \"monitoring\" }}}}\n---\n{}{{{{- end }}}}\n",
+            marker("platform")
+        ),
+    )
+    .unwrap();
+    sh(
+        "sed -i 's/^  rolloutDurationSeconds: .*/  rolloutDurationSeconds: 299/' knative/chart/tern-functions/env/prod.yaml",
+    );
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    sh(&format!(
+        "scripts/set-digest knative/environments/dev/images.yaml web {digest}"
+    ));
+    sh("git add -A && git commit -qm 'a change on main'");
+    let changed = |text: &str| {
+        [
+            text.contains("name: staged-chart"),
+            text.contains("name: staged-platform"),
+            text.contains("rollout-duration: \"299s\""),
+            text.contains(&digest),
+        ]
+    };
+    let dev = render("dev");
+    assert_eq!(changed(&dev), [true, true, false, true], "dev follows main");
+    assert_ne!(dev, dev_before);
+    assert_eq!(
+        render("staging"),
+        staging_before,
+        "staging waits for a promotion"
+    );
+    assert_eq!(render("prod"), prod_before, "prod waits for a promotion");
+
+    // dev -> staging: the revision and the digests, in one change to knative/environments/.
+    let said = sh("scripts/promote dev staging");
+    assert!(
+        said.contains("revision: ") && said.contains("a change on main"),
+        "{said}"
+    );
+    assert!(said.contains("web: ") && said.contains(&digest), "{said}");
+    let touched = sh("git status --porcelain");
+    assert!(
+        touched
+            .lines()
+            .all(|l| l.contains("knative/environments/staging/")),
+        "{touched}"
+    );
+    sh("git commit -qam 'staging: promote what dev runs'");
+    let staging = render("staging");
+    assert_eq!(
+        changed(&staging),
+        [true, true, false, true],
+        "staging runs dev's"
+    );
+    assert_eq!(render("prod"), prod_before, "prod still waits");
+
+    // staging -> prod.
+    sh("scripts/promote staging prod && git commit -qam 'prod: promote what staging runs'");
+    let prod = render("prod");
+    assert_eq!(
+        changed(&prod),
+        [true, true, true, true],
+        "prod runs it, with its own values"
+    );
+
+    // The way back: revert the promotion.
+    sh("git revert --no-edit HEAD >/dev/null");
+    assert_eq!(render("prod"), prod_before, "the revert puts prod back");
 }

@@ -270,11 +270,12 @@ fn chart_values_agree_with_the_infrastructure() {
             "region      = \"{}\"",
             values["region"].as_str().unwrap_or_default()
         )));
+        let images = yaml(&format!("knative/environments/{env}/images.yaml"));
         assert_eq!(
-            values["images"]["repository"], "europe-docker.pkg.dev/tern-ops/tern",
+            images["images"]["repository"], "europe-docker.pkg.dev/tern-ops/tern",
             "{env}: the bootstrap's registry"
         );
-        let repository = values["images"]["repository"].as_str().unwrap_or_default();
+        let repository = images["images"]["repository"].as_str().unwrap_or_default();
         assert!(
             tfvars.contains(&format!("image_repository = \"{repository}\"")),
             "{env}: Binary Authorization's own registry is not the chart's images.repository"

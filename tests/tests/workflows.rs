@@ -191,11 +191,11 @@ fn checkov_passes_the_dockerfile_and_the_workflows() {
 #[test]
 fn the_digest_scripts_set_and_promote_exactly_the_digests() {
     let dir = tern_e2e::scratch("digests");
-    let values = root().join("knative/chart/tern-functions/env");
+    let values = root().join("knative/environments");
     let dev = dir.join("dev.yaml");
     let staging = dir.join("staging.yaml");
-    std::fs::copy(values.join("dev.yaml"), &dev).unwrap();
-    std::fs::copy(values.join("staging.yaml"), &staging).unwrap();
+    std::fs::copy(values.join("dev/images.yaml"), &dev).unwrap();
+    std::fs::copy(values.join("staging/images.yaml"), &staging).unwrap();
     let digest = format!("sha256:{}", "ab".repeat(32));
     let run = |script: &str, args: &[&str]| {
         Command::new(root().join("scripts").join(script))
@@ -221,7 +221,7 @@ fn the_digest_scripts_set_and_promote_exactly_the_digests() {
     let staging_text = std::fs::read_to_string(&staging).unwrap();
     assert!(staging_text.contains(&format!("    web: {digest}\n")));
     // Only the digests changed: the rest of the file is as it was.
-    let before = std::fs::read_to_string(values.join("staging.yaml")).unwrap();
+    let before = std::fs::read_to_string(values.join("staging/images.yaml")).unwrap();
     let changed: Vec<(&str, &str)> = before
         .lines()
         .zip(staging_text.lines())
@@ -307,13 +307,18 @@ fn images_build_only_when_their_source_changes() {
             "images.yml does not start on a change to {input} ({patterns:?})"
         );
     }
-    // What the bot's pull requests change (scripts/set-digest, scripts/promote-digests).
-    for env in ["dev", "staging", "prod", "prod-standby"] {
-        let values = format!("knative/chart/tern-functions/env/{env}.yaml");
-        assert!(
-            !patterns.iter().any(|p| matches(p, &values)),
-            "merging a digest or promote pull request ({values}) would start a build"
-        );
+    // What the bot's pull requests change (scripts/set-digest, scripts/promote), and the values.
+    for env in ["dev", "staging", "prod"] {
+        for file in [
+            format!("knative/environments/{env}/images.yaml"),
+            format!("knative/environments/{env}/release.yaml"),
+            format!("knative/chart/tern-functions/env/{env}.yaml"),
+        ] {
+            assert!(
+                !patterns.iter().any(|p| matches(p, &file)),
+                "merging a digest or promote pull request ({file}) would start a build"
+            );
+        }
     }
     // The image names its source, not its commit.
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
@@ -366,6 +371,10 @@ fn images_build_only_when_their_source_changes() {
     append(
         "knative/chart/tern-functions/env/dev.yaml",
         "\n# a values change\n",
+    );
+    append(
+        "knative/environments/dev/images.yaml",
+        "\n# a digest change\n",
     );
     git(&["commit", "-qam", "docs and values"]);
     assert_eq!(source_hashes(&repo), before, "same source, same hashes");
@@ -533,5 +542,95 @@ fn the_images_workflow_attests_what_it_built_after_the_scan() {
     let outputs = std::fs::read_to_string(root().join("infra/bootstrap/outputs.tf")).unwrap();
     for name in ["GCP_ATTESTOR ", "GCP_ATTESTOR_KEY_VERSION"] {
         assert!(outputs.contains(name), "infra/bootstrap outputs no {name}");
+    }
+}
+
+/// Issue 16, point 3: the promote workflow moves an environment's revision and digests together
+/// (scripts/promote), commits nothing outside knative/environments/, shows the rendered change,
+/// and has the history the renders and the commit list need; the test job has it too.
+#[test]
+fn promotion_moves_the_revision_and_the_digests_in_one_pull_request() {
+    let doc = yaml(&root().join(".github/workflows/promote.yml"));
+    let steps = doc["jobs"]["pull-request"]["steps"]
+        .as_array()
+        .expect("steps");
+    let run = steps
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .find(|r| r.contains("gh pr create"))
+        .expect("the step that opens the pull request");
+    assert!(run.contains("scripts/promote \"$FROM\" \"$to\""), "{run}");
+    assert!(!run.contains("promote-digests"), "digests never move alone");
+    assert!(
+        run.contains("-- knative/environments"),
+        "commits only the environments' files: {run}"
+    );
+    assert!(run.contains("scripts/render-env \"$to\" > before.yaml"));
+    assert!(run.contains("scripts/render-env \"$to\" > after.yaml"));
+    assert!(
+        steps.iter().any(|s| s["run"] == "scripts/tools helm"),
+        "Helm from its pinned module"
+    );
+    let full_history = |s: &Value| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))
+            && s["with"]["fetch-depth"] == 0
+    };
+    assert!(
+        steps.iter().any(full_history),
+        "promote.yml checks out every commit"
+    );
+    let ci = yaml(&root().join(".github/workflows/ci.yml"));
+    let test_steps = ci["jobs"]["test"]["steps"].as_array().expect("steps");
+    assert!(
+        test_steps.iter().any(full_history),
+        "the tests render each environment's promoted revision"
+    );
+    // The only transitions, each refused otherwise with what is allowed.
+    let out = Command::new(root().join("scripts/promote"))
+        .args(["dev", "prod"])
+        .output()
+        .expect("scripts/promote");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only dev -> staging and staging -> prod")
+    );
+}
+
+/// CODEOWNERS names only paths that exist, and gives prod's promotions and values to the prod
+/// approvers (docs/delivery.md).
+#[test]
+fn codeowners_cover_prods_promotions_and_values() {
+    let text = std::fs::read_to_string(root().join(".github/CODEOWNERS")).expect("CODEOWNERS");
+    let mut prod = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let mut fields = line.split_whitespace();
+        let path = fields.next().unwrap();
+        let owners: Vec<&str> = fields.collect();
+        assert!(
+            !owners.is_empty() && owners.iter().all(|o| o.starts_with('@')),
+            "{line}"
+        );
+        if path != "*" {
+            assert!(
+                root().join(path.trim_start_matches('/')).exists(),
+                "CODEOWNERS names {path}, which does not exist"
+            );
+        }
+        if owners.contains(&"@tern-platform/prod-approvers") {
+            prod.push(path.to_owned());
+        }
+    }
+    for path in [
+        "/knative/environments/prod/",
+        "/knative/chart/tern-functions/env/prod.yaml",
+        "/knative/chart/tern-functions/env/prod-standby.yaml",
+        "/knative/platform/env/prod.yaml",
+    ] {
+        assert!(prod.iter().any(|p| p == path), "{path}: {prod:?}");
     }
 }
