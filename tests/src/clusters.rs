@@ -10,14 +10,14 @@
 //!   component and cluster role set as the parent Application sets them;
 //! - the functions chart (`knative/argocd/apps/functions.yaml`): release `tern` in namespace
 //!   `tern`, with `env/<env>.yaml` and `env/<env>-<role>.yaml` where it exists, then the
-//!   environment's image digests, `knative/environments/<env>/images.yaml`;
+//!   `valuesObject` its templatePatch sets: the image digests of `knative/environments/<env>.yaml`;
 //! - the AppProjects, the ApplicationSets, and the Applications the ApplicationSets generate, in
 //!   `argocd` on every cluster (each runs its own Argo CD, registered with itself only:
 //!   decision 0021).
 //!
 //! Each environment is installed from this checkout, as it will run once this commit is promoted
 //! to it: the Applications name the revision each environment runs now
-//! (`knative/environments/<env>/release.yaml`), and `deploy.rs` renders that revision.
+//! (`knative/environments/<env>.yaml`), and `deploy.rs` renders that revision.
 //!
 //! What the Knative operator would do: Serving's config maps, with the KnativeServing's
 //! `spec.config` written into them. What is not here: the operator itself (its chart comes from a
@@ -193,38 +193,75 @@ fn nested_value(file: &Path, block: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().trim_matches('"').to_owned())
 }
 
-/// The functions chart's value files for a target, root-relative, as the Application the
-/// ApplicationSet generates for it lists them: those of the chart's source relative to its path,
-/// `$<ref>/...` relative to the repository (the ref source follows main: this checkout), the
-/// missing ones skipped (`ignoreMissingValueFiles`).
-pub fn value_files(environment: &str, role: &str) -> Vec<String> {
+/// The Application the functions ApplicationSet generates for a target.
+pub fn functions_application(environment: &str, role: &str) -> Value {
     let apps = generated_applications("functions.yaml", &[Target::new(environment, role)])
         .unwrap_or_else(|e| panic!("{e}"));
-    let [app] = apps["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    else {
-        panic!(
+    match apps["items"].as_array().map(Vec::as_slice) {
+        Some([app]) => app.clone(),
+        _ => panic!(
             "tern-functions generates {} for {environment}/{role}",
             apps["items"]
-        );
-    };
-    application_value_files(app).unwrap_or_else(|e| panic!("{e}"))
+        ),
+    }
 }
 
-/// The sources of an Application: `spec.sources`, or its one `spec.source`.
-pub fn sources(app: &Value) -> Vec<&Value> {
-    match app["spec"]["sources"].as_array() {
+/// The functions chart's value files for a target, root-relative, as its generated Application
+/// lists them (relative to the chart's path), the missing ones skipped
+/// (`ignoreMissingValueFiles`); after them Argo CD applies the Application's `valuesObject`
+/// ([`values_object`]: the environment's image digests).
+pub fn value_files(environment: &str, role: &str) -> Vec<String> {
+    application_value_files(&functions_application(environment, role))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The `helm.valuesObject` of a target's functions Application.
+pub fn values_object(environment: &str, role: &str) -> Value {
+    functions_application(environment, role)["spec"]["source"]["helm"]["valuesObject"].clone()
+}
+
+/// Helm's value arguments for a target's functions chart, as Argo CD passes them: `-f` for each
+/// value file, then the `valuesObject`, written to a file of its own in this process's scratch.
+pub fn helm_value_args(environment: &str, role: &str) -> Vec<String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let mut args = Vec::new();
+    for f in value_files(environment, role) {
+        args.extend(["-f".to_owned(), root().join(f).display().to_string()]);
+    }
+    let dir = DIR.get_or_init(|| crate::scratch("values-objects"));
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = dir.join(format!("{environment}-{role}-{n}.json"));
+    std::fs::write(&file, values_object(environment, role).to_string()).expect("valuesObject");
+    args.extend(["-f".to_owned(), file.display().to_string()]);
+    args
+}
+
+/// The sources of an Application: `spec.sources`, or its one `spec.source`. Argo CD's
+/// repo-server refuses two sources of one repository at different revisions ("cannot reference
+/// a different revision of the same repository"), and so does this.
+pub fn sources(app: &Value) -> Result<Vec<&Value>, String> {
+    let all: Vec<&Value> = match app["spec"]["sources"].as_array() {
         Some(all) => all.iter().collect(),
         None => vec![&app["spec"]["source"]],
+    };
+    for a in &all {
+        for b in &all {
+            if a["repoURL"] == b["repoURL"] && a["targetRevision"] != b["targetRevision"] {
+                return Err(format!(
+                    "{}: two sources of {} at different revisions, which Argo CD refuses",
+                    app["metadata"]["name"], a["repoURL"]
+                ));
+            }
+        }
     }
+    Ok(all)
 }
 
 /// The value files of an Application's Helm source (the one with a `path`), root-relative, the
 /// missing ones skipped; see [`value_files`].
 pub fn application_value_files(app: &Value) -> Result<Vec<String>, String> {
-    let all = sources(app);
+    let all = sources(app)?;
     let chart = all
         .iter()
         .find(|s| s["path"].is_string())
@@ -233,20 +270,10 @@ pub fn application_value_files(app: &Value) -> Result<Vec<String>, String> {
     let mut files = Vec::new();
     for f in chart["helm"]["valueFiles"].as_array().into_iter().flatten() {
         let f = f.as_str().ok_or("a value file that is not a string")?;
-        let file = match f.strip_prefix('$') {
-            Some(rest) => {
-                let (name, file) = rest.split_once('/').ok_or(format!("value file {f}"))?;
-                let source = all
-                    .iter()
-                    .find(|s| s["ref"] == name)
-                    .ok_or(format!("{f}: no source with ref {name}"))?;
-                if source["targetRevision"] != "main" {
-                    return Err(format!("{f}: the ref source must follow main: {source}"));
-                }
-                file.to_owned()
-            }
-            None => format!("{path}/{f}"),
-        };
+        if f.starts_with('$') {
+            return Err(format!("{f}: a ref source this test does not evaluate"));
+        }
+        let file = format!("{path}/{f}");
         if root().join(&file).exists() {
             files.push(file);
         }
@@ -399,9 +426,7 @@ pub fn install_functions(
     let mut args: Vec<String> = ["upgrade", "--install", "tern", chart, "--namespace", "tern"]
         .map(str::to_owned)
         .to_vec();
-    for f in value_files(environment, role) {
-        args.extend(["-f".into(), f]);
-    }
+    args.extend(helm_value_args(environment, role));
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     cp.helm(&root(), &args)
@@ -501,6 +526,7 @@ fn install_argocd_objects(
 /// Its generators are evaluated the way Argo CD's documentation specifies them, for the kinds
 /// we use (anything else is an error): `list` yields its elements; `git` with `files` yields
 /// the top-level keys of each file its pattern matches on main (this checkout), with `.path`;
+/// a `templatePatch` is filled with the same parameters and merged over the Application;
 /// `clusters` yields each
 /// registered cluster whose labels satisfy the selector (`matchLabels`, `matchExpressions` with
 /// `In`, `NotIn`, `Exists`, `DoesNotExist`), with `.name` and `.metadata.labels`; `matrix` yields
@@ -528,6 +554,18 @@ pub fn generated_applications(set: &str, registered: &[Target]) -> Result<Value,
             ));
         }
         let mut app: Value = serde_json::from_str(&filled).map_err(|e| e.to_string())?;
+        if let Some(patch) = appset["spec"]["templatePatch"].as_str() {
+            // Rendered with the same parameters, then merged over the Application (Argo CD
+            // applies it as a strategic merge patch; for the maps we patch, a merge of maps).
+            let patch = fill(patch, p);
+            if patch.contains("{{") {
+                return Err(format!("{set}: templatePatch left unrendered: {patch}"));
+            }
+            let patch: Value =
+                serde_norway::from_str(&patch).map_err(|e| format!("{set}: templatePatch: {e}"))?;
+            merge(&mut app, &patch);
+        }
+        sources(&app)?;
         app["apiVersion"] = "argoproj.io/v1alpha1".into();
         app["kind"] = "Application".into();
         app["metadata"]["namespace"] = "argocd".into();
@@ -538,14 +576,29 @@ pub fn generated_applications(set: &str, registered: &[Target]) -> Result<Value,
 
 type Params = serde_json::Map<String, Value>;
 
-/// Fills `{{ .key }}` and `{{ index .metadata.labels "key" }}` (JSON-escaped, as the template is
-/// JSON text here) from `params`.
+/// Merges `patch` into `target`: maps key by key, anything else replaced.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// Fills `{{ .key }}` (a string parameter), `{{ toJson .key }}` (any parameter, as JSON) and
+/// `{{ index .metadata.labels "key" }}` from `params`. In the JSON text of the template the
+/// string values are escaped as JSON strings; the templatePatch is YAML, where the values we
+/// fill need no escaping.
 fn fill(text: &str, params: &Params) -> String {
     let mut out = text.to_owned();
     for (key, value) in params {
         if let Some(v) = value.as_str() {
             out = out.replace(&format!("{{{{ .{key} }}}}"), v);
         }
+        out = out.replace(&format!("{{{{ toJson .{key} }}}}"), &value.to_string());
     }
     if let Some(labels) = params.get("metadata").and_then(|m| m["labels"].as_object()) {
         for (key, value) in labels {

@@ -45,10 +45,10 @@ pub fn table() -> RouteTable {
     RouteTable::load(&root().join("routes.toml")).expect("routes.toml")
 }
 
-/// An environment's release file, `knative/environments/<env>/release.yaml`: `environment` and
-/// the `revision` it runs (dev: `main`; staging and prod: a promoted commit).
+/// An environment's file, `knative/environments/<env>.yaml`: `environment`, the `revision` it
+/// runs (dev: `main`; staging and prod: a promoted commit) and its `images`.
 pub fn release_of(environment: &str) -> serde_json::Value {
-    let path = root().join(format!("knative/environments/{environment}/release.yaml"));
+    let path = root().join(format!("knative/environments/{environment}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -35,9 +35,7 @@ fn template_with(c: &Cluster, extra: &[&str]) -> String {
     let mut cmd = Command::new(root().join(".local/bin/helm"));
     cmd.args(["template", "tern", chart, "--namespace", "tern"])
         .current_dir(root());
-    for f in clusters::value_files(c.environment, c.role) {
-        cmd.args(["-f", &f]);
-    }
+    cmd.args(clusters::helm_value_args(c.environment, c.role));
     cmd.args(extra);
     let out = cmd.output().expect("helm");
     assert!(
@@ -433,32 +431,31 @@ fn each_cluster_s_argo_cd_holds_the_applications_its_application_sets_generate()
             assert_eq!(spec["project"], format!("tern-{env}"));
             assert_eq!(spec["destination"]["name"], c.name.as_str());
             assert_eq!(spec["destination"]["namespace"], "tern");
-            // The chart and its values at the revision the environment runs (its release file
-            // on main), the digests from main.
+            // The chart and its values at the revision the environment runs (its file on
+            // main), and the digests of that file through the templatePatch.
             let release = release_of(env);
-            let sources = clusters::sources(app);
-            assert_eq!(sources.len(), 2, "{app}");
-            assert_eq!(sources[0]["path"], "knative/chart/tern-functions");
+            assert_eq!(spec["source"]["path"], "knative/chart/tern-functions");
             assert_eq!(
-                sources[0]["targetRevision"], release["revision"],
+                spec["source"]["targetRevision"], release["revision"],
                 "{}",
                 c.name
             );
-            assert_eq!(sources[1]["ref"], "main");
-            assert_eq!(sources[1]["targetRevision"], "main");
+            assert_eq!(
+                spec["source"]["helm"]["valuesObject"],
+                serde_json::json!({ "images": release["images"] }),
+                "{}",
+                c.name
+            );
             // The value files Argo CD passes, of which it skips the missing ones, are the ones
-            // installed here.
+            // installed here: the environment's, then the standby's where it has one.
             let files = clusters::application_value_files(app).unwrap();
-            assert_eq!(
-                files.last().map(String::as_str),
-                Some(format!("knative/environments/{env}/images.yaml").as_str())
-            );
-            assert_eq!(
-                files,
-                clusters::value_files(c.environment, c.role),
-                "{}",
-                c.name
-            );
+            let mut expected_files = vec![format!("knative/chart/tern-functions/env/{env}.yaml")];
+            if c.role == "standby" {
+                expected_files.push(format!(
+                    "knative/chart/tern-functions/env/{env}-standby.yaml"
+                ));
+            }
+            assert_eq!(files, expected_files, "{}", c.name);
             assert_eq!(spec["syncPolicy"]["automated"]["selfHeal"], true);
 
             // The cluster's platform Application, and the children it syncs wave after wave:

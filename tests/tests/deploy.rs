@@ -10,21 +10,28 @@ use std::process::Command;
 use tern_e2e::{root, table};
 
 /// Environment and cluster combinations, with the functions chart's value files for each
-/// (relative to the chart), as `knative/argocd/apps/functions.yaml` lists them: the last is the
-/// environment's image digests, which Argo CD reads from main (control_plane.rs compares these
-/// lists with the generated Applications).
+/// (relative to the chart), as `knative/argocd/apps/functions.yaml` lists them; after them come
+/// the environment's image digests ([`images`]), as its templatePatch's `valuesObject`.
 const TARGETS: [(&str, &[&str]); 4] = [
-    ("dev", &["env/dev.yaml", DEV_IMAGES]),
-    ("staging", &["env/staging.yaml", STAGING_IMAGES]),
-    ("prod", &["env/prod.yaml", PROD_IMAGES]),
-    (
-        "prod-standby",
-        &["env/prod.yaml", "env/prod-standby.yaml", PROD_IMAGES],
-    ),
+    ("dev", &["env/dev.yaml"]),
+    ("staging", &["env/staging.yaml"]),
+    ("prod", &["env/prod.yaml"]),
+    ("prod-standby", &["env/prod.yaml", "env/prod-standby.yaml"]),
 ];
-const DEV_IMAGES: &str = "../../environments/dev/images.yaml";
-const STAGING_IMAGES: &str = "../../environments/staging/images.yaml";
-const PROD_IMAGES: &str = "../../environments/prod/images.yaml";
+
+/// A value file (absolute path) with the image digests of a target's environment, from
+/// `knative/environments/<env>.yaml`: what the ApplicationSet passes as `valuesObject`.
+fn images(target: &str) -> String {
+    let env = target.split_once('-').map_or(target, |(env, _)| env);
+    let dir = tern_e2e::scratch(&format!(
+        "images-{target}-{:?}",
+        std::thread::current().id()
+    ));
+    let file = dir.join("images.json");
+    let images = serde_json::json!({ "images": tern_e2e::release_of(env)["images"] });
+    std::fs::write(&file, images.to_string()).expect("images values");
+    file.display().to_string()
+}
 const FUNCTIONS_CHART: &str = "knative/chart/tern-functions";
 const PLATFORM_CHART: &str = "knative/platform";
 const PLATFORM_APPS_CHART: &str = "knative/argocd/platform-apps";
@@ -56,7 +63,16 @@ fn run(name: &str, args: &[&str]) -> (bool, String, String) {
 
 fn helm_template(chart: &str, values: &[&str], set: &[&str]) -> Result<String, String> {
     let mut args = vec!["template", "tern", chart, "--namespace", "tern"];
-    let files: Vec<String> = values.iter().map(|v| format!("{chart}/{v}")).collect();
+    let files: Vec<String> = values
+        .iter()
+        .map(|v| {
+            if v.starts_with('/') {
+                (*v).to_owned()
+            } else {
+                format!("{chart}/{v}")
+            }
+        })
+        .collect();
     for f in &files {
         args.extend(["-f", f.as_str()]);
     }
@@ -68,8 +84,16 @@ fn helm_template(chart: &str, values: &[&str], set: &[&str]) -> Result<String, S
 }
 
 fn functions(target: &str) -> String {
+    functions_with(target, &[]).unwrap_or_else(|e| panic!("{target}: {e}"))
+}
+
+/// The functions chart of a target with its image digests, and `--set` values.
+fn functions_with(target: &str, set: &[&str]) -> Result<String, String> {
     let (_, values) = TARGETS.iter().find(|(t, _)| *t == target).expect("target");
-    helm_template(FUNCTIONS_CHART, values, &[]).unwrap_or_else(|e| panic!("{target}: {e}"))
+    let images = images(target);
+    let mut all: Vec<&str> = values.to_vec();
+    all.push(&images);
+    helm_template(FUNCTIONS_CHART, &all, set)
 }
 
 fn platform_values(target: &str) -> Vec<&'static str> {
@@ -132,10 +156,11 @@ fn the_rendered_route_table_matches_routes_toml() {
 #[test]
 fn every_chart_lints_strictly_for_every_target() {
     for (target, values) in TARGETS {
-        let files: Vec<String> = values
+        let mut files: Vec<String> = values
             .iter()
             .map(|v| format!("{FUNCTIONS_CHART}/{v}"))
             .collect();
+        files.push(images(target));
         let mut args = vec!["lint", "--strict", FUNCTIONS_CHART];
         for f in &files {
             args.extend(["-f", f.as_str()]);
@@ -349,7 +374,7 @@ fn bad_values_fail_at_render_time_with_a_message() {
         ("environment=qa", "/environment"),
     ];
     for (set, says) in cases {
-        let err = helm_template(FUNCTIONS_CHART, &["env/dev.yaml", DEV_IMAGES], &[set])
+        let err = functions_with("dev", &[set])
             .err()
             .unwrap_or_else(|| panic!("{set} rendered"));
         assert!(err.contains(says), "{set}: {err}");
@@ -793,12 +818,7 @@ fn no_value_or_manifest_carries_a_secret() {
 /// standby's values brings the migrate Job back, so the next release's migrations run there.
 #[test]
 fn a_promoted_standby_runs_its_migrations_again() {
-    let promoted = helm_template(
-        FUNCTIONS_CHART,
-        &["env/prod.yaml", "env/prod-standby.yaml", PROD_IMAGES],
-        &["database.replica=false"],
-    )
-    .expect("render");
+    let promoted = functions_with("prod-standby", &["database.replica=false"]).expect("render");
     let jobs = of_kind(&docs(&promoted), "Job")
         .iter()
         .map(|j| j["metadata"]["name"].as_str().unwrap_or("").to_owned())
@@ -1057,12 +1077,8 @@ fn the_connection_budget_fits_the_databases_max_connections() {
         );
         eprintln!("{target}: {pools} pooled + {reserved} reserved of {chart_max}");
     }
-    let err = helm_template(
-        FUNCTIONS_CHART,
-        &["env/prod.yaml", PROD_IMAGES],
-        &["database.poolSize=8"],
-    )
-    .expect_err("prod with 8 connections per instance exceeds 400");
+    let err = functions_with("prod", &["database.poolSize=8"])
+        .expect_err("prod with 8 connections per instance exceeds 400");
     assert!(
         err.contains("connection budget is exceeded") && err.contains("infra/envs/prod"),
         "{err}"
@@ -1220,25 +1236,35 @@ fn render_env(repo: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The value files this file's TARGETS pass are the ones the ApplicationSet's generated
-/// Application lists (its sources resolved: the chart's at its revision, `$main/...` from main).
+/// The values this file's TARGETS pass are the ones the ApplicationSet's generated Application
+/// gives Helm: its value files, then its `valuesObject` (the environment file's images).
 #[test]
-fn the_targets_value_files_are_the_ones_argo_cd_passes() {
+fn the_targets_values_are_the_ones_argo_cd_passes() {
     for (target, files) in TARGETS {
         let (env, role) = target.split_once('-').unwrap_or((target, "primary"));
         let ours: Vec<String> = files
             .iter()
-            .map(|f| match f.strip_prefix("../../") {
-                Some(rest) => format!("knative/{rest}"),
-                None => format!("{FUNCTIONS_CHART}/{f}"),
-            })
+            .map(|f| format!("{FUNCTIONS_CHART}/{f}"))
             .collect();
         assert_eq!(ours, tern_e2e::clusters::value_files(env, role), "{target}");
+        let object: Value =
+            serde_json::from_str(&std::fs::read_to_string(images(target)).unwrap()).unwrap();
+        assert_eq!(
+            object,
+            tern_e2e::clusters::values_object(env, role),
+            "{target}"
+        );
+        assert!(
+            object["images"]["digests"]
+                .as_object()
+                .is_some_and(|d| d.len() >= 7),
+            "{target}: {object}"
+        );
     }
 }
 
-/// Every cluster renders at the revision its environment runs (the release file on main: the
-/// ApplicationSets' git generator), with main's image digests, and what it renders passes
+/// Every cluster renders at the revision its environment runs (its file on main: the
+/// ApplicationSets' git generator), with that file's image digests, and what it renders passes
 /// kubeconform; rendered at main, it is what the other tests here check.
 #[test]
 fn every_environment_renders_at_the_revision_promoted_to_it() {
@@ -1370,7 +1396,7 @@ fn a_change_on_main_reaches_prod_only_when_promoted() {
     );
     let digest = format!("sha256:{}", "cd".repeat(32));
     sh(&format!(
-        "scripts/set-digest knative/environments/dev/images.yaml web {digest}"
+        "scripts/set-digest knative/environments/dev.yaml web {digest}"
     ));
     sh("git add -A && git commit -qm 'a change on main'");
     let changed = |text: &str| {
@@ -1391,7 +1417,7 @@ fn a_change_on_main_reaches_prod_only_when_promoted() {
     );
     assert_eq!(render("prod"), prod_before, "prod waits for a promotion");
 
-    // dev -> staging: the revision and the digests, in one change to knative/environments/.
+    // dev -> staging: the revision and the digests, in one change to staging's file.
     let said = sh("scripts/promote dev staging");
     assert!(
         said.contains("revision: ") && said.contains("a change on main"),
@@ -1399,12 +1425,7 @@ fn a_change_on_main_reaches_prod_only_when_promoted() {
     );
     assert!(said.contains("web: ") && said.contains(&digest), "{said}");
     let touched = sh("git status --porcelain");
-    assert!(
-        touched
-            .lines()
-            .all(|l| l.contains("knative/environments/staging/")),
-        "{touched}"
-    );
+    assert_eq!(touched.trim(), "M knative/environments/staging.yaml");
     sh("git commit -qam 'staging: promote what dev runs'");
     let staging = render("staging");
     assert_eq!(

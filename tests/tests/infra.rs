@@ -270,7 +270,7 @@ fn chart_values_agree_with_the_infrastructure() {
             "region      = \"{}\"",
             values["region"].as_str().unwrap_or_default()
         )));
-        let images = yaml(&format!("knative/environments/{env}/images.yaml"));
+        let images = yaml(&format!("knative/environments/{env}.yaml"));
         assert_eq!(
             images["images"]["repository"], "europe-docker.pkg.dev/tern-ops/tern",
             "{env}: the bootstrap's registry"

@@ -194,8 +194,8 @@ fn the_digest_scripts_set_and_promote_exactly_the_digests() {
     let values = root().join("knative/environments");
     let dev = dir.join("dev.yaml");
     let staging = dir.join("staging.yaml");
-    std::fs::copy(values.join("dev/images.yaml"), &dev).unwrap();
-    std::fs::copy(values.join("staging/images.yaml"), &staging).unwrap();
+    std::fs::copy(values.join("dev.yaml"), &dev).unwrap();
+    std::fs::copy(values.join("staging.yaml"), &staging).unwrap();
     let digest = format!("sha256:{}", "ab".repeat(32));
     let run = |script: &str, args: &[&str]| {
         Command::new(root().join("scripts").join(script))
@@ -221,7 +221,7 @@ fn the_digest_scripts_set_and_promote_exactly_the_digests() {
     let staging_text = std::fs::read_to_string(&staging).unwrap();
     assert!(staging_text.contains(&format!("    web: {digest}\n")));
     // Only the digests changed: the rest of the file is as it was.
-    let before = std::fs::read_to_string(values.join("staging/images.yaml")).unwrap();
+    let before = std::fs::read_to_string(values.join("staging.yaml")).unwrap();
     let changed: Vec<(&str, &str)> = before
         .lines()
         .zip(staging_text.lines())
@@ -310,8 +310,7 @@ fn images_build_only_when_their_source_changes() {
     // What the bot's pull requests change (scripts/set-digest, scripts/promote), and the values.
     for env in ["dev", "staging", "prod"] {
         for file in [
-            format!("knative/environments/{env}/images.yaml"),
-            format!("knative/environments/{env}/release.yaml"),
+            format!("knative/environments/{env}.yaml"),
             format!("knative/chart/tern-functions/env/{env}.yaml"),
         ] {
             assert!(
@@ -372,10 +371,7 @@ fn images_build_only_when_their_source_changes() {
         "knative/chart/tern-functions/env/dev.yaml",
         "\n# a values change\n",
     );
-    append(
-        "knative/environments/dev/images.yaml",
-        "\n# a digest change\n",
-    );
+    append("knative/environments/dev.yaml", "\n# a digest change\n");
     git(&["commit", "-qam", "docs and values"]);
     assert_eq!(source_hashes(&repo), before, "same source, same hashes");
     append("functions/orders-get/src/main.rs", "\n// a change\n");
@@ -565,8 +561,24 @@ fn promotion_moves_the_revision_and_the_digests_in_one_pull_request() {
         run.contains("-- knative/environments"),
         "commits only the environments' files: {run}"
     );
-    assert!(run.contains("scripts/render-env \"$to\" > before.yaml"));
-    assert!(run.contains("scripts/render-env \"$to\" > after.yaml"));
+    assert!(run.contains("scripts/render-env \"$to\" --cluster \"$c\" > \"before-$c.yaml\""));
+    assert!(run.contains("scripts/render-env \"$to\" --cluster \"$c\" > \"after-$c.yaml\""));
+    assert!(
+        run.contains("git diff --quiet -- knative/environments"),
+        "{run}"
+    );
+    let step = steps
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("gh pr create"))
+        })
+        .unwrap();
+    assert_eq!(
+        step["shell"], "bash",
+        "pipefail: a failed promotion must stop the step"
+    );
     assert!(
         steps.iter().any(|s| s["run"] == "scripts/tools helm"),
         "Helm from its pinned module"
@@ -598,8 +610,9 @@ fn promotion_moves_the_revision_and_the_digests_in_one_pull_request() {
     );
 }
 
-/// CODEOWNERS names only paths that exist, and gives prod's promotions and values to the prod
-/// approvers (docs/delivery.md).
+/// CODEOWNERS names only paths that exist, and gives prod's promotions and values, and the Argo
+/// CD configuration every environment follows from main, to the prod approvers
+/// (docs/delivery.md). The last matching line wins, so no later line may take them back.
 #[test]
 fn codeowners_cover_prods_promotions_and_values() {
     let text = std::fs::read_to_string(root().join(".github/CODEOWNERS")).expect("CODEOWNERS");
@@ -623,10 +636,17 @@ fn codeowners_cover_prods_promotions_and_values() {
         }
         if owners.contains(&"@tern-platform/prod-approvers") {
             prod.push(path.to_owned());
+        } else {
+            // A later line for a prod path (or a parent of one) would take it back.
+            assert!(
+                !prod.iter().any(|p| p.starts_with(path) || path == "*"),
+                "{line} overrides the prod approvers"
+            );
         }
     }
     for path in [
-        "/knative/environments/prod/",
+        "/knative/environments/prod.yaml",
+        "/knative/argocd/",
         "/knative/chart/tern-functions/env/prod.yaml",
         "/knative/chart/tern-functions/env/prod-standby.yaml",
         "/knative/platform/env/prod.yaml",
