@@ -42,14 +42,13 @@ locals {
     }]...),
   )
 
-  accessors = merge(
-    { for f in local.functions : "${var.database_password_secret}/${f.name}" => {
-      secret = var.database_password_secret, member = module.identity.members[f.name]
-    } if f.database },
-    merge([for f in local.functions : {
-      for s in f.secrets : "${local.secret_id[s]}/${f.name}" => { secret = local.secret_id[s], member = module.identity.members[f.name] }
-    }]...),
-  )
+  accessors = merge([for f in local.functions : {
+    for s in f.secrets : "${local.secret_id[s]}/${f.name}" => { secret = local.secret_id[s], member = module.identity.members[f.name] }
+  }]...)
+
+  # The functions that reach the database, which log in as themselves (IAM database
+  # authentication; the migrate job is one of them).
+  database_functions = [for f in local.functions : f.name if f.database]
   labels = {
     app         = "tern"
     environment = var.environment
@@ -117,13 +116,12 @@ module "identity" {
 }
 
 module "secrets" {
-  source                   = "../modules/secrets"
-  project_id               = var.project_id
-  locations                = local.regions
-  database_password_secret = var.database_password_secret
-  secrets                  = { for s, id in local.secret_id : id => { generate = contains(var.generated_secrets, s) } }
-  accessors                = local.accessors
-  depends_on               = [module.services]
+  source     = "../modules/secrets"
+  project_id = var.project_id
+  locations  = local.regions
+  secrets    = values(local.secret_id)
+  accessors  = local.accessors
+  depends_on = [module.services]
 }
 
 # Where the writable instance is: the primary region, or the standby's between a failover and the
@@ -152,7 +150,7 @@ module "cloudsql" {
   disk_size_gb                = var.database.disk_size_gb
   backup_retention_count      = var.database.backup_retention_count
   max_connections             = var.database.max_connections
-  user_password               = module.secrets.database_password
+  iam_service_accounts        = [for f in local.database_functions : module.identity.functions[f]]
   replica_region              = local.database_replica_region
   replica_name                = local.database.replica
   deletion_protection         = var.deletion_protection

@@ -60,9 +60,14 @@ output "private_services_range" {
   value       = module.network.private_services_cidr
 }
 
-output "database_password_secret" {
-  description = "Chart database.passwordSecret."
-  value       = module.secrets.database_password_secret
+output "database_users" {
+  description = "function -> its IAM database user (what it logs in as; the chart renders the same from its service account)."
+  value       = { for f in local.database_functions : f => trimsuffix(module.identity.functions[f], ".gserviceaccount.com") }
+}
+
+output "generated_secrets" {
+  description = "Secret Manager ids whose value scripts/secret-init generates (the others an operator provides)."
+  value       = sort([for s in var.generated_secrets : local.secret_id[s] if contains(keys(local.secret_id), s)])
 }
 
 output "gateway" {
@@ -96,10 +101,11 @@ output "dns_targets" {
 }
 
 output "function_grants" {
-  description = "function -> every role it holds, as role:resource (secrets it reads, topics it publishes to)."
+  description = "function -> every role it holds, as role:resource (secrets it reads, topics it publishes to, the database it logs in to)."
   value = {
     for f in local.functions : f.name => sort(concat(
       [for k, v in local.accessors : "secretAccessor:${v.secret}" if endswith(k, "/${f.name}")],
+      [for d in local.database_functions : "cloudsqlInstanceUser:${var.project_id}" if d == f.name],
       [for k, v in local.publishers : "publisher:${v.topic}" if endswith(k, "/${f.name}")],
     ))
   }

@@ -114,15 +114,9 @@ variable "database" {
 }
 
 variable "generated_secrets" {
-  description = "Route-table secrets whose value is generated (random) rather than provided by an operator."
+  description = "Route-table secrets whose value scripts/secret-init generates (random) rather than an operator provides; OpenTofu creates every secret without a value."
   type        = list(string)
   default     = ["WEB_CSRF_SECRET"]
-}
-
-variable "database_password_secret" {
-  description = "Secret Manager id of the database password (the chart's database.passwordSecret)."
-  type        = string
-  default     = "tern-db-password"
 }
 
 variable "external_publishers" {

@@ -362,10 +362,8 @@ fn bad_values_fail_at_render_time_with_a_message() {
     let cases = [
         ("database.sslMode=disable", "/database/sslMode"),
         ("images.digests.web=latest", "/images/digests/web"),
-        (
-            "database.passwordSecret=hunter2 pw",
-            "/database/passwordSecret",
-        ),
+        // No password setting exists any more: the functions log in with IAM.
+        ("database.password=hunter2", "database"),
         ("hosts=null", "hosts"),
         ("defaults.timeoutSeconds=15", "below its timeoutSeconds"),
         // 30 s of queue-proxy drain + 0 + 20 = 50: a 50 s timeout leaves no room.
@@ -1447,4 +1445,57 @@ fn a_change_on_main_reaches_prod_only_when_promoted() {
     // The way back: revert the promotion.
     sh("git revert --no-edit HEAD >/dev/null");
     assert_eq!(render("prod"), prod_before, "the revert puts prod back");
+}
+
+/// Issue 16, point 6: no database password exists. Every container that reaches the database
+/// logs in as its own Google service account (the user Cloud SQL makes of it:
+/// `fn-<name>@<project>.iam`, the account the pod's Workload Identity annotation names) with a
+/// token (`DB_AUTH=iam`), over TLS, and no container carries a password setting of any form.
+#[test]
+fn every_function_logs_in_to_the_database_as_itself_with_no_password() {
+    for (target, _) in TARGETS {
+        let env = target.split_once('-').map_or(target, |(env, _)| env);
+        let project = tern_e2e::release_of(env)["environment"]
+            .as_str()
+            .map(|e| format!("tern-{e}"))
+            .unwrap();
+        let docs = docs(&functions(target));
+        let mut with_db = 0;
+        for (who, c) in containers(&docs) {
+            let vars = env_of(c);
+            assert!(
+                !vars.keys().any(|k| k.starts_with("DB_PASSWORD")),
+                "{target} {who}: {vars:?}"
+            );
+            if !vars.contains_key("DB_HOST") {
+                continue;
+            }
+            with_db += 1;
+            // "<kind> <name>": the Service or Job is named after its function.
+            let name = who.split_once(' ').map_or("", |(_, n)| n);
+            assert_eq!(vars["DB_AUTH"], "iam", "{target} {who}");
+            assert_eq!(
+                vars["DB_USER"],
+                format!("fn-{name}@{project}.iam"),
+                "{target} {who}"
+            );
+            assert!(vars["DB_SSLMODE"].starts_with("verify-"), "{target} {who}");
+        }
+        assert!(
+            with_db >= 4,
+            "{target}: {with_db} containers with a database"
+        );
+        // ... and the account each pod runs as is that user's service account.
+        for sa in of_kind(&docs, "ServiceAccount") {
+            let name = sa["metadata"]["name"].as_str().unwrap();
+            let gsa = sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+                .as_str()
+                .unwrap();
+            assert_eq!(
+                gsa,
+                format!("{}@{project}.iam.gserviceaccount.com", name),
+                "{target}"
+            );
+        }
+    }
 }

@@ -71,6 +71,7 @@ fn every_script_answers_help() {
         "replay-dead-letters",
         "failover",
         "failback",
+        "secret-init",
     ] {
         let (code, out, _) = script(name, &["--help"]);
         assert_eq!(code, 0, "{name} --help");
@@ -244,6 +245,11 @@ fn bad_arguments_are_refused_with_a_message() {
         ("autosync", vec!["stop"], "suspend, resume or status"),
         ("autosync", vec!["suspend"], "suspend needs --reason"),
         ("pin-scale", vec!["web", "many"], "MIN must be a number"),
+        (
+            "secret-init",
+            vec!["Web_Csrf"],
+            "SECRET_ID must be a Secret Manager id",
+        ),
         ("canary", vec!["start", "web", "latest"], "sha256"),
         ("canary", vec!["shift", "web", "150"], "PERCENT"),
         (
@@ -538,4 +544,77 @@ esac
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("expected \"NEVER\tSTOPPED\""), "{err}");
     assert!(!calls.contains("tofu"), "went on past the fence: {calls}");
+}
+
+/// scripts/secret-init with --execute, against a stand-in for gcloud's two secrets commands
+/// (Google's CLI cannot run here): the value goes on stdin only, never in an argument; it is 48
+/// random characters; a second run leaves a secret that has a value as it is.
+#[test]
+fn secret_init_adds_one_random_value_on_stdin_and_never_twice() {
+    let dir = tern_e2e::scratch("secret-init");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let store = dir.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let gcloud = bin.join("gcloud");
+    std::fs::write(
+        &gcloud,
+        format!(
+            r#"#!/usr/bin/env bash
+# gcloud secrets versions list|add SECRET --project=P ...: versions are files under {store}.
+set -euo pipefail
+echo "$*" >> {store}/argv
+[[ "$1 $2" == "secrets versions" ]] || exit 3
+case "$3" in
+  list) (ls {store}/"$4".* 2>/dev/null || true) | head -1 | sed 's/.*[.]//' ;;
+  add) n=$( (ls {store}/"$4".* 2>/dev/null || true) | wc -l); cat > {store}/"$4".$((n + 1)) ;;
+  *) exit 3 ;;
+esac
+"#,
+            store = store.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&gcloud)
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let run = || {
+        let out = Command::new(root().join("scripts/secret-init"))
+            .args(["web-csrf-secret", "--env", "prod", "--execute"])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run();
+    let value = std::fs::read_to_string(store.join("web-csrf-secret.1")).expect("a first version");
+    assert_eq!(value.len(), 48, "{value:?}");
+    assert!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    );
+    let second = run();
+    assert!(
+        second.contains("has a value (version 1): left as it is"),
+        "{second}"
+    );
+    assert!(
+        !store.join("web-csrf-secret.2").exists(),
+        "a re-run adds no version"
+    );
+    let argv = std::fs::read_to_string(store.join("argv")).unwrap();
+    assert!(!argv.contains(&value), "the value reached a command line");
+    assert!(
+        argv.lines().all(|l| l.contains("--project=tern-prod")),
+        "{argv}"
+    );
 }

@@ -5,10 +5,6 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.14"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.4"
-    }
   }
   # The bucket and this environment's own prefix: backend.hcl
   # (tofu init -backend-config=backend.hcl).

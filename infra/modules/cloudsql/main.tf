@@ -1,5 +1,5 @@
 resource "google_sql_database_instance" "primary" {
-  # checkov:skip=CKV_GCP_6:TLS is required for every connection (ssl_mode ENCRYPTED_ONLY) and clients verify the server CA; client certificates (the only mode this check accepts) would need a key per function, while identity is the Secret Manager password over a private IP.
+  # checkov:skip=CKV_GCP_6:TLS is required for every connection (ssl_mode ENCRYPTED_ONLY) and clients verify the server CA; client certificates (the only mode this check accepts) would need a key per function, while identity is IAM database authentication (a short-lived token per workload identity) over a private IP.
   project             = var.project_id
   name                = var.name
   region              = var.region
@@ -105,6 +105,12 @@ resource "google_sql_database_instance" "primary" {
       name  = "pgaudit.log"
       value = "role,ddl"
     }
+    # IAM database authentication: the functions log in as their own service accounts with a
+    # short-lived token; no database password exists (docs/decisions/0027).
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
+    }
 
     user_labels = {
       app = "tern"
@@ -126,16 +132,31 @@ resource "google_sql_database" "app" {
   name     = var.database_name
 }
 
-resource "google_sql_user" "app" {
+# One IAM database user per service account that connects (each function with a database and
+# the migrate job): Cloud SQL names it by the email without ".gserviceaccount.com" and makes it a
+# member of cloudsqliamserviceaccount, which the migrate job grants (migrations/0006). Users
+# replicate to the replica with the rest of the instance.
+resource "google_sql_user" "iam" {
+  for_each = toset(var.iam_service_accounts)
+
   project  = var.project_id
   instance = google_sql_database_instance.primary.name
-  name     = var.user_name
-  password = var.user_password
+  name     = trimsuffix(each.value, ".gserviceaccount.com")
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# Logging in with a token needs cloudsql.instances.login.
+resource "google_project_iam_member" "instance_user" {
+  for_each = toset(var.iam_service_accounts)
+
+  project = var.project_id
+  role    = "roles/cloudsql.instanceUser"
+  member  = "serviceAccount:${each.value}"
 }
 
 # The standby region's copy: asynchronous, read-only until promoted by the failover runbook.
 resource "google_sql_database_instance" "replica" {
-  # checkov:skip=CKV_GCP_6:As the primary: TLS required (ENCRYPTED_ONLY), server CA verified, password identity; no client certificates.
+  # checkov:skip=CKV_GCP_6:As the primary: TLS required (ENCRYPTED_ONLY), server CA verified, IAM database authentication; no client certificates.
   count = var.replica_region == null ? 0 : 1
 
   project              = var.project_id
@@ -227,6 +248,12 @@ resource "google_sql_database_instance" "replica" {
     database_flags {
       name  = "pgaudit.log"
       value = "role,ddl"
+    }
+    # IAM database authentication: the functions log in as their own service accounts with a
+    # short-lived token; no database password exists (docs/decisions/0027).
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
     }
 
     user_labels = {

@@ -105,16 +105,14 @@ variable "database_name" {
   default     = "tern"
 }
 
-variable "user_name" {
-  description = "The application's database user."
-  type        = string
-  default     = "tern"
-}
-
-variable "user_password" {
-  description = "The application user's password (from the secrets module; never in tfvars)."
-  type        = string
-  sensitive   = true
+variable "iam_service_accounts" {
+  description = "Emails of the service accounts that log in to the database with IAM database authentication (each function with a database, and the migrate job). No password user exists."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for e in var.iam_service_accounts : endswith(e, ".iam.gserviceaccount.com")])
+    error_message = "iam_service_accounts must be service-account emails (NAME@PROJECT.iam.gserviceaccount.com)."
+  }
 }
 
 variable "replica_region" {

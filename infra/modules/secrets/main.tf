@@ -1,37 +1,13 @@
-# The database password: generated here, stored only in Secret Manager (and in the state, which
-# lives in a bucket only the environment's CI identity can read).
-resource "random_password" "database" {
-  length           = 40
-  special          = true
-  override_special = "-_.~"
-  min_lower        = 4
-  min_upper        = 4
-  min_numeric      = 4
-}
-
-resource "random_password" "generated" {
-  for_each = { for id, s in var.secrets : id => s if s.generate }
-
-  length  = 48
-  special = false
-}
-
-locals {
-  all = merge(
-    { (var.database_password_secret) = { generate = true } },
-    var.secrets,
-  )
-  values = merge(
-    { (var.database_password_secret) = random_password.database.result },
-    { for id, p in random_password.generated : id => p.result },
-  )
-}
-
+# The route table's secrets, as Secret Manager secrets with no value: OpenTofu holds no secret,
+# so none is in its state (docs/decisions/0027). An operator adds each value outside it:
+# scripts/secret-init for the generated ones (a random key, e.g. the CSRF key), or
+# `gcloud secrets versions add` for the provided ones (infra/README.md). The database has no
+# password at all (IAM database authentication, infra/modules/cloudsql).
 resource "google_secret_manager_secret" "this" {
-  for_each = local.all
+  for_each = toset(var.secrets)
 
   project   = var.project_id
-  secret_id = each.key
+  secret_id = each.value
 
   replication {
     user_managed {
@@ -47,13 +23,6 @@ resource "google_secret_manager_secret" "this" {
   labels = {
     app = "tern"
   }
-}
-
-resource "google_secret_manager_secret_version" "generated" {
-  for_each = nonsensitive(toset(keys(local.values)))
-
-  secret      = google_secret_manager_secret.this[each.value].id
-  secret_data = local.values[each.value]
 }
 
 resource "google_secret_manager_secret_iam_member" "accessor" {

@@ -12,25 +12,16 @@ variable "locations" {
   }
 }
 
-variable "database_password_secret" {
-  description = "Secret id of the generated database password."
-  type        = string
-  default     = "tern-db-password"
-}
-
 variable "secrets" {
   description = <<-EOT
     Application secrets by Secret Manager id (the route table's secret settings, lowercased with
-    dashes: WEB_CSRF_SECRET -> web-csrf-secret). generate = true stores a random 48-character
-    value; otherwise the secret is created empty and an operator adds a version
-    (infra/README.md).
+    dashes: WEB_CSRF_SECRET -> web-csrf-secret). Each is created without a value; an operator
+    adds it (scripts/secret-init, or gcloud secrets versions add; infra/README.md).
   EOT
-  type = map(object({
-    generate = bool
-  }))
-  default = {}
+  type        = list(string)
+  default     = []
   validation {
-    condition     = alltrue([for id in keys(var.secrets) : can(regex("^[a-z][a-z0-9-]{0,254}$", id))])
+    condition     = alltrue([for id in var.secrets : can(regex("^[a-z][a-z0-9-]{0,254}$", id))])
     error_message = "Secret ids must be lowercase letters, digits and dashes."
   }
 }

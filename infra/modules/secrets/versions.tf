@@ -5,9 +5,5 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.14"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.4"
-    }
   }
 }

@@ -58,6 +58,21 @@ resource "google_storage_bucket_iam_member" "prefix_reader" {
   }
 }
 
+# A plan takes the state lock as an apply does: OpenTofu's gcs backend creates
+# <prefix>/default.tflock and deletes it afterwards. The plan identities may create and delete
+# that one object and nothing else, so a plan can lock but never write the state.
+resource "google_storage_bucket_iam_member" "prefix_locker" {
+  for_each = var.prefix_readers
+
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = each.value.member
+  condition {
+    title      = "lock-${replace(each.value.prefix, "/", "-")}"
+    expression = "resource.name == \"projects/_/buckets/${var.name}/objects/${each.value.prefix}/default.tflock\""
+  }
+}
+
 # Listing objects is needed to find the state; it reveals names, not contents.
 resource "google_storage_bucket_iam_member" "list" {
   for_each = merge(var.prefix_admins, var.prefix_readers)

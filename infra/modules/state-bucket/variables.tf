@@ -28,7 +28,7 @@ variable "prefix_admins" {
 }
 
 variable "prefix_readers" {
-  description = "label -> {prefix, member} that may only read it (plan identities)."
+  description = "label -> {prefix, member} that may read it and take its lock, never write the state (plan identities)."
   type = map(object({
     prefix = string
     member = string

@@ -29,11 +29,37 @@ impl tern::Setting for SslMode {
     }
 }
 
+/// How the pool authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbAuth {
+    /// `DB_PASSWORD` (its file or Secret Manager forms), or the URL's password (local runs).
+    Password,
+    /// Cloud SQL IAM database authentication: the workload identity's access token as the
+    /// password of each new connection (`iam.rs`).
+    Iam,
+}
+
+impl tern::Setting for DbAuth {
+    const EXPECTED: &'static str = "password or iam";
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "password" => Ok(Self::Password),
+            "iam" => Ok(Self::Iam),
+            other => Err(format!("expected {}, got {other:?}", Self::EXPECTED)),
+        }
+    }
+}
+
 /// Everything the pool needs. Variables and defaults are in the README's configuration table.
 #[derive(Clone)]
 pub struct DbConfig {
     /// Where and as whom to connect.
     pub pg: tokio_postgres::Config,
+    /// `DB_AUTH` (default `password`).
+    pub auth: DbAuth,
+    /// `GCE_METADATA_HOST` (with `DB_AUTH=iam`): the metadata server to ask for tokens, as
+    /// `host:port`; unset, GKE's.
+    pub metadata_host: Option<String>,
     /// `DB_SSLMODE` (default `disable`).
     pub ssl_mode: SslMode,
     /// `DB_SSL_ROOT_CERT`: PEM file of the CA that signed the server certificate.
@@ -58,6 +84,7 @@ impl std::fmt::Debug for DbConfig {
             .field("hosts", &self.pg.get_hosts())
             .field("dbname", &self.pg.get_dbname())
             .field("user", &self.pg.get_user())
+            .field("auth", &self.auth)
             .field("ssl_mode", &self.ssl_mode)
             .field("pool_size", &self.pool_size)
             .finish()
@@ -68,7 +95,21 @@ impl DbConfig {
     /// Reads `DATABASE_URL`, or `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER` and the secret
     /// `DB_PASSWORD` (`DB_PASSWORD_FILE`, `DB_PASSWORD_SECRET`), plus the pool settings.
     pub async fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let password = tern::secrets::resolve(env, "DB_PASSWORD").await?;
+        let auth = env.or("DB_AUTH", DbAuth::Password)?;
+        let password = match auth {
+            DbAuth::Password => tern::secrets::resolve(env, "DB_PASSWORD").await?,
+            DbAuth::Iam => {
+                for var in ["DB_PASSWORD", "DB_PASSWORD_FILE", "DB_PASSWORD_SECRET"] {
+                    if env.raw(var).is_some() {
+                        return Err(ConfigError::new(
+                            var,
+                            "must not be set with DB_AUTH=iam: the password is the identity's access token",
+                        ));
+                    }
+                }
+                None
+            }
+        };
         let mut pg = match (env.raw("DATABASE_URL"), env.raw("DB_HOST")) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::new(
@@ -100,6 +141,12 @@ impl DbConfig {
         if pg.get_user().is_none() {
             return Err(ConfigError::new("DATABASE_URL", "names no user"));
         }
+        if auth == DbAuth::Iam && pg.get_password().is_some() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must carry no password with DB_AUTH=iam: the password is the identity's access token",
+            ));
+        }
         let connect_timeout = env.or("DB_CONNECT_TIMEOUT", Duration::from_secs(3))?;
         pg.connect_timeout(connect_timeout);
         pg.application_name(tern::platform::binary_name());
@@ -116,6 +163,14 @@ impl DbConfig {
             return Err(ConfigError::new(
                 "DB_SSL_ROOT_CERT",
                 "is required with DB_SSLMODE=verify-ca (the server CA certificate, PEM)",
+            ));
+        }
+        // A token is a bearer credential: it crosses the network only inside TLS. Loopback and
+        // Unix sockets (the Cloud SQL Auth Proxy, a local test) carry it in the clear.
+        if auth == DbAuth::Iam && ssl_mode == SslMode::Disable && !local_only(&pg) {
+            return Err(ConfigError::new(
+                "DB_SSLMODE",
+                "must be verify-ca or verify-full with DB_AUTH=iam to a host that is not on loopback",
             ));
         }
         let pool_size: usize = env.or("DB_POOL_SIZE", 8)?;
@@ -142,6 +197,8 @@ impl DbConfig {
         }
         Ok(Self {
             pg,
+            auth,
+            metadata_host: env.optional("GCE_METADATA_HOST")?,
             ssl_mode,
             ssl_root_cert,
             pool_size,
@@ -153,9 +210,69 @@ impl DbConfig {
     }
 }
 
+/// Whether every host is a Unix socket or a loopback address.
+fn local_only(pg: &tokio_postgres::Config) -> bool {
+    use tokio_postgres::config::Host;
+    pg.get_hosts().iter().all(|h| match h {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn iam_auth_takes_no_password_and_needs_tls_off_loopback() {
+        let c = cfg(&[
+            ("DB_AUTH", "iam"),
+            ("DATABASE_URL", "postgres://fn-web%40p.iam@127.0.0.1/tern"),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(c.auth, DbAuth::Iam);
+        assert_eq!(c.pg.get_user(), Some("fn-web@p.iam"));
+        assert_eq!(c.pg.get_password(), None);
+        let remote = [
+            ("DB_AUTH", "iam"),
+            ("DB_HOST", "10.30.32.3"),
+            ("DB_NAME", "tern"),
+            ("DB_USER", "fn-web@p.iam"),
+        ];
+        assert_eq!(cfg(&remote).await.unwrap_err().var, "DB_SSLMODE");
+        let mut tls = remote.to_vec();
+        tls.extend([("DB_SSLMODE", "verify-full")]);
+        assert!(cfg(&tls).await.is_ok());
+        for var in ["DB_PASSWORD", "DB_PASSWORD_FILE", "DB_PASSWORD_SECRET"] {
+            let mut with = tls.clone();
+            with.push((var, "x"));
+            let err = cfg(&with).await.unwrap_err();
+            assert_eq!(err.var, var);
+        }
+        let err = cfg(&[
+            ("DB_AUTH", "iam"),
+            ("DATABASE_URL", "postgres://u:pw@127.0.0.1/d"),
+        ])
+        .await
+        .unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert_eq!(
+            cfg(&[
+                ("DB_AUTH", "kerberos"),
+                ("DATABASE_URL", "postgres://u@h/d")
+            ])
+            .await
+            .unwrap_err()
+            .var,
+            "DB_AUTH"
+        );
+    }
 
     async fn cfg(pairs: &[(&str, &str)]) -> Result<DbConfig, ConfigError> {
         DbConfig::from_env(&Env::from_pairs(pairs.iter().copied())).await

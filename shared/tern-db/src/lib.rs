@@ -22,12 +22,13 @@
 //! `DB_CONNECT_TIMEOUT`; broken connections are dropped and replaced when the database returns.
 
 pub mod config;
+mod iam;
 mod metrics;
 pub mod migrate;
 mod stall;
 mod tls;
 
-pub use config::{DbConfig, SslMode};
+pub use config::{DbAuth, DbConfig, SslMode};
 pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use migrate::{Migration, Migrator};
 pub use tokio_postgres;
@@ -110,12 +111,19 @@ impl Db {
         // Every connection is made over a socket that gives up on a server that stopped
         // answering (`stall.rs`).
         let stall = cfg.stall_timeout;
+        let iam = match cfg.auth {
+            config::DbAuth::Password => None,
+            config::DbAuth::Iam => {
+                Some(iam::IamToken::new(cfg.metadata_host.as_deref()).map_err(StartError::failed)?)
+            }
+        };
         let manager = match tls::client_config(cfg)? {
             None => Manager::from_connect(
                 cfg.pg.clone(),
                 stall::WatchedConnect {
                     tls: tokio_postgres::NoTls,
                     stall,
+                    iam,
                 },
                 mgr_cfg,
             ),
@@ -124,6 +132,7 @@ impl Db {
                 stall::WatchedConnect {
                     tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls),
                     stall,
+                    iam,
                 },
                 mgr_cfg,
             ),

@@ -31,6 +31,8 @@ pub(crate) struct WatchedConnect<T> {
     pub(crate) tls: T,
     /// `None`: never time out (the migrate job, which waits on a lock for as long as it takes).
     pub(crate) stall: Option<Duration>,
+    /// `DB_AUTH=iam`: each connection's password is the identity's current access token.
+    pub(crate) iam: Option<crate::iam::IamToken>,
 }
 
 impl<T> Connect for WatchedConnect<T>
@@ -44,10 +46,19 @@ where
         &self,
         pg: &Config,
     ) -> BoxFuture<'_, Result<(Client, tokio::task::JoinHandle<()>), Error>> {
-        let pg = pg.clone();
+        let mut pg = pg.clone();
         let mut tls = self.tls.clone();
         let stall = self.stall;
+        let iam = self.iam.clone();
         Box::pin(async move {
+            if let Some(iam) = iam {
+                match iam.current().await {
+                    Ok(token) => {
+                        pg.password(token);
+                    }
+                    Err(e) => return failed(&pg, io::Error::other(e)).await,
+                }
+            }
             let ports = pg.get_ports();
             let mut last = None;
             for (i, host) in pg.get_hosts().iter().enumerate() {

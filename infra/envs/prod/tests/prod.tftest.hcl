@@ -29,7 +29,6 @@ mock_provider "google" {
     }
   }
 }
-mock_provider "random" {}
 
 run "prod_has_a_standby_region" {
   command = plan
@@ -123,24 +122,24 @@ run "data_is_protected_and_identities_hold_only_their_roles" {
     error_message = "deletion protection on the database, the replica and both clusters"
   }
   assert {
-    condition     = module.tern.function_grants["orders-get"] == tolist(["secretAccessor:tern-db-password"])
-    error_message = "orders-get only reads the database password"
+    condition     = module.tern.function_grants["orders-get"] == tolist(["cloudsqlInstanceUser:tern-prod"])
+    error_message = "orders-get only logs in to the database, as itself; it reads no secret"
   }
   assert {
-    condition     = module.tern.function_grants["orders-list"] == tolist(["secretAccessor:orders-api-key-hashes", "secretAccessor:tern-db-password"])
-    error_message = "orders-list reads its API key hashes and the database password"
+    condition     = module.tern.function_grants["orders-list"] == tolist(["cloudsqlInstanceUser:tern-prod", "secretAccessor:orders-api-key-hashes"])
+    error_message = "orders-list logs in to the database and reads its API key hashes"
   }
   assert {
-    condition     = module.tern.function_grants["web"] == tolist(["publisher:orders", "secretAccessor:tern-db-password", "secretAccessor:web-csrf-secret"])
-    error_message = "web publishes orders, reads its CSRF secret and the database password"
+    condition     = module.tern.function_grants["web"] == tolist(["cloudsqlInstanceUser:tern-prod", "publisher:orders", "secretAccessor:web-csrf-secret"])
+    error_message = "web logs in to the database, publishes orders and reads its CSRF secret"
   }
   assert {
-    condition     = module.tern.function_grants["payments-events"] == tolist(["publisher:orders", "secretAccessor:tern-db-password"])
-    error_message = "payments-events publishes orders and reads the database password, nothing on payments"
+    condition     = module.tern.function_grants["payments-events"] == tolist(["cloudsqlInstanceUser:tern-prod", "publisher:orders"])
+    error_message = "payments-events logs in to the database and publishes orders, nothing on payments"
   }
   assert {
-    condition     = module.tern.function_grants["migrate"] == tolist(["secretAccessor:tern-db-password"])
-    error_message = "migrate only reads the database password"
+    condition     = module.tern.function_grants["migrate"] == tolist(["cloudsqlInstanceUser:tern-prod"])
+    error_message = "migrate only logs in to the database"
   }
 }
 

@@ -29,7 +29,6 @@ mock_provider "google" {
     }
   }
 }
-mock_provider "random" {}
 
 run "staging_has_no_standby_region" {
   command = plan
@@ -60,7 +59,7 @@ run "data_is_protected_and_events_are_wired" {
     error_message = "the route table's subscription, pushed to staging's host"
   }
   assert {
-    condition     = module.tern.function_grants["orders-get"] == tolist(["secretAccessor:tern-db-password"])
-    error_message = "orders-get only reads the database password"
+    condition     = module.tern.function_grants["orders-get"] == tolist(["cloudsqlInstanceUser:tern-staging"])
+    error_message = "orders-get only logs in to the database, as itself; it reads no secret"
   }
 }

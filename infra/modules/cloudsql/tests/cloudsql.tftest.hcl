@@ -13,7 +13,10 @@ variables {
   region                      = "europe-west1"
   network_id                  = "projects/tern-test/global/networks/tern-test"
   private_services_connection = "connection"
-  user_password               = "not-a-real-password"
+  iam_service_accounts = [
+    "fn-orders-get@tern-test.iam.gserviceaccount.com",
+    "fn-migrate@tern-test.iam.gserviceaccount.com",
+  ]
 }
 
 run "private_ip_only_tls_ha_backups_pitr_and_protected" {
@@ -78,4 +81,37 @@ run "short_backup_retention_is_refused" {
     backup_retention_count = 3
   }
   expect_failures = [var.backup_retention_count]
+}
+
+run "functions_log_in_with_iam_and_no_password_user_exists" {
+  command = plan
+  variables {
+    replica_region = "europe-west4"
+  }
+
+  assert {
+    condition = length(google_sql_database_instance.replica) == 1 && alltrue([for i in concat([google_sql_database_instance.primary], google_sql_database_instance.replica) :
+    contains([for d in i.settings[0].database_flags : d.name if d.value == "on"], "cloudsql.iam_authentication")])
+    error_message = "IAM database authentication on the primary and the replica (which becomes the primary)"
+  }
+  assert {
+    condition     = toset([for u in google_sql_user.iam : u.name]) == toset(["fn-orders-get@tern-test.iam", "fn-migrate@tern-test.iam"])
+    error_message = "one IAM user per service account, named as Cloud SQL names them"
+  }
+  assert {
+    condition     = alltrue([for u in google_sql_user.iam : u.type == "CLOUD_IAM_SERVICE_ACCOUNT" && u.password == null])
+    error_message = "IAM service-account users, with no password"
+  }
+  assert {
+    condition     = toset([for m in google_project_iam_member.instance_user : "${m.role} ${m.member}"]) == toset(["roles/cloudsql.instanceUser serviceAccount:fn-orders-get@tern-test.iam.gserviceaccount.com", "roles/cloudsql.instanceUser serviceAccount:fn-migrate@tern-test.iam.gserviceaccount.com"])
+    error_message = "each may log in (cloudsql.instances.login), nothing more"
+  }
+}
+
+run "a_user_email_must_be_a_service_account" {
+  command = plan
+  variables {
+    iam_service_accounts = ["someone@example.com"]
+  }
+  expect_failures = [var.iam_service_accounts]
 }

@@ -24,6 +24,11 @@ run "versioned_private_and_prefix_scoped" {
   }
   assert {
     condition     = google_storage_bucket_iam_member.prefix_reader["plan-dev"].role == "roles/storage.objectViewer"
-    error_message = "plan identities only read"
+    error_message = "plan identities read the state"
+  }
+  assert {
+    condition = (google_storage_bucket_iam_member.prefix_locker["plan-dev"].role == "roles/storage.objectUser" &&
+    google_storage_bucket_iam_member.prefix_locker["plan-dev"].condition[0].expression == "resource.name == \"projects/_/buckets/tern-tfstate/objects/envs/dev/default.tflock\"")
+    error_message = "plan identities may create and delete their environment's lock object, and no other object"
   }
 }

@@ -63,23 +63,27 @@ over HTTPS (the web form's CSRF check accepts posts from these only). */}}
   value: {{ .Values.defaults.logLevel | quote }}
 {{- end -}}
 
+{{/* A function's database settings (dict "root" $ "name" <function>): it logs in as its own
+     Google service account, the IAM database user Cloud SQL names by the account's email
+     without ".gserviceaccount.com", with its access token as the password (DB_AUTH=iam). */}}
 {{- define "tern.dbEnv" -}}
+{{- $v := .root.Values -}}
 - name: DB_HOST
-  value: {{ required "database.host is required" .Values.database.host | quote }}
+  value: {{ required "database.host is required" $v.database.host | quote }}
 - name: DB_PORT
-  value: {{ .Values.database.port | quote }}
+  value: {{ $v.database.port | quote }}
 - name: DB_NAME
-  value: {{ .Values.database.name | quote }}
+  value: {{ $v.database.name | quote }}
+- name: DB_AUTH
+  value: iam
 - name: DB_USER
-  value: {{ .Values.database.user | quote }}
-- name: DB_PASSWORD_SECRET
-  value: {{ printf "projects/%s/secrets/%s/versions/latest" .Values.gcp.project .Values.database.passwordSecret | quote }}
+  value: {{ printf "fn-%s@%s.iam" .name $v.gcp.project | quote }}
 - name: DB_SSLMODE
-  value: {{ .Values.database.sslMode | quote }}
+  value: {{ $v.database.sslMode | quote }}
 - name: DB_SSL_ROOT_CERT
   value: /etc/tern/cloudsql/ca.pem
 - name: DB_POOL_SIZE
-  value: {{ .Values.database.poolSize | quote }}
+  value: {{ $v.database.poolSize | quote }}
 {{- end -}}
 
 {{/* The restricted container security context every container runs with. */}}
