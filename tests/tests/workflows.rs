@@ -4,6 +4,7 @@
 //! workflows run.
 
 use serde_json::Value;
+use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
@@ -409,6 +410,143 @@ fn images_build_only_when_their_source_changes() {
     assert!(
         changed >= 2 && changed < after.len(),
         "{changed} of {after:?}"
+    );
+}
+
+/// Issue 16, point 1, without BuildKit: the same source builds the same binary whatever commit
+/// carries it. Two checkouts at one path (as the Dockerfile builds in /src): HEAD, then a commit
+/// that changes only docs (the same `scripts/source-hash` for the function). Each is built with
+/// `cargo build --locked`, the second after its workspace crates were cleaned so they are
+/// compiled again from its files, and the two binaries are compared byte for byte. The registry
+/// dependencies are compiled once (a target dir of the test's own), as the Dockerfile's cache
+/// mount keeps them. The profile is the dev one here (about 2 minutes);
+/// `TERN_REBUILD_PROFILE=release` builds as the Dockerfile does (`--release`, about 12 minutes
+/// on 2 cores).
+#[test]
+fn the_same_source_builds_the_same_binary_from_another_commit() {
+    let dir = tern_e2e::scratch("rebuild");
+    let src = dir.join("src");
+    let target = dir.join("target");
+    let run = |cmd: &mut Command| -> String {
+        let out = cmd.output().expect("spawn");
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let clone = |rev: &str| {
+        let _ = std::fs::remove_dir_all(&src);
+        run(Command::new("git")
+            .args(["clone", "-q", "--no-checkout"])
+            .arg(format!("file://{}", root().display()))
+            .arg(&src));
+        run(Command::new("git")
+            .args(["-c", "advice.detachedHead=false", "checkout", "-q", rev])
+            .current_dir(&src));
+    };
+    let profile = std::env::var("TERN_REBUILD_PROFILE").unwrap_or_else(|_| "dev".into());
+    let out_dir = if profile == "dev" {
+        "debug"
+    } else {
+        profile.as_str()
+    };
+    let build = |what: &str| -> (String, String) {
+        let log = run(Command::new("cargo")
+            .args([
+                "build",
+                "--locked",
+                "--profile",
+                &profile,
+                "-p",
+                "orders-get",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .current_dir(&src));
+        let bytes = std::fs::read(target.join(out_dir).join("orders-get")).expect(what);
+        let hash = sha2::Sha256::digest(&bytes);
+        (hex::encode(hash), log)
+    };
+    let head = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(root())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    clone(head.trim());
+    let hash_a = source_hashes(&src)["orders-get"].clone();
+    let (binary_a, _) = build("the first build");
+
+    // A second commit: docs and values only, so the same source hash.
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&src))
+    };
+    let append = |path: &str| {
+        let p = src.join(path);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str("\n<!-- another commit -->\n");
+        std::fs::write(&p, text).unwrap();
+    };
+    append("README.md");
+    append("docs/delivery.md");
+    git(&["commit", "-qam", "docs only"]);
+    let second = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&src)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_ne!(second.trim(), head.trim());
+    // The second commit, checked out afresh at the same path, its workspace crates compiled again.
+    let bundle = dir.join("second.bundle");
+    git(&["bundle", "create", bundle.to_str().unwrap(), "HEAD"]);
+    let _ = std::fs::remove_dir_all(&src);
+    run(Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&bundle)
+        .arg(&src));
+    assert_eq!(
+        source_hashes(&src)["orders-get"],
+        hash_a,
+        "same source, same hash"
+    );
+    let mut clean = Command::new("cargo");
+    clean
+        .args(["clean", "--profile", &profile])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&src);
+    for krate in [
+        "orders-get",
+        "tern",
+        "tern-db",
+        "tern-events",
+        "orders-domain",
+    ] {
+        clean.args(["-p", krate]);
+    }
+    run(&mut clean);
+    let (binary_b, log) = build("the second build");
+    assert!(
+        log.contains("Compiling orders-get") && log.contains("Compiling tern "),
+        "the second build compiled the workspace crates again: {log}"
+    );
+    assert_eq!(binary_a, binary_b, "the same source, the same binary");
+    eprintln!(
+        "orders-get ({profile} profile) sha256 {binary_a} from {} and {}",
+        head.trim(),
+        second.trim()
     );
 }
 
