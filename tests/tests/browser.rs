@@ -421,3 +421,60 @@ async fn the_form_and_pages_use_each_currencys_own_decimals() {
         "{page}"
     );
 }
+
+/// Issue 17, point 6: no element of the home page and an order's page sticks out of the card
+/// (`section`) it sits in, at a desktop width (1280 px) and a phone's (390 px): every element's
+/// box, as the browser lays it out, lies within its section's.
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_overflows_its_card_at_1280_and_390_pixels() {
+    let mut sys = System::new().await;
+    let web = sys.start("web");
+    sys.start("orders-create");
+    let res = sys.create_order(&web, &order_body()).await;
+    assert_eq!(res.status(), 201);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = chromedriver();
+    let c = browser(&driver, &scratch("chromium-profile-widths")).await;
+    // Every element inside a section whose box crosses the section's edges (half a pixel of
+    // rounding allowed), as "tag#id.class: left..right outside left..right".
+    let script = r#"
+        const out = [];
+        for (const card of document.querySelectorAll('main section')) {
+            const box = card.getBoundingClientRect();
+            for (const el of card.querySelectorAll('*')) {
+                const r = el.getBoundingClientRect();
+                if (r.width === 0 && r.height === 0) continue;
+                if (r.left < box.left - 0.5 || r.right > box.right + 0.5) {
+                    out.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${el.className ? '.' + el.className : ''}: ${r.left.toFixed(1)}..${r.right.toFixed(1)} outside ${box.left.toFixed(1)}..${box.right.toFixed(1)}`);
+                }
+            }
+        }
+        return [document.documentElement.clientWidth, out];
+    "#;
+    for (width, height) in [(1280u32, 900u32), (390, 844)] {
+        c.set_window_size(width, height).await.unwrap();
+        for page in ["/".to_owned(), format!("/orders/{id}")] {
+            c.goto(&format!("{web}{page}")).await.unwrap();
+            let seen = c.execute(script, vec![]).await.unwrap();
+            let viewport = seen[0].as_f64().unwrap();
+            // The window is that wide (less a scroll bar at most).
+            assert!(
+                viewport > f64::from(width) - 40.0 && viewport <= f64::from(width),
+                "{width} px: the page is {viewport} px wide"
+            );
+            let overflowing = seen[1].as_array().unwrap();
+            assert!(
+                overflowing.is_empty(),
+                "{width} px, {page}: elements outside their card:\n{}",
+                overflowing
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
