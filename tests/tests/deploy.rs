@@ -363,7 +363,7 @@ fn bad_values_fail_at_render_time_with_a_message() {
         ("database.sslMode=disable", "/database/sslMode"),
         ("images.digests.web=latest", "/images/digests/web"),
         // No password setting exists any more: the functions log in with IAM.
-        ("database.password=hunter2", "database"),
+        ("database.password=hunter2", "password"),
         ("hosts=null", "hosts"),
         ("defaults.timeoutSeconds=15", "below its timeoutSeconds"),
         // 30 s of queue-proxy drain + 0 + 20 = 50: a 50 s timeout leaves no room.

@@ -4,8 +4,9 @@
 //! password (scram-sha-256 for members of `cloudsqliamserviceaccount`, as Cloud SQL's IAM
 //! service-account users are), with a metadata server of the test's own on loopback speaking
 //! the metadata server's token protocol (GKE's cannot run here), reached through
-//! `GCE_METADATA_HOST` as Google's auth library reads it. The functions run as pods behind
-//! queue-proxy, and the migrate job's grants are the ones the functions use.
+//! `GCE_METADATA_HOST` as Google's auth library reads it. The migrate job logs in the same way,
+//! after the one grant infra/README.md has an operator make, and owns the tables; the functions
+//! run as pods behind queue-proxy with the privileges its migration grants them.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -89,6 +90,7 @@ async fn logs_in(pg: &Postgres, db: &str, user: &str, password: &str) -> bool {
 
 const GET_USER: &str = "fn-orders-get@tern-test.iam";
 const CREATE_USER: &str = "fn-orders-create@tern-test.iam";
+const MIGRATE_USER: &str = "fn-migrate@tern-test.iam";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_expires() {
@@ -107,6 +109,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
          CREATE ROLE cloudsqliamserviceaccount NOLOGIN;
          CREATE ROLE \"{GET_USER}\" LOGIN PASSWORD 'get-token-1' IN ROLE cloudsqliamserviceaccount;
          CREATE ROLE \"{CREATE_USER}\" LOGIN PASSWORD 'create-token-1' IN ROLE cloudsqliamserviceaccount;
+         CREATE ROLE \"{MIGRATE_USER}\" LOGIN PASSWORD 'migrate-token-1' IN ROLE cloudsqliamserviceaccount;
          SELECT pg_reload_conf();"
     ))
     .await
@@ -114,14 +117,53 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
     tern_local::ensure_database(&pg.url("postgres"), "iam")
         .await
         .unwrap();
-    // The migrate job, as the tables' owner, grants the IAM users' role (migration 0006).
+    let url_of = |user: &str| {
+        format!(
+            "postgres://{}@127.0.0.1:{}/iam",
+            user.replace('@', "%40"),
+            pg.port
+        )
+    };
+    // The one grant an operator makes by hand, as infra/README.md says (step 4): the migrate
+    // job's user may create in the schema. Then the migrate job runs as that IAM user, owns the
+    // tables it creates and grants the functions' role (migration 0006).
+    let (iam_db, conn) = tokio_postgres::connect(&pg.url("iam"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    iam_db
+        .batch_execute(&format!(
+            "GRANT USAGE, CREATE ON SCHEMA public TO \"{MIGRATE_USER}\""
+        ))
+        .await
+        .unwrap();
+    let migrate_mds = Metadata::new("migrate-token-1", 3600);
     tern_local::run_job(
         &bin_dir(),
         "migrate",
-        &FunctionEnv::new(pg.url("iam")).set("TERN_LOG", "warn"),
+        &FunctionEnv::new(url_of(MIGRATE_USER))
+            .set("DB_AUTH", "iam")
+            .set("GCE_METADATA_HOST", migrate_mds.serve().await)
+            .set("TERN_LOG", "warn"),
         Output::Quiet,
     )
     .unwrap();
+    let owners: Vec<String> = iam_db
+        .query(
+            "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        owners,
+        [MIGRATE_USER],
+        "the migrate job's user owns every table"
+    );
+    assert!(migrate_mds.fetches.load(Ordering::SeqCst) >= 1);
     assert!(!logs_in(&pg, "iam", GET_USER, "a-wrong-token").await);
     assert!(logs_in(&pg, "iam", GET_USER, "get-token-1").await);
 
@@ -187,6 +229,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
 
     // The next token: the role takes it, the old one stops working, and the library fetches it
     // before the old one expires (230 s before).
+    let asked = get_mds.fetches.load(Ordering::SeqCst);
     get_mds.set("get-token-2", 3600).await;
     db.batch_execute(&format!("ALTER ROLE \"{GET_USER}\" PASSWORD 'get-token-2'"))
         .await
@@ -195,7 +238,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
     eventually(
         "the refresh ahead of expiry",
         Duration::from_secs(30),
-        || async { (get_mds.fetches.load(Ordering::SeqCst) >= 2).then_some(()) },
+        || async { (get_mds.fetches.load(Ordering::SeqCst) > asked).then_some(()) },
     )
     .await;
     // New connections take it: close the open ones (a connection stays open after its token

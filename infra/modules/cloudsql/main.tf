@@ -143,6 +143,10 @@ resource "google_sql_user" "iam" {
   instance = google_sql_database_instance.primary.name
   name     = trimsuffix(each.value, ".gserviceaccount.com")
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+  # The migrate job's user owns every table, and PostgreSQL refuses to drop a role that owns
+  # objects: a user removed from the list leaves the state, not the database (its IAM role
+  # binding goes, so it can no longer log in).
+  deletion_policy = "ABANDON"
 }
 
 # Logging in with a token needs cloudsql.instances.login.

@@ -113,9 +113,10 @@ impl Db {
         let stall = cfg.stall_timeout;
         let iam = match cfg.auth {
             config::DbAuth::Password => None,
-            config::DbAuth::Iam => {
-                Some(iam::IamToken::new(cfg.metadata_host.as_deref()).map_err(StartError::failed)?)
-            }
+            config::DbAuth::Iam => Some(
+                iam::IamToken::new(cfg.metadata_host.as_deref(), cfg.connect_timeout)
+                    .map_err(StartError::failed)?,
+            ),
         };
         let manager = match tls::client_config(cfg)? {
             None => Manager::from_connect(

@@ -99,8 +99,8 @@ run "functions_log_in_with_iam_and_no_password_user_exists" {
     error_message = "one IAM user per service account, named as Cloud SQL names them"
   }
   assert {
-    condition     = alltrue([for u in google_sql_user.iam : u.type == "CLOUD_IAM_SERVICE_ACCOUNT" && u.password == null])
-    error_message = "IAM service-account users, with no password"
+    condition     = alltrue([for u in google_sql_user.iam : u.type == "CLOUD_IAM_SERVICE_ACCOUNT" && u.password == null && u.deletion_policy == "ABANDON"])
+    error_message = "IAM service-account users, with no password, never dropped from the database (the migrate user owns the tables)"
   }
   assert {
     condition     = toset([for m in google_project_iam_member.instance_user : "${m.role} ${m.member}"]) == toset(["roles/cloudsql.instanceUser serviceAccount:fn-orders-get@tern-test.iam.gserviceaccount.com", "roles/cloudsql.instanceUser serviceAccount:fn-migrate@tern-test.iam.gserviceaccount.com"])
