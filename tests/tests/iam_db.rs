@@ -88,6 +88,28 @@ async fn logs_in(pg: &Postgres, db: &str, user: &str, password: &str) -> bool {
     cfg.connect(tokio_postgres::NoTls).await.is_ok()
 }
 
+/// `GET /api/orders/{id}` through the router, with the test API key.
+async fn get_order(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.get(format!("{base}/api/orders/{id}"))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+}
+
+/// The first column of every row `sql` returns, as text.
+async fn column(db: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    db.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 const GET_USER: &str = "fn-orders-get@tern-test.iam";
 const CREATE_USER: &str = "fn-orders-create@tern-test.iam";
 const MIGRATE_USER: &str = "fn-migrate@tern-test.iam";
@@ -148,16 +170,11 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
         Output::Quiet,
     )
     .unwrap();
-    let owners: Vec<String> = iam_db
-        .query(
-            "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let owners: Vec<String> = column(
+        &iam_db,
+        "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .await;
     assert_eq!(
         owners,
         [MIGRATE_USER],
@@ -203,24 +220,13 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
         .as_str()
         .unwrap()
         .to_owned();
-    let res = sys
-        .http
-        .get(format!("{base}/api/orders/{id}"))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = get_order(&sys.http, &base, &id).await.unwrap();
     assert_eq!(res.status(), 200);
-    let users: Vec<String> = db
-        .query(
-            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = 'iam'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let users: Vec<String> = column(
+        &db,
+        "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = 'iam'",
+    )
+    .await;
     assert!(
         users.contains(&GET_USER.to_owned()) && users.contains(&CREATE_USER.to_owned()),
         "{users:?}"
@@ -251,13 +257,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
         "orders-get on a connection made with the new token",
         Duration::from_secs(20),
         || async {
-            let res = sys
-                .http
-                .get(format!("{base}/api/orders/{id}"))
-                .header("x-api-key", API_KEY)
-                .send()
-                .await
-                .ok()?;
+            let res = get_order(&sys.http, &base, &id).await.ok()?;
             (res.status() == 200).then_some(())
         },
     )
@@ -272,13 +272,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    let res = sys
-        .http
-        .get(format!("{base}/api/orders/{id}"))
-        .header("x-api-key", API_KEY)
-        .send()
-        .await
-        .unwrap();
+    let res = get_order(&sys.http, &base, &id).await.unwrap();
     assert_eq!(
         res.status(),
         503,
@@ -291,13 +285,7 @@ async fn functions_log_in_with_their_identity_token_and_take_the_next_before_it_
         .await
         .unwrap();
     eventually("orders-get again", Duration::from_secs(20), || async {
-        let res = sys
-            .http
-            .get(format!("{base}/api/orders/{id}"))
-            .header("x-api-key", API_KEY)
-            .send()
-            .await
-            .ok()?;
+        let res = get_order(&sys.http, &base, &id).await.ok()?;
         (res.status() == 200).then_some(())
     })
     .await;
