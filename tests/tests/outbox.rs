@@ -108,3 +108,71 @@ async fn a_write_commits_its_rows_and_events_together_or_neither() {
     )
     .await;
 }
+
+/// The after-commit publishes of many writes are marked together: the instance's marker records
+/// the outcomes of every publish that ended within a few milliseconds in one statement, so a
+/// write costs its own transaction and a small share of one mark (issue 17), not a second
+/// transaction of its own. Each marked row's `xmin` is the transaction that marked it.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_commit_publishes_are_marked_in_shared_statements() {
+    let sys = System::new().await;
+    let outbox = outbox(&sys).await;
+    // Every write gets a publish slot, so every row is published after its commit.
+    let policy = OutboxPolicy {
+        max_in_flight: 1000,
+        ..*outbox.policy()
+    };
+    let env = tern::Env::from_pairs([("DATABASE_URL", sys.database_url.as_str())]);
+    let db = tern_db::Db::from_config(&tern_db::DbConfig::from_env(&env).await.unwrap()).unwrap();
+    let publisher = EventPublisher::new(sys.pubsub.clone()).await.unwrap();
+    let outbox = Outbox::new(db, publisher, "//tests".into(), None, policy);
+    let writes = 200;
+    let all = (0..writes).map(|i| {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            outbox
+                .write(async |tx| {
+                    let subject = format!("batch-{i}");
+                    tx.stage(
+                        "orders",
+                        "com.example.test.batch",
+                        Some(&subject),
+                        &json!({ "i": i }),
+                    )
+                    .await
+                })
+                .await
+        })
+    });
+    for w in futures::future::join_all(all).await {
+        w.unwrap().unwrap();
+    }
+    eventually(
+        "every row marked published",
+        Duration::from_secs(20),
+        || async { (sys.pending_outbox().await == 0).then_some(()) },
+    )
+    .await;
+    let row = sys
+        .sql()
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT xmin::text), count(*) FILTER (WHERE message_id IS NULL)
+             FROM tern_outbox WHERE subject LIKE 'batch-%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, marks, unmarked) = (
+        row.get::<_, i64>(0),
+        row.get::<_, i64>(1),
+        row.get::<_, i64>(2),
+    );
+    eprintln!("{rows} rows published after their commits, marked by {marks} statements");
+    assert_eq!(rows, writes);
+    assert_eq!(unmarked, 0, "every row carries its Pub/Sub message id");
+    assert!(
+        marks <= rows / 2,
+        "{marks} mark statements for {rows} concurrent writes: the marks are not shared"
+    );
+}

@@ -10,7 +10,9 @@
 //! Publishing never holds a database connection or an open transaction while it waits on
 //! Pub/Sub (issue 13). A row is **leased** (`leased_until`) by whoever publishes it, in a short
 //! statement; the publish runs with no connection held; a second short statement marks the
-//! outcome. The writer leases its rows in the transaction that inserts them, when one of the
+//! outcome. After a commit, that mark is not one per request: the instance's **marker** task
+//! records the outcomes of every publish that ended in the last `MARK_LINGER` in one statement,
+//! so a request costs one transaction (its own) and the marks a fraction of one. The writer leases its rows in the transaction that inserts them, when one of the
 //! instance's `OUTBOX_MAX_IN_FLIGHT` publish slots is free, and publishes from the values in
 //! hand; the relay leases due rows with `FOR UPDATE SKIP LOCKED`. A lease outlives the longest
 //! publish, so each row is published by one of them; if the process dies after Pub/Sub accepted
@@ -29,11 +31,18 @@ use crate::publisher::{EventPublisher, OutgoingEvent, PublishError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tern::{ConfigError, Context, Env, Problem};
 use tern_db::{Db, DbResultExt, Transaction};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// How long the marker gathers the outcomes of after-commit publishes before it records them
+/// in one statement. Marks are late by at most this; nothing waits on them but the publish
+/// slots, which are held until then.
+const MARK_LINGER: Duration = Duration::from_millis(10);
+/// The most outcomes one marker statement records.
+const MARK_MAX_ROWS: usize = 1024;
 
 /// A transaction whose staged events are published after it commits; see [`Outbox::write`].
 /// Dereferences to the [`Transaction`], for the rows.
@@ -198,6 +207,24 @@ pub struct Outbox {
     ctx: Option<Context>,
     policy: OutboxPolicy,
     slots: Arc<Semaphore>,
+    /// The instance's marker task, started with the first after-commit publish.
+    marker: Arc<OnceLock<mpsc::UnboundedSender<MarkJob>>>,
+}
+
+/// The outcomes of one after-commit publish, for the marker; `done` answers once they are
+/// recorded (or could not be).
+#[derive(Debug)]
+struct MarkJob {
+    outcomes: Vec<Outcome>,
+    token: String,
+    done: oneshot::Sender<()>,
+}
+
+/// What the marker (and a flush) needs to record outcomes: no publisher, no slots.
+#[derive(Clone, Debug)]
+struct Marks {
+    db: Db,
+    policy: OutboxPolicy,
 }
 
 /// What a flush did.
@@ -246,6 +273,35 @@ impl Outbox {
             ctx,
             slots: Arc::new(Semaphore::new(policy.max_in_flight)),
             policy,
+            marker: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn marks(&self) -> Marks {
+        Marks {
+            db: self.db.clone(),
+            policy: self.policy,
+        }
+    }
+
+    /// Hands `outcomes` to the instance's marker and waits until they are recorded. The marker
+    /// runs until the last clone of this outbox is gone.
+    async fn mark_soon(&self, outcomes: Vec<Outcome>, token: String) {
+        let marker = self.marker.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(run_marker(self.marks(), rx));
+            tx
+        });
+        let (done, recorded) = oneshot::channel();
+        let job = MarkJob {
+            outcomes,
+            token,
+            done,
+        };
+        if marker.send(job).is_ok() {
+            // An error means the marker is gone (the runtime is ending): the relay publishes
+            // these rows again once their lease ends.
+            let _ = recorded.await;
         }
     }
 
@@ -381,13 +437,7 @@ impl Outbox {
                 .filter(|s| s.at.elapsed() + room <= this.policy.lease)
                 .map(|s| async { (s.id, this.publisher.publish(&s.topic, &s.event).await) });
             let outcomes = futures::future::join_all(sends).await;
-            if let Err(p) = this.mark(&outcomes, &token).await {
-                tracing::warn!(
-                    error = p.detail().unwrap_or_default(),
-                    rows = outcomes.len(),
-                    "after-commit publish could not be recorded; the relay publishes these rows again once their lease ends"
-                );
-            }
+            this.mark_soon(outcomes, token).await;
             // The slots are released only now, with the rows marked.
             drop(staged);
         };
@@ -423,7 +473,16 @@ impl Outbox {
                 (*id, self.publisher.publish(topic, event).await)
             });
             let outcomes = futures::future::join_all(sends).await;
-            let report = self.mark(&outcomes, &token).await?;
+            let rows: Vec<_> = outcomes.iter().map(|o| (o, token.as_str())).collect();
+            let report = self.marks().mark(&rows).await?;
+            if report.published > 0 || report.failed > 0 {
+                tracing::info!(
+                    published = report.published,
+                    failed = report.failed,
+                    set_aside = report.set_aside,
+                    "outbox batch"
+                );
+            }
             total.published += report.published;
             total.failed += report.failed;
             total.unavailable += report.unavailable;
@@ -481,16 +540,43 @@ impl Outbox {
         Ok(claimed)
     }
 
-    /// Records the outcomes of rows leased with `token` and releases them: published rows are
-    /// marked (whoever holds them now: Pub/Sub has the message); failed ones, only while this
-    /// lease still holds them, get their backoff, a strike when the failure was permanent, and
+    /// Rows still to publish, and rows set aside.
+    pub async fn counts(&self) -> Result<OutboxCounts, Problem> {
+        let client = self.db.get().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM tern_outbox
+                         WHERE published_at IS NULL AND set_aside_at IS NULL),
+                        (SELECT count(*) FROM tern_outbox
+                         WHERE published_at IS NULL AND set_aside_at IS NOT NULL)",
+                &[],
+            )
+            .await
+            .or_problem()?;
+        Ok(OutboxCounts {
+            pending: row.get(0),
+            set_aside: row.get(1),
+        })
+    }
+
+    /// Rows not yet published (set-aside rows excluded).
+    pub async fn pending(&self) -> Result<i64, Problem> {
+        Ok(self.counts().await?.pending)
+    }
+}
+
+impl Marks {
+    /// Records the outcomes of rows, each leased with the token at the same place in `tokens`,
+    /// and releases them: published rows are marked (whoever holds them now: Pub/Sub has the
+    /// message); failed ones, only while their lease still holds them, get their backoff, a strike when the failure was permanent, and
     /// are set aside at `OUTBOX_SET_ASIDE_AFTER` strikes once older than
     /// `OUTBOX_SET_ASIDE_MIN_AGE`. Two short statements.
-    async fn mark(&self, outcomes: &[Outcome], token: &str) -> Result<FlushReport, Problem> {
+    async fn mark(&self, rows: &[(&Outcome, &str)]) -> Result<FlushReport, Problem> {
         let mut report = FlushReport::default();
         let (mut ok_ids, mut message_ids) = (Vec::new(), Vec::new());
         let (mut bad_ids, mut errors, mut strikes) = (Vec::new(), Vec::new(), Vec::new());
-        for (id, outcome) in outcomes {
+        let mut bad_tokens = Vec::new();
+        for ((id, outcome), token) in rows {
             match outcome {
                 Ok(m) => {
                     ok_ids.push(*id);
@@ -498,6 +584,7 @@ impl Outbox {
                 }
                 Err(e) => {
                     bad_ids.push(*id);
+                    bad_tokens.push(*token);
                     errors.push(e.to_string());
                     strikes.push(i32::from(e.permanent));
                     report.unavailable += u64::from(!e.permanent);
@@ -533,8 +620,9 @@ impl Outbox {
                             set_aside_at = CASE WHEN o.strikes + f.strike >= $3
                                                  AND o.created_at <= now() - $7::bigint * interval '1 millisecond'
                                                 THEN now() END
-                     FROM unnest($1::bigint[], $2::text[], $6::int[]) AS f(id, error, strike)
-                     WHERE o.id = f.id AND o.published_at IS NULL AND o.lease_token = $8
+                     FROM unnest($1::bigint[], $2::text[], $6::int[], $8::text[])
+                          AS f(id, error, strike, token)
+                     WHERE o.id = f.id AND o.published_at IS NULL AND o.lease_token = f.token
                      RETURNING o.id, o.topic, o.event_id, o.attempts, o.set_aside_at IS NOT NULL",
                 )
                 .await
@@ -551,7 +639,7 @@ impl Outbox {
                         &(millis(self.policy.backoff_max) as f64),
                         &strikes,
                         &millis(self.policy.set_aside_min_age),
-                        &token,
+                        &bad_tokens,
                     ],
                 )
                 .await
@@ -575,39 +663,49 @@ impl Outbox {
                 );
             }
         }
-        if report.published > 0 || report.failed > 0 {
-            tracing::info!(
+        Ok(report)
+    }
+}
+
+/// The marker: gathers the outcomes of after-commit publishes for `MARK_LINGER` after the
+/// first one arrives, records them in one statement of each kind, and answers each job. Ends
+/// when every outbox that could send it a job is gone.
+async fn run_marker(marks: Marks, mut jobs: mpsc::UnboundedReceiver<MarkJob>) {
+    let mut batch = Vec::new();
+    while let Some(first) = jobs.recv().await {
+        let mut rows = first.outcomes.len();
+        batch.push(first);
+        let until = tokio::time::Instant::now() + MARK_LINGER;
+        while rows < MARK_MAX_ROWS {
+            match tokio::time::timeout_at(until, jobs.recv()).await {
+                Ok(Some(job)) => {
+                    rows += job.outcomes.len();
+                    batch.push(job);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let outcomes: Vec<(&Outcome, &str)> = batch
+            .iter()
+            .flat_map(|j| j.outcomes.iter().map(|o| (o, j.token.as_str())))
+            .collect();
+        match marks.mark(&outcomes).await {
+            Ok(report) if report.failed > 0 => tracing::info!(
                 published = report.published,
                 failed = report.failed,
                 set_aside = report.set_aside,
                 "outbox batch"
-            );
+            ),
+            Ok(report) => tracing::debug!(published = report.published, "outbox batch"),
+            Err(p) => tracing::warn!(
+                error = p.detail().unwrap_or_default(),
+                rows,
+                "after-commit publishes could not be recorded; the relay publishes these rows again once their lease ends"
+            ),
         }
-        Ok(report)
-    }
-
-    /// Rows still to publish, and rows set aside.
-    pub async fn counts(&self) -> Result<OutboxCounts, Problem> {
-        let client = self.db.get().await?;
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM tern_outbox
-                         WHERE published_at IS NULL AND set_aside_at IS NULL),
-                        (SELECT count(*) FROM tern_outbox
-                         WHERE published_at IS NULL AND set_aside_at IS NOT NULL)",
-                &[],
-            )
-            .await
-            .or_problem()?;
-        Ok(OutboxCounts {
-            pending: row.get(0),
-            set_aside: row.get(1),
-        })
-    }
-
-    /// Rows not yet published (set-aside rows excluded).
-    pub async fn pending(&self) -> Result<i64, Problem> {
-        Ok(self.counts().await?.pending)
+        for job in batch.drain(..) {
+            let _ = job.done.send(());
+        }
     }
 }
 
