@@ -41,19 +41,18 @@ pub async fn create(
 ) -> Result<Created, OrderError> {
     if let Some(k) = key {
         // Same-key requests queue here, so the second sees the first's committed row.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&k.key],
-        )
-        .await
-        .or_problem()?;
-        let existing = tx
-            .query_opt(
-                "SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1",
-                &[&k.key],
-            )
+        // Prepared once per connection, like every statement here: a statement sent as text is
+        // parsed in a round trip of its own before it runs.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .await
             .or_problem()?;
+        tx.execute(&lock, &[&k.key]).await.or_problem()?;
+        let find = tx
+            .prepare_cached("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
+            .await
+            .or_problem()?;
+        let existing = tx.query_opt(&find, &[&k.key]).await.or_problem()?;
         if let Some(row) = existing {
             let hash: String = row.get(0);
             if hash != k.request_hash {
@@ -98,12 +97,15 @@ pub async fn create(
         .or_problem()?;
     }
     if let Some(k) = key {
-        tx.execute(
-            "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)",
-            &[&k.key, &k.request_hash, &id],
-        )
-        .await
-        .or_problem()?;
+        let remember = tx
+            .prepare_cached(
+                "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)",
+            )
+            .await
+            .or_problem()?;
+        tx.execute(&remember, &[&k.key, &k.request_hash, &id])
+            .await
+            .or_problem()?;
     }
     let order = to_order(&row, new.items.clone());
     let data = serde_json::json!({
@@ -228,11 +230,12 @@ pub async fn apply_payment(
     payment: &Payment,
     to: Status,
 ) -> Result<PaymentOutcome, OrderError> {
+    let lock = tx
+        .prepare_cached("SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE")
+        .await
+        .or_problem()?;
     let row = tx
-        .query_opt(
-            "SELECT status, currency, total_cents FROM orders WHERE id = $1 FOR UPDATE",
-            &[&payment.order_id],
-        )
+        .query_opt(&lock, &[&payment.order_id])
         .await
         .or_problem()?;
     let Some(row) = row else {
@@ -252,8 +255,12 @@ pub async fn apply_payment(
     if !status.can_move_to(to) {
         return Ok(PaymentOutcome::Unchanged(status));
     }
+    let update = tx
+        .prepare_cached("UPDATE orders SET status = $2, payment_id = CASE WHEN $2 = 'paid' THEN $3 ELSE payment_id END, updated_at = now() WHERE id = $1")
+        .await
+        .or_problem()?;
     tx.execute(
-        "UPDATE orders SET status = $2, payment_id = CASE WHEN $2 = 'paid' THEN $3 ELSE payment_id END, updated_at = now() WHERE id = $1",
+        &update,
         &[&payment.order_id, &to.as_str(), &payment.payment_id],
     )
     .await
