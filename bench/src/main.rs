@@ -42,6 +42,10 @@ enum Command {
         /// Where the outputs go.
         #[arg(long, default_value = "docs")]
         out: std::path::PathBuf,
+        /// Run one measurement only (route, write, logging, events, cold-start, footprint) and
+        /// print its JSON instead of writing the report: for a before → after of one change.
+        #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint"])]
+        only: Option<String>,
     },
     /// Only the in-process stack measurement: ns per request with the metrics on and off.
     Stack {
@@ -81,7 +85,8 @@ fn main() -> ExitCode {
                 quick,
                 bin_dir,
                 out,
-            } => measure::run(quick, &bin_dir, &out).await,
+                only,
+            } => measure::run(quick, &bin_dir, &out, only.as_deref()).await,
             Command::Stack { samples } => stack::stack_cost(samples).await.map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }),

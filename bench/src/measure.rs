@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tern_local::{Database, Output, PubSub, World, WorldOptions, repo_root};
 
 /// Runs everything and writes the outputs.
-pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
+pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Result<(), String> {
     let root = repo_root()?;
     let bin = root.join(bin);
     let scratch = root.join(".local/bench");
@@ -43,6 +43,18 @@ pub async fn run(quick: bool, bin: &Path, out: &Path) -> Result<(), String> {
         order_id: String::new(),
     };
     b.order_id = b.seed_orders(1000).await?.pop().ok_or("no order seeded")?;
+    if let Some(name) = only {
+        let v = match name {
+            "route" => route_and_db(&b).await?,
+            "write" => write_path(&b).await?,
+            "logging" => logging_cost(&b).await?,
+            "events" => events::event_path(&b).await?,
+            "cold-start" => startup::cold_start(&b).await?,
+            _ => startup::footprint(&b).await?,
+        };
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
 
     let mut r = json!({
         "mode": if quick { "quick" } else { "full" },

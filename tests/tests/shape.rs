@@ -94,3 +94,46 @@ fn bench_modules_stay_under_400_lines() {
         assert!(lines <= 400, "{} has {lines} lines", file.display());
     }
 }
+
+/// A function links Google's Pub/Sub client only when `routes.toml` says it publishes, and the
+/// Secret Manager client only when it declares secrets (issue 17): the others start faster and
+/// are smaller. Read from the symbols of the binaries this test run built.
+#[test]
+fn a_function_links_only_the_google_clients_it_declares() {
+    let table = tern_e2e::table();
+    let symbols = |name: &str, crate_name: &str| {
+        let out = std::process::Command::new("nm")
+            .arg(tern_e2e::bin_dir().join(name))
+            .output()
+            .expect("nm (binutils)");
+        assert!(out.status.success(), "nm {name}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(crate_name))
+            .count()
+    };
+    let mut seen = Vec::new();
+    for f in &table.functions {
+        let pubsub = symbols(&f.name, "google_cloud_pubsub");
+        let secrets = symbols(&f.name, "google_cloud_secretmanager");
+        seen.push(format!(
+            "{}: pubsub {pubsub}, secretmanager {secrets}",
+            f.name
+        ));
+        assert_eq!(
+            pubsub > 0,
+            !f.publishes.is_empty(),
+            "{}: {pubsub} Pub/Sub client symbols, publishes {:?}",
+            f.name,
+            f.publishes
+        );
+        assert_eq!(
+            secrets > 0,
+            !f.secrets.is_empty(),
+            "{}: {secrets} Secret Manager client symbols, secrets {:?} (tern_secret_manager::install() in main)",
+            f.name,
+            f.secrets
+        );
+    }
+    eprintln!("{}", seen.join("\n"));
+}

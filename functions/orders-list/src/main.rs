@@ -3,5 +3,6 @@ mod app;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    tern_secret_manager::install();
     tern::run(app::app).await
 }

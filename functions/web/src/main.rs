@@ -5,5 +5,6 @@ mod pages;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    tern_secret_manager::install();
     tern::run(app::app).await
 }

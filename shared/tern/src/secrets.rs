@@ -1,15 +1,36 @@
 //! Secrets, one mechanism for all of them.
 //!
 //! A secret setting `NAME` is read from, in order:
-//! - `NAME_SECRET`: a Secret Manager version (`projects/P/secrets/S/versions/latest`), read with
-//!   the workload's own identity (Workload Identity in GKE, Application Default Credentials
-//!   elsewhere) through Google's official `google-cloud-secretmanager-v1` crate;
+//! - `NAME_SECRET`: a Secret Manager version (`projects/P/secrets/S/versions/latest`), read
+//!   through the process's [`SecretStore`]: `tern-secret-manager`, which a function that
+//!   declares `secrets` in `routes.toml` installs in `main` (the others do not link Google's
+//!   client; for them this form is a configuration error that says so);
 //! - `NAME_FILE`: a file (a mounted Kubernetes secret, a local file), trailing newline trimmed;
 //! - `NAME`: the value itself (fine locally; never in a manifest).
 //!
 //! Setting more than one is a configuration error: which one wins would be a guess.
 
 use crate::config::{ConfigError, Env};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+/// Where `NAME_SECRET` settings are read from: `tern_secret_manager::SecretManager` in the
+/// cluster.
+pub trait SecretStore: Send + Sync + 'static {
+    /// Reads one secret version (`projects/P/secrets/S/versions/V`) as text.
+    fn access<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+}
+
+static STORE: OnceLock<Box<dyn SecretStore>> = OnceLock::new();
+
+/// Installs the process's secret store; the first one installed stays.
+pub fn set_store(store: Box<dyn SecretStore>) {
+    let _ = STORE.set(store);
+}
 
 /// Reads the secret `name`, or `None` when none of its three forms is set.
 pub async fn resolve(env: &Env, name: &str) -> Result<Option<String>, ConfigError> {
@@ -43,7 +64,7 @@ pub async fn resolve(env: &Env, name: &str) -> Result<Option<String>, ConfigErro
     Ok(env.raw(name).map(str::to_owned))
 }
 
-/// Reads one secret version from Secret Manager.
+/// Reads one secret version through the installed store.
 async fn access_secret(resource: &str) -> Result<String, String> {
     if !resource.starts_with("projects/") || !resource.contains("/secrets/") {
         return Err(format!(
@@ -55,18 +76,13 @@ async fn access_secret(resource: &str) -> Result<String, String> {
     } else {
         format!("{resource}/versions/latest")
     };
-    let client = google_cloud_secretmanager_v1::client::SecretManagerService::builder()
-        .build()
-        .await
-        .map_err(|e| format!("cannot create a Secret Manager client: {e}"))?;
-    let version = client
-        .access_secret_version()
-        .set_name(&name)
-        .send()
-        .await
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    let data = version.payload.map(|p| p.data).unwrap_or_default();
-    String::from_utf8(data.to_vec()).map_err(|_| format!("{name} is not UTF-8 text"))
+    let Some(store) = STORE.get() else {
+        return Err(
+            "this function is built without Secret Manager: declare the secret in routes.toml and call tern_secret_manager::install() in main, or set the _FILE form"
+                .to_owned(),
+        );
+    };
+    store.access(&name).await
 }
 
 #[cfg(test)]
@@ -104,6 +120,15 @@ mod tests {
         let env = Env::from_pairs([("API_KEY_SECRET", "my-secret")]);
         let err = resolve(&env, "API_KEY").await.unwrap_err();
         assert!(err.problem.contains("projects/PROJECT/secrets"), "{err}");
+
+        // No store installed (this test process installs none): one line naming the setting.
+        let env = Env::from_pairs([("API_KEY_SECRET", "projects/p/secrets/key")]);
+        let err = resolve(&env, "API_KEY").await.unwrap_err();
+        assert_eq!(err.var, "API_KEY_SECRET");
+        assert!(
+            err.problem.contains("built without Secret Manager"),
+            "{err}"
+        );
 
         assert_eq!(resolve(&Env::default(), "API_KEY").await.unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
