@@ -15,6 +15,7 @@ mod stack;
 mod startup;
 mod stats;
 mod wrk;
+mod write;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -42,9 +43,9 @@ enum Command {
         /// Where the outputs go.
         #[arg(long, default_value = "docs")]
         out: std::path::PathBuf,
-        /// Run one measurement only (route, write, logging, events, cold-start, footprint) and
+        /// Run one measurement only (route, write, logging, events, cold-start, footprint, drills) and
         /// print its JSON instead of writing the report: for a before → after of one change.
-        #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint"])]
+        #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint", "drills"])]
         only: Option<String>,
     },
     /// Only the in-process stack measurement: ns per request with the metrics on and off.

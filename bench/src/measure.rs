@@ -2,9 +2,9 @@
 //! and the run that calls every measurement and drill and writes the report.
 
 use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say, stop};
-use crate::stats::{Spread, percentile};
+use crate::stats::Spread;
 use crate::wrk::{self, WrkResult};
-use crate::{drills, events, report, stack, startup};
+use crate::{drills, events, report, stack, startup, write};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,11 +46,12 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
     if let Some(name) = only {
         let v = match name {
             "route" => route_and_db(&b).await?,
-            "write" => write_path(&b).await?,
+            "write" => write::write_path(&b).await?,
             "logging" => logging_cost(&b).await?,
             "events" => events::event_path(&b).await?,
             "cold-start" => startup::cold_start(&b).await?,
-            _ => startup::footprint(&b).await?,
+            "footprint" => startup::footprint(&b).await?,
+            _ => drills::all(&mut b).await?,
         };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
@@ -68,7 +69,7 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
         "tools": report::tools(),
     });
     r["route"] = route_and_db(&b).await?;
-    r["write"] = write_path(&b).await?;
+    r["write"] = write::write_path(&b).await?;
     r["logging"] = logging_cost(&b).await?;
     r["stack"] = stack::stack_cost(if quick { 3 } else { 7 }).await?;
     r["events"] = events::event_path(&b).await?;
@@ -98,7 +99,7 @@ fn spread<F: Fn(&WrkResult) -> f64>(runs: &[WrkResult], f: F) -> Spread {
     Spread::of(&runs.iter().map(f).collect::<Vec<_>>())
 }
 
-fn wrk_json(runs: &[WrkResult]) -> Value {
+pub fn wrk_json(runs: &[WrkResult]) -> Value {
     json!({
         "runs": runs,
         "rps": spread(runs, |w| w.rps),
@@ -249,80 +250,6 @@ pub fn parse_pgbench_tps(out: &str) -> Result<f64, String> {
                 .ok()
         })
         .ok_or_else(|| format!("no tps in pgbench output: {out}"))
-}
-
-/// 3: orders-create against a bare tokio-postgres loop doing the same inserts.
-async fn write_path(b: &Bench) -> Result<Value, String> {
-    say("write path: orders-create vs a bare tokio-postgres insert loop");
-    let create = b.start("orders-create", &[])?;
-    let body = json!({"customer_email": "bench@example.com", "currency": "EUR", "items": [{"sku": "TEA", "quantity": 2, "unit_price_cents": 625}]}).to_string();
-    let script = wrk::post_script(&b.scratch, "create", &body).map_err(|e| e.to_string())?;
-    let (mut tern, mut bare) = (Vec::new(), Vec::new());
-    for _ in 0..b.reps {
-        tern.push(wrk::run(
-            &format!("{}/api/orders", create.url()),
-            HTTP_CONNECTIONS,
-            b.dur,
-            Some(&script),
-        )?);
-        bare.push(bare_insert_loop(b.db_url(), DB_CONNECTIONS, b.dur).await?);
-    }
-    // The baseline's outbox rows are not Tern's to publish: leave no backlog for later measurements.
-    b.sql()
-        .await?
-        .execute("DELETE FROM tern_outbox WHERE source = '//bench'", &[])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(json!({
-        "tern_orders_create": wrk_json(&tern),
-        "bare_tokio_postgres_inserts": wrk_json(&bare),
-    }))
-}
-
-/// The same transaction as orders-create (order, item, outbox row), on `conns` connections.
-async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkResult, String> {
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        tasks.push(tokio::spawn(async move {
-            let o = c.prepare("INSERT INTO orders (id, customer_email, currency, total_cents) VALUES ($1, $2, 'EUR', 1250)").await?;
-            let i = c.prepare("INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents) VALUES ($1, 0, 'TEA', 2, 625)").await?;
-            let e = c
-                .prepare("INSERT INTO tern_outbox (topic, event_id, event_type, source, subject, data) VALUES ('orders', $1, 'com.example.order.created', '//bench', $2, $3)")
-                .await?;
-            let mut lat = Vec::new();
-            while start.elapsed() < dur {
-                let t = Instant::now();
-                let id = format!("ord_{}", &uuid::Uuid::new_v4().simple().to_string()[..26]);
-                let tx = c.transaction().await?;
-                tx.execute(&o, &[&id, &"bench@example.com"]).await?;
-                tx.execute(&i, &[&id]).await?;
-                let data = json!({"order_id": id});
-                tx.execute(&e, &[&uuid::Uuid::now_v7().to_string(), &id, &data]).await?;
-                tx.commit().await?;
-                lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            Ok::<_, tokio_postgres::Error>(lat)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(
-            t.await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(WrkResult {
-        rps: all.len() as f64 / start.elapsed().as_secs_f64(),
-        p50_ms: percentile(&all, 50.0),
-        p99_ms: percentile(&all, 99.0),
-        errors: 0,
-    })
 }
 
 /// 7: what observability costs: orders-get as deployed (access log and metrics on) against the

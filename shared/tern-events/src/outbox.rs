@@ -65,7 +65,7 @@ struct Staged {
     event: OutgoingEvent,
     /// When the row was inserted: its lease runs from then.
     at: Instant,
-    /// One of the instance's publish slots, held until the outcome is marked.
+    /// One of the instance's publish slots, held until the publish has ended.
     _slot: OwnedSemaphorePermit,
 }
 
@@ -437,9 +437,10 @@ impl Outbox {
                 .filter(|s| s.at.elapsed() + room <= this.policy.lease)
                 .map(|s| async { (s.id, this.publisher.publish(&s.topic, &s.event).await) });
             let outcomes = futures::future::join_all(sends).await;
-            this.mark_soon(outcomes, token).await;
-            // The slots are released only now, with the rows marked.
+            // The slots bound the publishes in flight; the marks wait in the marker's queue,
+            // which one statement empties, so the next writes need not wait for them.
             drop(staged);
+            this.mark_soon(outcomes, token).await;
         };
         match &self.ctx {
             Some(ctx) => drop(ctx.spawn(task)),
