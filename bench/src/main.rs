@@ -14,8 +14,9 @@ mod report;
 mod stack;
 mod startup;
 mod stats;
-mod wrk;
+mod svg;
 mod write;
+mod wrk;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -4,7 +4,7 @@
 use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say, stop};
 use crate::stats::Spread;
 use crate::wrk::{self, WrkResult};
-use crate::{drills, events, report, stack, startup, write};
+use crate::{drills, events, report, stack, startup, svg, write};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,7 +85,7 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
         serde_json::to_string_pretty(&r).unwrap_or_default(),
     )
     .map_err(|e| e.to_string())?;
-    std::fs::write(out.join("performance.svg"), report::svg(&r)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("performance.svg"), svg::svg(&r)).map_err(|e| e.to_string())?;
     std::fs::write(out.join("performance.md"), report::markdown(&r)).map_err(|e| e.to_string())?;
     say(&format!(
         "wrote {0}/performance.md, .json, .svg in {1}s",

@@ -98,4 +98,3 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
         errors: 0,
     })
 }
-
