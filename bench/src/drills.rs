@@ -1,7 +1,7 @@
 //! The load drills: a revision swap under load, a database restart under load, a Pub/Sub outage
 //! during order creation, and a burst from idle.
 
-use crate::harness::Bench;
+use crate::harness::{Bench, count};
 use crate::load::{self, Sample};
 use crate::stats::percentile;
 use serde_json::{Value, json};
@@ -228,14 +228,11 @@ async fn drain_outbox(
     let t = Instant::now();
     loop {
         load::one(c, &format!("{relay}/internal/outbox/flush"), Some("")).await;
-        let pending: i64 = db
-            .query_one(
-                "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
-                &[],
-            )
-            .await
-            .map_err(|e| e.to_string())?
-            .get(0);
+        let pending = count(
+            db,
+            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+        )
+        .await?;
         if pending == 0 {
             return Ok(());
         }

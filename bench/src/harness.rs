@@ -129,3 +129,11 @@ pub fn stop(mut c: Child) {
 pub fn say(what: &str) {
     println!("[{}] {what}", chrono::Utc::now().format("%H:%M:%S"));
 }
+
+/// One `SELECT count(*) …` answer.
+pub async fn count(db: &tokio_postgres::Client, sql: &str) -> Result<i64, String> {
+    db.query_one(sql, &[])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| e.to_string())
+}

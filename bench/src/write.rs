@@ -1,6 +1,6 @@
 //! 3: the write path, orders-create against a bare tokio-postgres loop doing the same inserts.
 
-use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say};
+use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, count, say};
 use crate::measure::wrk_json;
 use crate::stats::percentile;
 use crate::wrk::{self, WrkResult};
@@ -31,19 +31,12 @@ pub async fn write_path(b: &Bench) -> Result<Value, String> {
     // Rows orders-create did not publish right after its commit (no publish slot free): the
     // relay's, a minute later in the cluster. Counted once the last publishes have ended.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let left: i64 = db
-        .query_one(
-            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
-    let total: i64 = db
-        .query_one("SELECT count(*) FROM tern_outbox", &[])
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+    let left = count(
+        &db,
+        "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+    )
+    .await?;
+    let total = count(&db, "SELECT count(*) FROM tern_outbox").await?;
     Ok(json!({
         "tern_orders_create": wrk_json(&tern),
         "tern_orders_create_http_connections": wrk_json(&wide),
