@@ -58,7 +58,7 @@ async fn router_on(
 /// preStop hook waits, then the function gets SIGTERM), out of the router's endpoints a second
 /// after its SIGTERM.
 async fn drain(b: &Bench) -> Result<Value, String> {
-    println!("drill: revision swap under load (about 40 s: queue-proxy drains for 30 s)");
+    eprintln!("drill: revision swap under load (about 40 s: queue-proxy drains for 30 s)");
     let old = b.start_pod("orders-get", &[])?;
     let upstreams: tern_local::Upstreams = Arc::new(RwLock::new(HashMap::from([(
         "orders-get".to_owned(),
@@ -100,7 +100,7 @@ async fn drain(b: &Bench) -> Result<Value, String> {
 
 /// From idle (a fresh process, no pooled connections) to many concurrent clients at once.
 async fn burst(b: &Bench) -> Result<Value, String> {
-    println!("drill: burst from idle");
+    eprintln!("drill: burst from idle");
     let p = b.start("orders-get", &[])?;
     let url = format!("{}/api/orders/{}", p.url(), b.order_id);
     let clients = 64;
@@ -122,7 +122,7 @@ async fn burst(b: &Bench) -> Result<Value, String> {
 /// PostgreSQL stops for 2 s under load: how many requests failed fast (503) or hung, and how
 /// long from PostgreSQL's return to the first success.
 async fn database_restart(b: &mut Bench) -> Result<Value, String> {
-    println!("drill: PostgreSQL restart under load");
+    eprintln!("drill: PostgreSQL restart under load");
     let p = b.start(
         "orders-get",
         &[
@@ -174,7 +174,7 @@ async fn database_restart(b: &mut Bench) -> Result<Value, String> {
 
 /// The emulator stops while orders are created; once it returns, the relay publishes the backlog.
 async fn pubsub_outage(b: &mut Bench) -> Result<Value, String> {
-    println!("drill: Pub/Sub outage during order creation");
+    eprintln!("drill: Pub/Sub outage during order creation");
     let create = b.start("orders-create", &[("PUBSUB_PUBLISH_TIMEOUT", "1s")])?;
     let relay = b.start("outbox-relay", &[])?;
     let c = load::client();
@@ -230,7 +230,7 @@ async fn drain_outbox(
         load::one(c, &format!("{relay}/internal/outbox/flush"), Some("")).await;
         let pending = count(
             db,
-            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL",
+            "SELECT count(*) FROM tern_outbox WHERE published_at IS NULL AND set_aside_at IS NULL",
         )
         .await?;
         if pending == 0 {

@@ -127,7 +127,7 @@ pub fn stop(mut c: Child) {
 
 /// A progress line.
 pub fn say(what: &str) {
-    println!("[{}] {what}", chrono::Utc::now().format("%H:%M:%S"));
+    eprintln!("[{}] {what}", chrono::Utc::now().format("%H:%M:%S"));
 }
 
 /// One `SELECT count(*) …` answer.

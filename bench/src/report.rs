@@ -259,7 +259,7 @@ pub fn markdown(r: &Value) -> String {
     let w = &r["write"];
     let _ = writeln!(
         s,
-        "The write path at equal concurrency: orders-create's p99 is {:.1}× the bare loop's (target ≤ 3×); {} of the {} outbox rows written were left to the relay (no publish slot free), the rest published right after their commits.\n",
+        "The write path at equal concurrency: orders-create's p99 is {:.1}× the bare loop's (target ≤ 3×); {} of the {} outbox rows written were still unpublished 2 s after the last request (left to the relay: no publish slot free, or the publish failed), the rest published right after their commits.\n",
         f(&w["tern_orders_create"]["p99_ms"]["median"])
             / f(&w["bare_tokio_postgres_inserts"]["p99_ms"]["median"]),
         w["rows_left_to_the_relay"],

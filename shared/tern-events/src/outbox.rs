@@ -31,18 +31,23 @@ use crate::publisher::{EventPublisher, OutgoingEvent, PublishError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tern::{ConfigError, Context, Env, Problem};
 use tern_db::{Db, DbResultExt, Transaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-/// How long the marker gathers the outcomes of after-commit publishes before it records them
-/// in one statement. Marks are late by at most this; nothing waits on them but the publish
-/// slots, which are held until then.
+/// How long the marker gathers the outcomes of after-commit publishes, from the first one it
+/// receives, before it records them in one statement (which then waits for a pooled connection
+/// like any other). Only the publish tasks wait for the marks; the slots are free already.
 const MARK_LINGER: Duration = Duration::from_millis(10);
 /// The most outcomes one marker statement records.
 const MARK_MAX_ROWS: usize = 1024;
+/// Leased rows whose marks may wait in the marker's queue. Past it (the database too slow to
+/// take the marks), writes lease nothing and leave their rows to the relay, as when no publish
+/// slot is free: a row leased is a row whose mark is bounded, so its lease outlives its mark.
+const MARK_BACKLOG_MAX: usize = 4 * MARK_MAX_ROWS;
 
 /// A transaction whose staged events are published after it commits; see [`Outbox::write`].
 /// Dereferences to the [`Transaction`], for the rows.
@@ -87,7 +92,12 @@ impl OutboxTx<'_> {
     ) -> Result<(), Problem> {
         // A free slot: this instance publishes the row right after the commit, so it leases
         // it now. None free (Pub/Sub slow or hanging): the row is left to the relay.
-        let slot = self.outbox.slots.clone().try_acquire_owned().ok();
+        let backlog = self.outbox.unmarked.load(Ordering::Relaxed);
+        let slot = if backlog < MARK_BACKLOG_MAX {
+            self.outbox.slots.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
         let at = Instant::now();
         let token = slot.as_ref().map(|_| self.token.as_str());
         match self
@@ -207,8 +217,11 @@ pub struct Outbox {
     ctx: Option<Context>,
     policy: OutboxPolicy,
     slots: Arc<Semaphore>,
-    /// The instance's marker task, started with the first after-commit publish.
-    marker: Arc<OnceLock<mpsc::UnboundedSender<MarkJob>>>,
+    /// The instance's marker task, started with the first after-commit publish (and again if
+    /// it ever ended).
+    marker: Arc<Mutex<Option<mpsc::UnboundedSender<MarkJob>>>>,
+    /// Rows waiting in the marker's queue or being marked ([`MARK_BACKLOG_MAX`]).
+    unmarked: Arc<AtomicUsize>,
 }
 
 /// The outcomes of one after-commit publish, for the marker; `done` answers once they are
@@ -225,6 +238,7 @@ struct MarkJob {
 struct Marks {
     db: Db,
     policy: OutboxPolicy,
+    unmarked: Arc<AtomicUsize>,
 }
 
 /// What a flush did.
@@ -273,7 +287,8 @@ impl Outbox {
             ctx,
             slots: Arc::new(Semaphore::new(policy.max_in_flight)),
             policy,
-            marker: Arc::new(OnceLock::new()),
+            marker: Arc::new(Mutex::new(None)),
+            unmarked: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -281,27 +296,43 @@ impl Outbox {
         Marks {
             db: self.db.clone(),
             policy: self.policy,
+            unmarked: self.unmarked.clone(),
         }
     }
 
     /// Hands `outcomes` to the instance's marker and waits until they are recorded. The marker
     /// runs until the last clone of this outbox is gone.
     async fn mark_soon(&self, outcomes: Vec<Outcome>, token: String) {
-        let marker = self.marker.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(run_marker(self.marks(), rx));
-            tx
-        });
+        let rows = outcomes.len();
+        let marker = {
+            let mut slot = self.marker.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                ended => {
+                    if ended.is_some() {
+                        tracing::warn!("the outbox marker had ended; starting it again");
+                    }
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(run_marker(self.marks(), rx));
+                    *slot = Some(tx.clone());
+                    tx
+                }
+            }
+        };
         let (done, recorded) = oneshot::channel();
         let job = MarkJob {
             outcomes,
             token,
             done,
         };
+        self.unmarked.fetch_add(rows, Ordering::Relaxed);
         if marker.send(job).is_ok() {
-            // An error means the marker is gone (the runtime is ending): the relay publishes
-            // these rows again once their lease ends.
+            // The marker answers once the rows are recorded or could not be; if it ends first
+            // (the runtime is ending), the relay publishes these rows again once their lease
+            // ends.
             let _ = recorded.await;
+        } else {
+            self.unmarked.fetch_sub(rows, Ordering::Relaxed);
         }
     }
 
@@ -567,8 +598,8 @@ impl Outbox {
 }
 
 impl Marks {
-    /// Records the outcomes of rows, each leased with the token at the same place in `tokens`,
-    /// and releases them: published rows are marked (whoever holds them now: Pub/Sub has the
+    /// Records the outcomes of rows, each with the token it was leased with, and releases
+    /// them: published rows are marked (whoever holds them now: Pub/Sub has the
     /// message); failed ones, only while their lease still holds them, get their backoff, a strike when the failure was permanent, and
     /// are set aside at `OUTBOX_SET_ASIDE_AFTER` strikes once older than
     /// `OUTBOX_SET_ASIDE_MIN_AGE`. Two short statements.
@@ -701,9 +732,10 @@ async fn run_marker(marks: Marks, mut jobs: mpsc::UnboundedReceiver<MarkJob>) {
             Err(p) => tracing::warn!(
                 error = p.detail().unwrap_or_default(),
                 rows,
-                "after-commit publishes could not be recorded; the relay publishes these rows again once their lease ends"
+                "after-commit publishes could not all be recorded; the relay publishes the unmarked rows again once their lease ends"
             ),
         }
+        marks.unmarked.fetch_sub(rows, Ordering::Relaxed);
         for job in batch.drain(..) {
             let _ = job.done.send(());
         }
