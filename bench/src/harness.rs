@@ -2,6 +2,8 @@
 //! migrated bench database) from `tern-local`, the functions started on it, our baselines as
 //! processes, and seeding.
 
+use crate::wrk::{self, WrkResult};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -136,4 +138,40 @@ pub async fn count(db: &tokio_postgres::Client, sql: &str) -> Result<i64, String
         .await
         .map(|row| row.get(0))
         .map_err(|e| e.to_string())
+}
+
+/// Runs `wrk` on `url` while sampling the memory of `pid` and its children every 100 ms: the
+/// result and the peak resident set, MiB.
+pub async fn load_with_rss(
+    url: &str,
+    connections: u32,
+    dur: Duration,
+    script: Option<&Path>,
+    pid: u32,
+) -> Result<(WrkResult, f64), String> {
+    let (url, script) = (url.to_owned(), script.map(Path::to_path_buf));
+    let load =
+        tokio::task::spawn_blocking(move || wrk::run(&url, connections, dur, script.as_deref()));
+    let mut peak: f64 = 0.0;
+    while !load.is_finished() {
+        peak = peak.max(rss_mib(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let result = load.await.map_err(|e| e.to_string())??;
+    Ok((result, peak))
+}
+
+/// Resident set size of `pid` and every process below it (a server's workers), MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    tern_local::process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .sum::<f64>()
+        / 1024.0
 }

@@ -1,8 +1,9 @@
-//! `tern-bench`: Tern and its baselines measured side by side in one run; see `scripts/bench`.
-
+//! `tern-bench`: Tern, its baselines and its peers measured side by side in one run; see
+//! `scripts/bench`.
 //!
-//! Module graph (no cycles): `main` → `measure` → {`events`, `startup`, `drills`, `stack`} → `harness`
-//! → `tern-local`; `load`, `wrk`, `stats`, `report` and `baselines` are leaves.
+//! Module graph (no cycles): `main` → `measure` → {`events`, `startup`, `drills`, `stack`,
+//! `peers`, `write`} → `harness` → {`wrk`, `tern-local`}; `report` → `peers` (its section of the
+//! page); `load`, `wrk`, `stats`, `svg` and `baselines` are leaves.
 
 mod baselines;
 mod drills;
@@ -10,6 +11,7 @@ mod events;
 mod harness;
 mod load;
 mod measure;
+mod peers;
 mod report;
 mod stack;
 mod startup;
@@ -44,9 +46,9 @@ enum Command {
         /// Where the outputs go.
         #[arg(long, default_value = "docs")]
         out: std::path::PathBuf,
-        /// Run one measurement only (route, write, logging, events, cold-start, footprint, drills) and
+        /// Run one measurement only (route, write, logging, events, cold-start, footprint, peers, drills) and
         /// print its JSON instead of writing the report: for a before → after of one change.
-        #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint", "drills"])]
+        #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint", "peers", "drills"])]
         only: Option<String>,
     },
     /// Only the in-process stack measurement: ns per request with the metrics on and off.

@@ -3,8 +3,8 @@
 
 use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say, stop};
 use crate::stats::Spread;
-use crate::wrk::{self, WrkResult};
-use crate::{drills, events, report, stack, startup, svg, write};
+use crate::wrk;
+use crate::{drills, events, peers, report, stack, startup, svg, write};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,6 +51,7 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
             "events" => events::event_path(&b).await?,
             "cold-start" => startup::cold_start(&b).await?,
             "footprint" => startup::footprint(&b).await?,
+            "peers" => peers::peers(&b).await?,
             _ => drills::all(&mut b).await?,
         };
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -75,6 +76,7 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
     r["events"] = events::event_path(&b).await?;
     r["cold_start"] = startup::cold_start(&b).await?;
     r["footprint"] = startup::footprint(&b).await?;
+    r["peers"] = peers::peers(&b).await?;
     r["drills"] = drills::all(&mut b).await?;
     r["total_seconds"] = json!(started.elapsed().as_secs());
 
@@ -93,20 +95,6 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
         started.elapsed().as_secs()
     ));
     Ok(())
-}
-
-fn spread<F: Fn(&WrkResult) -> f64>(runs: &[WrkResult], f: F) -> Spread {
-    Spread::of(&runs.iter().map(f).collect::<Vec<_>>())
-}
-
-pub fn wrk_json(runs: &[WrkResult]) -> Value {
-    json!({
-        "runs": runs,
-        "rps": spread(runs, |w| w.rps),
-        "p50_ms": spread(runs, |w| w.p50_ms),
-        "p99_ms": spread(runs, |w| w.p99_ms),
-        "errors": runs.iter().map(|w| w.errors).sum::<u64>(),
-    })
 }
 
 /// 1 and 2: orders-get against bare hyper and bare hyper + tokio-postgres; SELECTs/s against pgbench.
@@ -211,12 +199,12 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     // orders-get runs two SELECTs per request (the order, its items).
     let selects: Vec<f64> = tern.iter().map(|w| w.rps * 2.0).collect();
     Ok(json!({
-        "tern_orders_get": wrk_json(&tern),
-        "tern_orders_get_via_queue_proxy": wrk_json(&via_qp),
-        "tern_orders_get_in_pod_without_queue_proxy": wrk_json(&in_pod),
-        "tern_orders_get_via_router_and_queue_proxy": wrk_json(&via_router),
-        "bare_hyper_tokio_postgres": wrk_json(&bare_pg),
-        "bare_hyper_constant": wrk_json(&bare_hyper),
+        "tern_orders_get": wrk::wrk_json(&tern),
+        "tern_orders_get_via_queue_proxy": wrk::wrk_json(&via_qp),
+        "tern_orders_get_in_pod_without_queue_proxy": wrk::wrk_json(&in_pod),
+        "tern_orders_get_via_router_and_queue_proxy": wrk::wrk_json(&via_router),
+        "bare_hyper_tokio_postgres": wrk::wrk_json(&bare_pg),
+        "bare_hyper_constant": wrk::wrk_json(&bare_hyper),
         "tern_selects_per_s": Spread::of(&selects),
         "pgbench_select_tps": Spread::of(&pgb),
         "pgbench_runs": pgb,
@@ -300,10 +288,10 @@ async fn logging_cost(b: &Bench) -> Result<Value, String> {
         }
     }
     Ok(json!({
-        "logging_on": wrk_json(&with),
-        "logging_off": wrk_json(&without),
-        "metrics_off": wrk_json(&unmeasured),
-        "spans_exported": if traced.is_empty() { Value::Null } else { wrk_json(&traced) },
+        "logging_on": wrk::wrk_json(&with),
+        "logging_off": wrk::wrk_json(&without),
+        "metrics_off": wrk::wrk_json(&unmeasured),
+        "spans_exported": if traced.is_empty() { Value::Null } else { wrk::wrk_json(&traced) },
     }))
 }
 

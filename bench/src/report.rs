@@ -193,6 +193,7 @@ pub fn markdown(r: &Value) -> String {
         let t = target.map_or("—".to_owned(), |t| format!("≥ {t}"));
         let _ = writeln!(s, "| {label} | {ratio:.2} | {t} |");
     }
+    s.push_str(&crate::peers::markdown(&r["peers"]));
     let _ = writeln!(
         s,
         "\n## Throughput and latency\n\n| what | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|"

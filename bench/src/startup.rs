@@ -3,7 +3,6 @@
 
 use crate::harness::{Bench, HTTP_CONNECTIONS, say, spawn_baseline, stop};
 use crate::stats::Spread;
-use crate::wrk;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tern_routes::Kind;
@@ -94,7 +93,7 @@ pub async fn footprint(b: &Bench) -> Result<Value, String> {
         let name = f.name.as_str();
         let p = b.start(name, &[])?;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        idle.insert(name.into(), json!(rss_mib(p.pid())));
+        idle.insert(name.into(), json!(crate::harness::rss_mib(p.pid())));
     }
     for name in table.functions.iter().map(|f| f.name.as_str()) {
         let bytes = std::fs::metadata(b.world.bin_dir.join(name))
@@ -104,32 +103,8 @@ pub async fn footprint(b: &Bench) -> Result<Value, String> {
     }
     // Under load: orders-get at full tilt, RSS sampled every 100 ms.
     let p = b.start("orders-get", &[])?;
-    let pid = p.pid();
     let url = format!("{}/api/orders/{}", p.url(), b.order_id);
-    let dur = b.dur;
-    let sampler = tokio::spawn(async move {
-        let mut peak: f64 = 0.0;
-        let t = Instant::now();
-        while t.elapsed() < dur {
-            peak = peak.max(rss_mib(pid));
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        peak
-    });
-    let load = tokio::task::spawn_blocking(move || wrk::run(&url, HTTP_CONNECTIONS, dur, None));
-    let _ = load.await.map_err(|e| e.to_string())??;
-    let peak = sampler.await.map_err(|e| e.to_string())?;
+    let (_, peak) =
+        crate::harness::load_with_rss(&url, HTTP_CONNECTIONS, b.dur, None, p.pid()).await?;
     Ok(json!({"idle_rss_mib": idle, "orders_get_rss_under_load_mib": peak, "binary_mib": size}))
-}
-
-/// Resident set size of `pid`, MiB.
-pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -1,9 +1,8 @@
 //! 3: the write path, orders-create against a bare tokio-postgres loop doing the same inserts.
 
 use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, count, say};
-use crate::measure::wrk_json;
 use crate::stats::percentile;
-use crate::wrk::{self, WrkResult};
+use crate::wrk::{self, WrkResult, wrk_json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,7 @@
 //! Load from `wrk` (Debian's package, pinned by scripts/bench), and its output parsed.
 
+use crate::stats::Spread;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -116,6 +118,21 @@ pub fn post_script(dir: &Path, name: &str, body: &str) -> std::io::Result<std::p
         ),
     )?;
     Ok(path)
+}
+
+fn spread<F: Fn(&WrkResult) -> f64>(runs: &[WrkResult], f: F) -> Spread {
+    Spread::of(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+/// The runs, and the median and spread of each figure over them.
+pub fn wrk_json(runs: &[WrkResult]) -> Value {
+    json!({
+        "runs": runs,
+        "rps": spread(runs, |w| w.rps),
+        "p50_ms": spread(runs, |w| w.p50_ms),
+        "p99_ms": spread(runs, |w| w.p99_ms),
+        "errors": runs.iter().map(|w| w.errors).sum::<u64>(),
+    })
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ mod edge;
 mod env;
 pub mod failover;
 pub mod jaeger;
+pub mod peers;
 mod pod;
 mod postgres;
 mod process;
@@ -59,8 +60,8 @@ pub use pod::{
 };
 pub use postgres::{Durability, Postgres, ensure_database, postgres_bin_dir};
 pub use process::{
-    FunctionProcess, Output, die_with_parent, free_port, http_status, kill_tree, repo_root,
-    run_job, signal, signal_tree, wait_for_port,
+    FunctionProcess, Output, die_with_parent, free_port, http_status, kill_tree, process_tree,
+    repo_root, run_job, signal, signal_tree, wait_for_port,
 };
 pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
 pub use router::{NAMESPACE, Router, Upstreams};

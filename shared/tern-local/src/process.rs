@@ -70,6 +70,17 @@ pub fn signal_tree(pid: u32, sig: libc::c_int) {
 /// is stopped and listed first, so no child escapes to init before it is killed.
 pub fn kill_tree(pid: u32) {
     signal_tree(pid, libc::SIGSTOP);
+    for p in process_tree(pid) {
+        // SAFETY: kill(2) on a pid of a process we started or its descendant, stopped above.
+        unsafe {
+            libc::kill(p as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// `pid` and every process below it, parents before their children: a server with its workers
+/// (the bench sums their memory).
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() {
@@ -77,12 +88,7 @@ pub fn kill_tree(pid: u32) {
         all.extend(more);
         i += 1;
     }
-    for p in all {
-        // SAFETY: kill(2) on a pid of a process we started or its descendant, stopped above.
-        unsafe {
-            libc::kill(p as libc::pid_t, libc::SIGKILL);
-        }
-    }
+    all
 }
 
 /// The pids whose parent is `pid`, from /proc.
@@ -432,10 +438,25 @@ impl Daemon {
         })
     }
 
+    /// The process id (0 once stopped).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Waits until `ready` holds; an exit before that is an error quoting the log's last lines.
     pub(crate) fn wait_until(
         &mut self,
         timeout: Duration,
+        ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
+        self.wait_polling(timeout, Duration::from_millis(50), ready)
+    }
+
+    /// [`Daemon::wait_until`], asking `ready` every `every`.
+    pub(crate) fn wait_polling(
+        &mut self,
+        timeout: Duration,
+        every: Duration,
         mut ready: impl FnMut() -> bool,
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
@@ -450,7 +471,7 @@ impl Daemon {
             if ready() {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(every);
         }
         Err(format!("{} not ready within {timeout:?}", self.name))
     }
