@@ -267,7 +267,7 @@ async fn collect(
     quiet: Duration,
 ) -> Result<Vec<google_cloud_pubsub::model::Message>, String> {
     let s = tern_local::subscriber(b.pubsub()).await?;
-    let mut stream = s.subscribe(b.pubsub().subscription_path(sub)).build();
+    let mut stream = tern_local::pull(&s, &b.pubsub().subscription_path(sub));
     let mut out = Vec::new();
     while out.len() < max {
         match tokio::time::timeout(quiet, stream.next()).await {

@@ -100,7 +100,7 @@ async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<Value
         let path = b.pubsub().subscription_path("bench-e2e");
         let sent = sent.clone();
         tokio::spawn(async move {
-            let mut stream = sub.subscribe(path).build();
+            let mut stream = tern_local::pull(&sub, &path);
             let mut lat = Vec::new();
             while lat.len() < n {
                 match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {

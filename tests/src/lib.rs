@@ -441,9 +441,7 @@ impl System {
         let sub = tern_local::subscriber(&self.pubsub)
             .await
             .expect("subscriber");
-        let mut stream = sub
-            .subscribe(self.pubsub.subscription_path(subscription))
-            .build();
+        let mut stream = tern_local::pull(&sub, &self.pubsub.subscription_path(subscription));
         let mut out = Vec::new();
         while out.len() < want {
             match tokio::time::timeout(quiet, stream.next()).await {

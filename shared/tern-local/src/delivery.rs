@@ -8,7 +8,9 @@ use crate::pubsub::{self, dead_letter_topic};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::subscriber::handler::Handler;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tern_events::{
     EventPublisher, MESSAGE_PUBLISHED, OutgoingEvent, PubSubConfig, PushEnvelope, PushMessage,
@@ -106,7 +108,13 @@ fn request_for(
     (headers, body)
 }
 
-/// Runs one subscription's delivery loop until `stop` is cancelled.
+/// Pushes one subscription's loop has in flight at once. Pub/Sub push sends concurrently too
+/// (and Eventarc through it); Knative's `containerConcurrency` is what bounds a pod.
+pub const PUSH_CONCURRENCY: usize = 64;
+
+/// Runs one subscription's delivery loop until `stop` is cancelled: messages pulled over
+/// [`pubsub::PULL_STREAMS`] streams, up to [`PUSH_CONCURRENCY`] pushed at once. Once stopped it
+/// takes no new message; the pushes in flight finish on their own.
 pub async fn run(
     mode: Mode,
     cfg: PubSubConfig,
@@ -116,34 +124,87 @@ pub async fn run(
     stop: stop::StopToken,
 ) -> Result<(), String> {
     let subscriber = pubsub::subscriber(&cfg).await?;
-    let mut stream = subscriber
-        .subscribe(cfg.subscription_path(&target.subscription))
-        .build();
-    let client = loopback::client();
-    let mut attempts: HashMap<String, u32> = HashMap::new();
+    let mut messages = pubsub::pull(&subscriber, &cfg.subscription_path(&target.subscription));
+    let push = Arc::new(Push {
+        mode,
+        cfg,
+        target,
+        max_attempts,
+        dead_letter,
+        stop: stop.clone(),
+        client: loopback::client(),
+        attempts: Mutex::new(HashMap::new()),
+    });
+    let slots = Arc::new(tokio::sync::Semaphore::new(PUSH_CONCURRENCY));
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
         let next = tokio::select! {
-            n = stream.next() => n,
-            () = stop.cancelled() => return Ok(()),
+            n = messages.next() => n,
+            () = stop.cancelled() => None,
         };
-        let Some(item) = next else { return Ok(()) };
+        let Some(item) = next else {
+            in_flight.detach_all();
+            return Ok(());
+        };
         let (msg, handler) = match item {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(subscription = %target.subscription, error = %e, "pull failed; retrying");
+                tracing::warn!(subscription = %push.target.subscription, error = %e, "pull failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
-        *attempt += 1;
-        let (headers, body) = request_for(mode, &cfg, &target, &msg, *attempt);
-        let status = loopback::post(&client, &target.url, &headers, body).await;
-        let attempt = attempts.entry(msg.message_id.clone()).or_insert(0);
-        match status {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s.map_err(|e| e.to_string())?,
+            () = stop.cancelled() => {
+                in_flight.detach_all();
+                return Ok(());
+            }
+        };
+        while in_flight.try_join_next().is_some() {}
+        let push = push.clone();
+        in_flight.spawn(async move {
+            push.deliver(msg, handler).await;
+            drop(slot);
+        });
+    }
+}
+
+/// What every push of one subscription shares.
+struct Push {
+    mode: Mode,
+    cfg: PubSubConfig,
+    target: Target,
+    max_attempts: u32,
+    dead_letter: EventPublisher,
+    stop: stop::StopToken,
+    client: loopback::HttpClient,
+    /// Deliveries so far, by message id, for the backoff and the dead-letter policy.
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+impl Push {
+    fn attempts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One push: 2xx acknowledges; anything else is retried after a backoff, or dead-lettered
+    /// after `max_attempts`.
+    async fn deliver(&self, msg: Message, handler: Handler) {
+        let target = &self.target;
+        let attempt = {
+            let mut attempts = self.attempts();
+            let a = attempts.entry(msg.message_id.clone()).or_insert(0);
+            *a += 1;
+            *a
+        };
+        let (headers, body) = request_for(self.mode, &self.cfg, target, &msg, attempt);
+        match loopback::post(&self.client, &target.url, &headers, body).await {
             Ok(s) if (200..300).contains(&s) => {
                 tracing::info!(subscription = %target.subscription, message_id = %msg.message_id, status = s, "delivered");
-                attempts.remove(&msg.message_id);
+                self.attempts().remove(&msg.message_id);
                 handler.ack();
             }
             other => {
@@ -151,22 +212,22 @@ pub async fn run(
                     Ok(s) => format!("HTTP {s}"),
                     Err(e) => e,
                 };
-                if *attempt >= max_attempts {
+                if attempt >= self.max_attempts {
                     let dlq = dead_letter_topic(&target.topic);
-                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempts = *attempt, topic = %dlq, "giving up: dead-lettered");
-                    let event = dead_letter_event(&msg, &target);
-                    if let Err(e) = dead_letter.publish(&dlq, &event).await {
+                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempts = attempt, topic = %dlq, "giving up: dead-lettered");
+                    let event = dead_letter_event(&msg, target);
+                    if let Err(e) = self.dead_letter.publish(&dlq, &event).await {
                         tracing::error!(error = %e, "dead-letter publish failed; will redeliver");
                         handler.nack();
-                        continue;
+                        return;
                     }
-                    attempts.remove(&msg.message_id);
+                    self.attempts().remove(&msg.message_id);
                     handler.ack();
                 } else {
-                    let backoff = Duration::from_secs(1u64 << (*attempt - 1).min(6))
+                    let backoff = Duration::from_secs(1u64 << (attempt - 1).min(6))
                         .min(Duration::from_secs(60));
-                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempt = *attempt, backoff_s = backoff.as_secs(), "delivery failed; will retry");
-                    let stop = stop.clone();
+                    tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempt, backoff_s = backoff.as_secs(), "delivery failed; will retry");
+                    let stop = self.stop.clone();
                     tokio::spawn(async move {
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {},

@@ -125,9 +125,7 @@ async fn log_err(f: impl Future<Output = Result<(), String>>) {
 
 async fn tap(ps: PubSubConfig, topic: String, stop: StopToken) -> Result<(), String> {
     let sub = subscriber(&ps).await?;
-    let mut stream = sub
-        .subscribe(ps.subscription_path(&tap_name(&topic)))
-        .build();
+    let mut stream = crate::pubsub::pull(&sub, &ps.subscription_path(&tap_name(&topic)));
     loop {
         let next =
             tokio::select! { n = stream.next() => n, () = stop.cancelled() => return Ok(()) };

@@ -51,7 +51,7 @@ mod world;
 
 pub use chart::ChartValues;
 pub use control_plane::{ControlPlane, MANIFESTS, write_kubeconfig};
-pub use delivery::{Mode, Target, loopback, run as deliver, stop::StopToken};
+pub use delivery::{Mode, PUSH_CONCURRENCY, Target, loopback, run as deliver, stop::StopToken};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
 pub use env::{FunctionEnv, LOCAL_API_KEY, ROUTER_PORT, local_origins};
 pub use pod::{
@@ -63,7 +63,10 @@ pub use process::{
     FunctionProcess, Output, die_with_parent, free_port, http_status, kill_tree, process_tree,
     repo_root, run_job, signal, signal_tree, wait_for_port,
 };
-pub use pubsub::{Admin, Emulator, create_topology, dead_letter_topic, subscriber};
+pub use pubsub::{
+    Admin, Emulator, PULL_STREAMS, Pull, Pulled, create_topology, dead_letter_topic, pull,
+    subscriber,
+};
 pub use router::{NAMESPACE, Router, Upstreams};
 pub use tern::LogFormat;
 pub use world::{

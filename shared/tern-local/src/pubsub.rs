@@ -92,6 +92,44 @@ pub async fn subscriber(cfg: &PubSubConfig) -> Result<Subscriber, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Streaming pulls [`pull`] opens on one subscription. pstest hands each stream at most one
+/// message per delivery tick (10 ms): one stream caps a subscription at about 100 messages a
+/// second, and a burst waits in the emulator. Pub/Sub itself has no such cap (a client opens
+/// streams as it needs), so the local run opens enough of them that the tick, not the count,
+/// bounds a message's wait.
+pub const PULL_STREAMS: usize = 16;
+
+/// One pulled message and what acknowledges it.
+pub type Pulled = google_cloud_pubsub::Result<(
+    google_cloud_pubsub::model::Message,
+    google_cloud_pubsub::subscriber::handler::Handler,
+)>;
+
+/// The messages of one subscription over [`PULL_STREAMS`] streaming pulls, merged. Dropping it
+/// closes every stream.
+pub struct Pull(
+    futures::stream::SelectAll<std::pin::Pin<Box<dyn futures::Stream<Item = Pulled> + Send>>>,
+);
+
+impl Pull {
+    /// The next message of any stream; `None` once every stream has ended.
+    pub async fn next(&mut self) -> Option<Pulled> {
+        futures::StreamExt::next(&mut self.0).await
+    }
+}
+
+/// Pulls the subscription at `path` over [`PULL_STREAMS`] streams at once.
+pub fn pull(subscriber: &Subscriber, path: &str) -> Pull {
+    Pull(futures::stream::select_all((0..PULL_STREAMS).map(|_| {
+        let stream: std::pin::Pin<Box<dyn futures::Stream<Item = Pulled> + Send>> =
+            Box::pin(futures::stream::unfold(
+                subscriber.subscribe(path).build(),
+                |mut stream| async move { stream.next().await.map(|item| (item, stream)) },
+            ));
+        stream
+    })))
+}
+
 /// The Pub/Sub emulator (`pubsub-emulator`, our wrapper of Google's pstest).
 pub struct Emulator {
     /// `host:port`, what `PUBSUB_EMULATOR_HOST` takes.
