@@ -203,6 +203,53 @@ pub struct PushEnvelope {
     pub delivery_attempt: Option<u32>,
 }
 
+impl PushEnvelope {
+    /// The body a push subscription sends for `message` (attributes, base64 data, both
+    /// spellings of the id and the publish time) on its `attempt`th delivery.
+    pub fn for_message(
+        message: &google_cloud_pubsub::model::Message,
+        subscription: String,
+        attempt: Option<u32>,
+    ) -> Self {
+        let publish_time = message
+            .publish_time
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds(), t.nanos() as u32))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        Self {
+            message: PushMessage {
+                data: B64.encode(&message.data),
+                attributes: message
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                message_id: message.message_id.clone(),
+                publish_time: publish_time.clone(),
+                ordering_key: Some(message.ordering_key.clone()).filter(|k| !k.is_empty()),
+                // Google's push requests carry both spellings; so do these.
+                message_id_snake: Some(message.message_id.clone()),
+                publish_time_snake: publish_time,
+                ..PushMessage::default()
+            },
+            subscription,
+            // What a push subscription with a dead-letter policy sends.
+            delivery_attempt: attempt,
+        }
+    }
+
+    /// The body a push subscription sends for `event` published now, on its first delivery: what
+    /// a consumer's tests post to it. The message id is the event's id.
+    pub fn for_event(event: &crate::OutgoingEvent, subscription: String) -> Self {
+        let message = event.to_message().set_message_id(event.id.clone());
+        let mut envelope = Self::for_message(&message, subscription, Some(1));
+        let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        envelope.message.publish_time = Some(now.clone());
+        envelope.message.publish_time_snake = Some(now);
+        envelope
+    }
+}
+
 /// One Pub/Sub message as push delivers it. Google's push requests carry the id and the publish
 /// time twice, as `messageId` and `message_id`, `publishTime` and `publish_time`; either
 /// spelling is read (serde aliases would refuse a body with both as a duplicate field).

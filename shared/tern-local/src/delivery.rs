@@ -12,9 +12,7 @@ use google_cloud_pubsub::subscriber::handler::Handler;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tern_events::{
-    EventPublisher, MESSAGE_PUBLISHED, OutgoingEvent, PubSubConfig, PushEnvelope, PushMessage,
-};
+use tern_events::{EventPublisher, MESSAGE_PUBLISHED, OutgoingEvent, PubSubConfig, PushEnvelope};
 
 /// How deliveries are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,31 +62,12 @@ fn request_for(
     msg: &Message,
     attempt: u32,
 ) -> (Vec<(String, String)>, Vec<u8>) {
-    let publish_time = msg
-        .publish_time
-        .as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds(), t.nanos() as u32))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let envelope = PushEnvelope {
-        message: PushMessage {
-            data: B64.encode(&msg.data),
-            attributes: msg
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            message_id: msg.message_id.clone(),
-            publish_time: publish_time.clone(),
-            ordering_key: Some(msg.ordering_key.clone()).filter(|k| !k.is_empty()),
-            // Google's push requests carry both spellings; so do these.
-            message_id_snake: Some(msg.message_id.clone()),
-            publish_time_snake: publish_time.clone(),
-            ..PushMessage::default()
-        },
-        subscription: cfg.subscription_path(&target.subscription),
-        // What a push subscription with a dead-letter policy sends.
-        delivery_attempt: Some(attempt),
-    };
+    let envelope = PushEnvelope::for_message(
+        msg,
+        cfg.subscription_path(&target.subscription),
+        Some(attempt),
+    );
+    let publish_time = envelope.message.publish_time.clone();
     let body = serde_json::to_vec(&envelope).unwrap_or_default();
     let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
     if mode == Mode::Cloudevents {
