@@ -3,6 +3,9 @@
 //! - (a) `bare-hyper`: hyper answering a constant JSON body.
 //! - (b) `bare-pg`: hyper + tokio-postgres running orders-get's two SELECTs as prepared
 //!   statements over a fixed set of connections, JSON out. No pool, no middleware, no logs.
+//!   Requests share the connections: tokio-postgres pipelines the queries of every request on a
+//!   connection. With `--exclusive`, a request has its connection to itself, as with a pool
+//!   (Tern's, pgx's, asyncpg's): the same program, so the difference is the sharing alone.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -54,14 +57,34 @@ pub async fn bare_hyper(port: u16) -> std::io::Result<()> {
     .await
 }
 
+/// A connection taken for one request; given back when dropped.
+struct Checkout {
+    i: usize,
+    free: Arc<std::sync::Mutex<Vec<usize>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.free.lock() {
+            f.push(self.i);
+        }
+    }
+}
+
 struct Conn {
     client: Client,
     order: Statement,
     items: Statement,
 }
 
-/// Baseline (b).
-pub async fn bare_pg(port: u16, database_url: &str, connections: usize) -> Result<(), String> {
+/// Baseline (b); `exclusive`: one request per connection at a time.
+pub async fn bare_pg(
+    port: u16,
+    database_url: &str,
+    connections: usize,
+    exclusive: bool,
+) -> Result<(), String> {
     let mut conns = Vec::new();
     for _ in 0..connections {
         let (client, conn) = tokio_postgres::connect(database_url, NoTls)
@@ -84,12 +107,28 @@ pub async fn bare_pg(port: u16, database_url: &str, connections: usize) -> Resul
     }
     let conns = Arc::new(conns);
     let next = Arc::new(AtomicUsize::new(0));
+    // The free connections, for `exclusive`: a permit, then one of them, like a pool's checkout.
+    let free = Arc::new(std::sync::Mutex::new((0..conns.len()).collect::<Vec<_>>()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(conns.len()));
     serve(port, move |req| {
         let conns = conns.clone();
         let next = next.clone();
+        let (free, permits) = (free.clone(), permits.clone());
         async move {
             let id = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
-            let c = &conns[next.fetch_add(1, Ordering::Relaxed) % conns.len()];
+            let checkout = if exclusive {
+                let Ok(permit) = permits.acquire_owned().await else {
+                    return json(StatusCode::SERVICE_UNAVAILABLE, br#"{"status":503}"#.to_vec());
+                };
+                let i = free.lock().ok().and_then(|mut f| f.pop()).unwrap_or(0);
+                Some(Checkout { i, free: free.clone(), _permit: permit })
+            } else {
+                None
+            };
+            let i = checkout
+                .as_ref()
+                .map_or_else(|| next.fetch_add(1, Ordering::Relaxed) % conns.len(), |c| c.i);
+            let c = &conns[i];
             let Ok(Some(row)) = c.client.query_opt(&c.order, &[&id]).await else {
                 return json(StatusCode::NOT_FOUND, br#"{"status":404}"#.to_vec());
             };

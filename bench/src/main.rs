@@ -70,6 +70,9 @@ enum Command {
         database_url: String,
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// One request per connection at a time, as with a pool.
+        #[arg(long)]
+        exclusive: bool,
     },
 }
 
@@ -101,7 +104,8 @@ fn main() -> ExitCode {
                 port,
                 database_url,
                 connections,
-            } => baselines::bare_pg(port, &database_url, connections).await,
+                exclusive,
+            } => baselines::bare_pg(port, &database_url, connections, exclusive).await,
         }
     });
     match result {

@@ -113,6 +113,14 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
         "--connections",
         &DB_CONNECTIONS.to_string(),
     ])?;
+    let (pooled_child, pooled_port) = b.baseline(&[
+        "bare-pg",
+        "--database-url",
+        b.db_url(),
+        "--connections",
+        &DB_CONNECTIONS.to_string(),
+        "--exclusive",
+    ])?;
     let path = format!("/api/orders/{}", b.order_id);
     let pgbench_db = "pgbench";
     let pg_port_s = b.pg()?.port.to_string();
@@ -134,6 +142,7 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
 
     let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut bare_pooled = Vec::new();
     let (mut via_qp, mut via_router, mut in_pod) = (Vec::new(), Vec::new(), Vec::new());
     let in_pod_url = match &pod {
         tern_local::Instance::Pod(p) => format!("http://{}{path}", p.function_addr()),
@@ -161,6 +170,12 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
         )?);
         bare_pg.push(wrk::run(
             &format!("http://127.0.0.1:{pg_port}{path}"),
+            HTTP_CONNECTIONS,
+            b.dur,
+            None,
+        )?);
+        bare_pooled.push(wrk::run(
+            &format!("http://127.0.0.1:{pooled_port}{path}"),
             HTTP_CONNECTIONS,
             b.dur,
             None,
@@ -194,6 +209,7 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     }
     stop(hyper_child);
     stop(pg_child);
+    stop(pooled_child);
     stop_router.cancel();
     drop(pod);
     // orders-get runs two SELECTs per request (the order, its items).
@@ -204,6 +220,7 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
         "tern_orders_get_in_pod_without_queue_proxy": wrk::wrk_json(&in_pod),
         "tern_orders_get_via_router_and_queue_proxy": wrk::wrk_json(&via_router),
         "bare_hyper_tokio_postgres": wrk::wrk_json(&bare_pg),
+        "bare_hyper_tokio_postgres_exclusive": wrk::wrk_json(&bare_pooled),
         "bare_hyper_constant": wrk::wrk_json(&bare_hyper),
         "tern_selects_per_s": Spread::of(&selects),
         "pgbench_select_tps": Spread::of(&pgb),

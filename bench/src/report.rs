@@ -91,6 +91,14 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             Some(0.9),
         ),
         (
+            "orders-get ÷ the same baseline, one request per connection at a time (req/s)",
+            ratio(
+                med(&rt["tern_orders_get"]["rps"]),
+                med(&rt["bare_hyper_tokio_postgres_exclusive"]["rps"]),
+            ),
+            None,
+        ),
+        (
             "orders-get ÷ bare hyper constant (req/s)",
             ratio(
                 med(&rt["tern_orders_get"]["rps"]),
@@ -218,6 +226,10 @@ pub fn markdown(r: &Value) -> String {
         (
             "baseline (b): bare hyper + tokio-postgres, same SELECTs",
             &rt["bare_hyper_tokio_postgres"],
+        ),
+        (
+            "baseline (b) with one request per connection at a time, as with a pool",
+            &rt["bare_hyper_tokio_postgres_exclusive"],
         ),
         (
             "baseline (a): bare hyper, constant body",

@@ -110,13 +110,18 @@ enum Command {
         #[arg(long, conflicts_with = "deploy")]
         compose: bool,
     },
-    /// Create a new function crate and its route-table entry.
+    /// Create a new function crate, its route-table entry and its test: an HTTP function
+    /// (--route) or a consumer of a topic's events (--event).
     New {
         /// The function's name, such as `orders-cancel`.
         name: String,
         /// Its route, such as "POST /api/orders/{id}/cancel".
+        #[arg(long, required_unless_present = "event", conflicts_with = "event")]
+        route: Option<String>,
+        /// The topic it consumes, such as `orders`: a subscription pushing the topic's event
+        /// types to POST /events/NAME.
         #[arg(long)]
-        route: String,
+        event: Option<String>,
     },
     /// Generate an API key and the SHA-256 hash to configure for it.
     ApiKey,
@@ -189,7 +194,9 @@ async fn main() -> ExitCode {
             table().map(|t| print!("{}", render::compose_yaml(&t)))
         }
         Command::Routes { .. } => table().map(|t| println!("{}", t.to_json())),
-        Command::New { name, route } => new_function(&name, &route),
+        Command::New { name, route, event } => {
+            new_function(&name, route.as_deref(), event.as_deref())
+        }
         Command::ApiKey => {
             let key = format!("tern_{}", hex::encode(rand::random::<[u8; 24]>()));
             println!("key:  {key}\nhash: {}", tern::ApiKeys::hash(&key));
@@ -278,12 +285,24 @@ fn table() -> Result<RouteTable, String> {
     RouteTable::load(&root.join("routes.toml")).map_err(|e| e.to_string())
 }
 
-fn new_function(name: &str, route: &str) -> Result<(), String> {
-    let (method, path) = route
-        .split_once(' ')
-        .ok_or("--route takes \"METHOD /path\"")?;
-    scaffold::new_function(&repo_root()?, name, method.trim(), path.trim())?;
-    println!("created functions/{name} and its routes.toml entry; `scripts/dev` runs it");
+fn new_function(name: &str, route: Option<&str>, event: Option<&str>) -> Result<(), String> {
+    let template = match (route, event) {
+        (Some(route), _) => {
+            let (method, path) = route
+                .split_once(' ')
+                .ok_or("--route takes \"METHOD /path\"")?;
+            scaffold::Template::Http {
+                method: method.trim(),
+                path: path.trim(),
+            }
+        }
+        (None, Some(topic)) => scaffold::Template::Event { topic },
+        (None, None) => return Err("give --route \"METHOD /path\" or --event TOPIC".into()),
+    };
+    scaffold::new_function(&repo_root()?, name, template)?;
+    println!(
+        "created functions/{name}, its routes.toml entry and its test: `cargo test -p {name}` runs it, `scripts/dev` serves it"
+    );
     Ok(())
 }
 

@@ -1,9 +1,54 @@
-//! `tern new NAME --route "METHOD /path"`: a new function crate and its route-table entry.
+//! `tern new NAME --route "METHOD /path"` and `tern new NAME --event TOPIC`: a new function
+//! crate, its route-table entry, and a test that passes as generated. The templates are in
+//! `shared/tern-cli/templates/`.
 
 use std::path::Path;
 
-/// Creates `functions/NAME` and appends its `routes.toml` entry.
-pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result<(), String> {
+/// What to scaffold.
+#[derive(Debug, Clone, Copy)]
+pub enum Template<'a> {
+    /// An HTTP function serving one route.
+    Http {
+        /// `GET`, `POST`, ...
+        method: &'a str,
+        /// `/api/things/{id}`.
+        path: &'a str,
+    },
+    /// A consumer of one topic's events, pushed to `POST /events/NAME`.
+    Event {
+        /// A topic of the route table.
+        topic: &'a str,
+    },
+}
+
+const MAIN: &str = include_str!("../templates/main.rs");
+const HTTP_CARGO: &str = include_str!("../templates/http/Cargo.toml");
+const HTTP_APP: &str = include_str!("../templates/http/app.rs");
+const EVENT_CARGO: &str = include_str!("../templates/event/Cargo.toml");
+const EVENT_APP: &str = include_str!("../templates/event/app.rs");
+
+/// `/api/orders/{id}` → `/api/orders/example`: a path the route matches.
+fn sample_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                "example"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    vars.iter()
+        .fold(template.to_owned(), |t, (k, v)| t.replace(k, v))
+}
+
+/// Creates `functions/NAME` and appends its `routes.toml` entry. Refuses, changing nothing, when
+/// the name or route is malformed, the crate exists, or the entry does not fit the table.
+pub fn new_function(root: &Path, name: &str, template: Template<'_>) -> Result<(), String> {
     let valid_name = !name.is_empty()
         && name
             .bytes()
@@ -13,49 +58,82 @@ pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result
             "{name:?}: a function name is lower-case letters, digits and '-'"
         ));
     }
-    let method = method.to_ascii_uppercase();
-    if !path.starts_with('/') || path.starts_with("/_tern") {
-        return Err(format!(
-            "{path:?}: a route starts with / and not with /_tern"
-        ));
-    }
     let dir = root.join("functions").join(name);
     if dir.exists() {
         return Err(format!("{} exists already", dir.display()));
     }
     let routes_file = root.join("routes.toml");
     let mut table = std::fs::read_to_string(&routes_file).map_err(|e| e.to_string())?;
-    let entry = format!(
-        "\n[[function]]\nname = \"{name}\"\ndescription = \"TODO: one line saying what {name} does.\"\nroutes = [{{ method = \"{method}\", path = \"{path}\" }}]\nvisibility = \"public\"\n"
-    );
+    let current = tern_routes::RouteTable::parse(&table).map_err(|e| e.to_string())?;
+    let description = format!("TODO: one line saying what {name} does.");
+    let (method, path, summary, entry, cargo, app, types);
+    match template {
+        Template::Http { method: m, path: p } => {
+            method = m.to_ascii_uppercase();
+            path = p.to_owned();
+            if !path.starts_with('/') || path.starts_with("/_tern") {
+                return Err(format!(
+                    "{path:?}: a route starts with / and not with /_tern"
+                ));
+            }
+            summary = format!("{method} {path}");
+            entry = format!(
+                "\n[[function]]\nname = \"{name}\"\ndescription = \"{description}\"\nroutes = [{{ method = \"{method}\", path = \"{path}\" }}]\nvisibility = \"public\"\n"
+            );
+            (cargo, app, types) = (HTTP_CARGO, HTTP_APP, String::new());
+        }
+        Template::Event { topic } => {
+            let known = current
+                .topics
+                .iter()
+                .find(|t| t.name == topic)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = current.topics.iter().map(|t| t.name.as_str()).collect();
+                    format!("{topic:?} is not a topic of routes.toml (topics: {names:?})")
+                })?;
+            method = "POST".to_owned();
+            path = format!("/events/{name}");
+            summary = format!("handles the {topic} topic's events, pushed to POST {path}");
+            let quoted: Vec<String> = known
+                .event_types
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect();
+            types = quoted.join(", ");
+            entry = format!(
+                "\n[[function]]\nname = \"{name}\"\ndescription = \"{description}\"\nroutes = [{{ method = \"POST\", path = \"{path}\" }}]\nvisibility = \"public\"\nsubscriptions = [\n  {{ topic = \"{topic}\", path = \"{path}\", types = [{types}] }},\n]\n"
+            );
+            (cargo, app) = (EVENT_CARGO, EVENT_APP);
+        }
+    }
     table.push_str(&entry);
     tern_routes::RouteTable::parse(&table)
         .map_err(|e| format!("the new entry does not fit the table: {e}"))?;
 
-    std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
-    let axum_method = method.to_ascii_lowercase();
-    let files = [
-        (
-            "Cargo.toml",
-            format!(
-                "[package]\nname = \"{name}\"\ndescription = \"{method} {path}\"\nversion.workspace = true\nedition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[dependencies]\ntern.workspace = true\naxum.workspace = true\ntokio.workspace = true\nserde_json.workspace = true\n\n[lints]\nworkspace = true\n"
-            ),
-        ),
-        (
-            "src/main.rs",
-            format!(
-                "//! `{name}`: `{method} {path}`.\nmod app;\n\n#[tokio::main]\nasync fn main() -> std::process::ExitCode {{\n    tern::run(app::app).await\n}}\n"
-            ),
-        ),
-        (
-            "src/app.rs",
-            format!(
-                "use axum::{{Json, Router, routing::{axum_method}}};\nuse serde_json::{{Value, json}};\nuse tern::{{Context, Problem, StartError}};\n\npub async fn app(_ctx: Context) -> Result<Router, StartError> {{\n    Ok(Router::new().route(\"{path}\", {axum_method}(handle)))\n}}\n\nasync fn handle() -> Result<Json<Value>, Problem> {{\n    Ok(Json(json!({{\"hello\": \"from {name}\"}})))\n}}\n"
-            ),
-        ),
+    let topic = match template {
+        Template::Event { topic } => topic,
+        Template::Http { .. } => "",
+    };
+    let subscription = format!("{name}-{topic}");
+    let sample = sample_path(&path);
+    let vars = [
+        ("__NAME__", name),
+        ("__SUMMARY__", summary.as_str()),
+        ("__METHOD__", method.as_str()),
+        ("__AXUM_METHOD__", &method.to_ascii_lowercase()),
+        ("__SAMPLE_PATH__", sample.as_str()),
+        ("__PATH__", path.as_str()),
+        ("__TOPIC__", topic),
+        ("__TYPES__", types.as_str()),
+        ("__SUBSCRIPTION__", subscription.as_str()),
     ];
-    for (file, text) in files {
-        std::fs::write(dir.join(file), text).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
+    for (file, text) in [
+        ("Cargo.toml", cargo),
+        ("src/main.rs", MAIN),
+        ("src/app.rs", app),
+    ] {
+        std::fs::write(dir.join(file), render(text, &vars)).map_err(|e| e.to_string())?;
     }
     std::fs::write(&routes_file, table).map_err(|e| e.to_string())?;
     Ok(())
@@ -65,15 +143,23 @@ pub fn new_function(root: &Path, name: &str, method: &str, path: &str) -> Result
 mod tests {
     use super::*;
 
-    #[test]
-    fn scaffolds_a_crate_and_a_valid_entry() {
-        let root = std::env::temp_dir().join(format!("tern-scaffold-{}", std::process::id()));
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let root = std::env::temp_dir().join(format!("tern-scaffold-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("functions")).unwrap();
         let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../routes.toml");
         std::fs::copy(table, root.join("routes.toml")).unwrap();
+        root
+    }
 
-        new_function(&root, "orders-cancel", "post", "/api/orders/{id}/cancel").unwrap();
+    #[test]
+    fn scaffolds_an_http_function_and_a_valid_entry() {
+        let root = scratch("http");
+        let route = Template::Http {
+            method: "post",
+            path: "/api/orders/{id}/cancel",
+        };
+        new_function(&root, "orders-cancel", route).unwrap();
         let t = tern_routes::RouteTable::load(&root.join("routes.toml")).unwrap();
         let f = t.function("orders-cancel").unwrap();
         assert_eq!(f.routes[0].method, "POST");
@@ -82,21 +168,62 @@ mod tests {
         assert!(main.contains("tern::run(app::app).await"));
         let app = std::fs::read_to_string(root.join("functions/orders-cancel/src/app.rs")).unwrap();
         assert!(app.contains(".route(\"/api/orders/{id}/cancel\", post(handle))"));
+        assert!(app.contains("call(\"POST\", \"/api/orders/example/cancel\")"));
+        assert!(!app.contains("__"), "a placeholder is left: {app}");
 
         // Refusals leave everything as it was.
         assert!(
-            new_function(&root, "orders-cancel", "POST", "/x")
-                .unwrap_err()
-                .contains("exists")
+            new_function(
+                &root,
+                "orders-cancel",
+                Template::Http {
+                    method: "POST",
+                    path: "/x"
+                }
+            )
+            .unwrap_err()
+            .contains("exists")
         );
+        let taken = Template::Http {
+            method: "GET",
+            path: "/api/orders",
+        };
         assert!(
-            new_function(&root, "other", "GET", "/api/orders")
+            new_function(&root, "other", taken)
                 .unwrap_err()
                 .contains("both")
         );
-        assert!(new_function(&root, "Bad_Name", "GET", "/y").is_err());
-        assert!(new_function(&root, "health", "GET", "/_tern/x").is_err());
+        let ok = Template::Http {
+            method: "GET",
+            path: "/y",
+        };
+        assert!(new_function(&root, "Bad_Name", ok).is_err());
+        let reserved = Template::Http {
+            method: "GET",
+            path: "/_tern/x",
+        };
+        assert!(new_function(&root, "health", reserved).is_err());
         assert!(!root.join("functions/other").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn scaffolds_an_event_function_subscribed_to_its_topic() {
+        let root = scratch("event");
+        new_function(&root, "order-audit", Template::Event { topic: "orders" }).unwrap();
+        let t = tern_routes::RouteTable::load(&root.join("routes.toml")).unwrap();
+        let f = t.function("order-audit").unwrap();
+        assert_eq!(f.subscriptions[0].topic, "orders");
+        assert_eq!(f.subscriptions[0].path, "/events/order-audit");
+        let orders = t.topics.iter().find(|t| t.name == "orders").unwrap();
+        assert_eq!(f.subscriptions[0].types, orders.event_types);
+        let app = std::fs::read_to_string(root.join("functions/order-audit/src/app.rs")).unwrap();
+        assert!(app.contains("const TYPES: &[&str] = &[\"com.example.order.created\""));
+        assert!(app.contains("projects/local/subscriptions/order-audit-orders"));
+        assert!(!app.contains("__"), "a placeholder is left: {app}");
+        let refused = new_function(&root, "x-events", Template::Event { topic: "nope" });
+        assert!(refused.unwrap_err().contains("not a topic"));
+        assert!(!root.join("functions/x-events").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
