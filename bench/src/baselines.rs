@@ -129,10 +129,16 @@ pub async fn bare_pg(
                 .as_ref()
                 .map_or_else(|| next.fetch_add(1, Ordering::Relaxed) % conns.len(), |c| c.i);
             let c = &conns[i];
-            let Ok(Some(row)) = c.client.query_opt(&c.order, &[&id]).await else {
+            // Both SELECTs sent together, as orders-get sends them: one round trip.
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+            let (row, items) = tokio::join!(
+                c.client.query_opt(&c.order, &params),
+                c.client.query(&c.items, &params)
+            );
+            let Ok(Some(row)) = row else {
                 return json(StatusCode::NOT_FOUND, br#"{"status":404}"#.to_vec());
             };
-            let Ok(items) = c.client.query(&c.items, &[&id]).await else {
+            let Ok(items) = items else {
                 return json(StatusCode::SERVICE_UNAVAILABLE, br#"{"status":503}"#.to_vec());
             };
             let items: Vec<serde_json::Value> = items

@@ -63,29 +63,41 @@ fn both_templates_build_and_pass_their_generated_tests() {
     // debug info and no incremental state keep it near 0.75 GB. On CI, where every machine is
     // new, it is removed afterwards.
     let target = root().join("target/scaffold");
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .args([
-            "test",
-            "--offline",
-            "-p",
-            "stock-check",
-            "-p",
-            "order-audit",
-        ])
-        .current_dir(&repo)
-        .env("CARGO_TARGET_DIR", &target)
-        .env("RUSTFLAGS", "-D warnings")
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .env("CARGO_INCREMENTAL", "0")
-        .env_remove("CARGO_MANIFEST_DIR");
-    let out = cargo.output().expect("cargo test");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "cargo test failed:\n{stdout}\n{stderr}"
-    );
+    let cargo = |args: &[&str]| {
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.arg(args[0])
+            .args(["-p", "stock-check", "-p", "order-audit"])
+            .args(&args[1..])
+            .current_dir(&repo)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTFLAGS", "-D warnings")
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            .env("CARGO_INCREMENTAL", "0")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_MANIFEST_DIR");
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cargo {args:?}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "cargo {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    };
+    // As scripts/test checks every crate: laid out as cargo fmt lays it out, clippy-clean under
+    // the workspace's lints, then its tests.
+    cargo(&["fmt", "--check"]);
+    cargo(&[
+        "clippy",
+        "--offline",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    let stdout = cargo(&["test", "--offline"]);
     // The HTTP function's two tests and the event function's three, each file reported apart.
     for (passed, what) in [("2 passed", "stock-check"), ("3 passed", "order-audit")] {
         assert!(

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"math"
 	"net/http"
@@ -175,7 +176,14 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 			problem(w, http.StatusRequestEntityTooLarge, "Request body too large", err.Error(), nil)
 			return
 		}
-		problem(w, http.StatusBadRequest, "Malformed request", err.Error(), nil)
+		// As the orders functions answer: JSON that does not parse is 400, JSON of the wrong
+		// shape (a field unknown or of the wrong type) is 422.
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			problem(w, http.StatusBadRequest, "Malformed request", err.Error(), nil)
+			return
+		}
+		problem(w, http.StatusUnprocessableEntity, "The request is not valid", err.Error(), nil)
 		return
 	}
 	total, errs := validate(&n)

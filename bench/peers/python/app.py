@@ -3,8 +3,10 @@ Python team would without Tern: FastAPI on uvicorn (uvloop, httptools), asyncpg,
 The same database, the same pool size in all (DB_POOL_SIZE split over uvicorn's workers) and the
 same bodies as the orders functions (tests/tests/peers.rs compares them).
 
-Run: uvicorn app:app --workers 2 --loop uvloop --http httptools --no-access-log
+Run: WEB_CONCURRENCY=2 uvicorn app:app --loop uvloop --http httptools --no-access-log
+(uvicorn takes its worker count from WEB_CONCURRENCY, and so does the pool split below).
 Settings: DATABASE_URL (required), DB_POOL_SIZE (default 8, over all workers), WEB_CONCURRENCY.
+Each worker has its own pool of DB_POOL_SIZE / WEB_CONCURRENCY connections.
 """
 
 import base64
@@ -27,7 +29,8 @@ ORDER_ID_ALPHABET = set("abcdefghijklmnopqrstuvwxyz234567")
 
 
 class Item(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "2" is not a quantity, as it is not for the orders functions.
+    model_config = ConfigDict(extra="forbid", strict=True)
     sku: str
     quantity: Annotated[int, Field(ge=1, le=1000)]
     unit_price_cents: Annotated[int, Field(ge=0, le=1_000_000_000)]
@@ -42,7 +45,7 @@ class Item(BaseModel):
 
 
 class NewOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     customer_email: str
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
     items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)]

@@ -107,7 +107,16 @@ pub async fn create(
             .await
             .or_problem()?;
     }
-    let order = to_order(&row, new.items.clone());
+    // The items as stored (the SKU trimmed), so the answer equals what a GET returns.
+    let items = new
+        .items
+        .iter()
+        .map(|i| NewItem {
+            sku: i.sku.trim().to_owned(),
+            ..i.clone()
+        })
+        .collect();
+    let order = to_order(&row, items);
     let data = serde_json::json!({
         "order_id": order.id,
         "currency": order.currency,

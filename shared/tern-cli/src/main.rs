@@ -301,7 +301,7 @@ fn new_function(name: &str, route: Option<&str>, event: Option<&str>) -> Result<
     };
     scaffold::new_function(&repo_root()?, name, template)?;
     println!(
-        "created functions/{name}, its routes.toml entry and its test: `cargo test -p {name}` runs it, `scripts/dev` serves it"
+        "created functions/{name}, its routes.toml entry and its test: `cargo test -p {name}` runs it, `scripts/dev` serves it; `scripts/render` updates the chart's route table before a commit"
     );
     Ok(())
 }

@@ -118,8 +118,9 @@ pub async fn run(
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         let next = tokio::select! {
-            n = messages.next() => n,
+            biased;
             () = stop.cancelled() => None,
+            n = messages.next() => n,
         };
         let Some(item) = next else {
             in_flight.detach_all();
@@ -134,13 +135,19 @@ pub async fn run(
             }
         };
         let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.map_err(|e| e.to_string())?,
+            biased;
             () = stop.cancelled() => {
                 in_flight.detach_all();
                 return Ok(());
             }
+            s = slots.clone().acquire_owned() => s.map_err(|e| e.to_string())?,
         };
-        while in_flight.try_join_next().is_some() {}
+        while let Some(done) = in_flight.try_join_next() {
+            if let Err(e) = done {
+                // A push that panicked: its message was not acknowledged and comes again.
+                tracing::error!(subscription = %push.target.subscription, error = %e, "a push failed");
+            }
+        }
         let push = push.clone();
         in_flight.spawn(async move {
             push.deliver(msg, handler).await;

@@ -93,6 +93,7 @@ impl PeerProcess {
             // httptools, no access log.
             cmd.current_dir(root.join("bench/peers/python"))
                 .env("WEB_CONCURRENCY", PYTHON_WORKERS.to_string())
+                .env("PYTHONDONTWRITEBYTECODE", "1")
                 .args(["-m", "uvicorn", "app:app", "--host", "127.0.0.1"])
                 .args(["--port", &port.to_string()])
                 .args(["--loop", "uvloop", "--http", "httptools"])
