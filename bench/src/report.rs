@@ -364,7 +364,7 @@ pub fn markdown(r: &Value) -> String {
     );
     let _ = writeln!(
         s,
-        "## Reproduce\n\n```sh\nscripts/bench           # 3 runs of 8 s per measurement: about 5 minutes after the release build\nscripts/bench --quick   # 3 runs of 2 s: about 2 minutes after the release build\n```\n\n`scripts/bench` installs wrk (Debian's package, pinned) when missing, builds the release binaries (about 10 minutes from scratch on 2 cores), and rewrites this page, `performance.json` and `performance.svg`. This run took {} s after the build.",
+        "## Reproduce\n\n```sh\nscripts/bench           # 3 runs of 8 s per measurement: about 10 minutes after the release build\nscripts/bench --quick   # 3 runs of 2 s: about 4 minutes after the release build\n```\n\n`scripts/bench` installs wrk (Debian's package, pinned) when missing, builds the release binaries (about 10 minutes from scratch on 2 cores), and rewrites this page, `performance.json` and `performance.svg`. This run took {} s after the build.",
         r["total_seconds"]
     );
     s

@@ -37,6 +37,7 @@ mod context;
 pub mod guard;
 mod health;
 mod json;
+mod log_sink;
 mod logging;
 pub mod metrics;
 mod oidc;

@@ -8,8 +8,8 @@
 //! `traceparent` or `X-Cloud-Trace-Context` — `logging.googleapis.com/trace`, `spanId` and
 //! `trace_sampled`. Other fields of the event and of the spans around it go into the payload.
 //!
-//! Lines are written by a background thread ([`tracing_appender::non_blocking`]) so a slow pipe
-//! never blocks a request; the [`LogGuard`] flushes it at exit.
+//! Lines are written in batches by a thread of its own ([`crate::log_sink`]), so a request never
+//! waits for a write; the [`LogGuard`] writes what is left at exit.
 
 use crate::config::{KnativeIdentity, LogFormat};
 use serde_json::{Map, Value};
@@ -32,13 +32,10 @@ pub(crate) const TRACE_SAMPLED: &str = "trace_sampled";
 /// Event fields with this prefix form the `httpRequest` object.
 pub(crate) const HTTP_PREFIX: &str = "http.";
 
-/// Lines that may wait for the writer thread before a logging call blocks.
-pub(crate) const LOG_QUEUE_LINES: usize = 8192;
-
 /// Flushes buffered log lines when dropped.
 #[must_use = "logs are flushed when the guard is dropped"]
 pub(crate) struct LogGuard {
-    _worker: tracing_appender::non_blocking::WorkerGuard,
+    _sink: crate::log_sink::SinkGuard,
 }
 
 impl std::fmt::Debug for LogGuard {
@@ -57,19 +54,7 @@ pub(crate) fn init(
     let filter = EnvFilter::try_new(filter).map_err(|e| {
         crate::config::ConfigError::new("TERN_LOG", format!("not a valid log filter: {e}"))
     })?;
-    // The queue between request threads and the writer thread. crossbeam preallocates (and
-    // touches) every slot, so tracing-appender's default of 128 000 lines costs ~4 MiB of RSS
-    // in every idle instance; 8 192 lines still absorb a burst of 8 192 requests.
-    //
-    // The writer thread drains whatever is queued and then flushes, so a BufWriter turns a burst
-    // of lines into one write(2) instead of one per line (stdout alone flushes at every newline).
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    let (writer, guard) = crate::log_sink::Sink::start(std::io::stdout());
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -90,7 +75,7 @@ pub(crate) fn init(
             )
             .try_init()
     };
-    Ok(LogGuard { _worker: guard })
+    Ok(LogGuard { _sink: guard })
 }
 
 /// The Cloud Logging JSON layer.
