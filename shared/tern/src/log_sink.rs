@@ -158,7 +158,10 @@ fn write_batches(shared: &Shared) {
     loop {
         let mut st = shared.lock();
         while st.buf.is_empty() && !st.stopping {
-            st = shared.filled.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st = shared
+                .filled
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         if st.buf.is_empty() {
             st.done = true;
@@ -271,7 +274,9 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..2_000 {
                         let line = format!("{t} {i}\n");
-                        sink.make_writer().write_all(line.as_bytes()).expect("append");
+                        sink.make_writer()
+                            .write_all(line.as_bytes())
+                            .expect("append");
                     }
                 })
             })
@@ -291,7 +296,11 @@ mod tests {
                 .filter_map(|l| l.strip_prefix(&format!("{t} ")))
                 .map(|i| i.parse().expect("a number"))
                 .collect();
-            assert_eq!(mine, (0..2_000).collect::<Vec<_>>(), "thread {t}'s lines in order");
+            assert_eq!(
+                mine,
+                (0..2_000).collect::<Vec<_>>(),
+                "thread {t}'s lines in order"
+            );
         }
         // Each write but the last follows a BATCH_WAIT, however slow the machine.
         let bound = (elapsed.as_millis() / BATCH_WAIT.as_millis()) as usize + 2;
@@ -338,7 +347,9 @@ mod tests {
         assert!(largest <= MAX_BUFFERED, "a batch of {largest} bytes");
         assert!(writes >= 3, "{writes} writes");
         // After the guard, lines still go out, to the same output and after the others.
-        sink.make_writer().write_all(b"late line\n").expect("append");
+        sink.make_writer()
+            .write_all(b"late line\n")
+            .expect("append");
         assert!(out.0.get().0.ends_with(b"x\nlate line\n"));
     }
 
@@ -357,10 +368,16 @@ mod tests {
             }
         }
         let (sink, guard) = Sink::start(Stuck);
-        sink.make_writer().write_all(b"never written\n").expect("append");
+        sink.make_writer()
+            .write_all(b"never written\n")
+            .expect("append");
         std::thread::sleep(BATCH_WAIT * 4);
         let t = Instant::now();
         drop(guard);
-        assert!(t.elapsed() < EXIT_WAIT * 3, "the exit waited {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < EXIT_WAIT * 3,
+            "the exit waited {:?}",
+            t.elapsed()
+        );
     }
 }
