@@ -22,9 +22,9 @@ pub enum Template<'a> {
 }
 
 const MAIN: &str = include_str!("../templates/main.rs");
-const HTTP_CARGO: &str = include_str!("../templates/http/Cargo.toml");
+const HTTP_CARGO: &str = include_str!("../templates/http/Cargo.toml.tmpl");
 const HTTP_APP: &str = include_str!("../templates/http/app.rs");
-const EVENT_CARGO: &str = include_str!("../templates/event/Cargo.toml");
+const EVENT_CARGO: &str = include_str!("../templates/event/Cargo.toml.tmpl");
 const EVENT_APP: &str = include_str!("../templates/event/app.rs");
 
 /// `/api/orders/{id}` → `/api/orders/example`: a path the route matches.
