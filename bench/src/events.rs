@@ -84,10 +84,9 @@ async fn end_to_end_latency(b: &Bench, consumer: &str, n: usize) -> Result<Value
         url: format!("{consumer}/events/payments"),
     };
     tokio::spawn(tern_local::deliver(
-        Mode::Push,
+        tern_local::Policy::new(Mode::Push),
         b.pubsub().clone(),
         target,
-        tern_local::MAX_DELIVERY_ATTEMPTS,
         dlq,
         stop.clone(),
     ));

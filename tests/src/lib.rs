@@ -523,11 +523,14 @@ impl System {
         let dlq = EventPublisher::new(self.pubsub.clone())
             .await
             .expect("a publisher for the dead letters");
+        let policy = tern_local::Policy {
+            max_attempts,
+            ..tern_local::Policy::new(mode)
+        };
         tokio::spawn(tern_local::deliver(
-            mode,
+            policy,
             self.pubsub.clone(),
             target,
-            max_attempts,
             dlq,
             stop.clone(),
         ));

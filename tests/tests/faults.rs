@@ -287,3 +287,105 @@ async fn postgres_hanging_gives_fast_503s_and_recovers() {
     .await;
     assert_eq!(sys.create_order(&create, &order_body()).await.status(), 201);
 }
+
+/// A consumer that hangs costs latency, never messages: each push it leaves unanswered is given
+/// up at the ack deadline and retried, as Pub/Sub push does. Here every first attempt hangs,
+/// more of them than the loop pushes at once: without the deadline the loop would hold all
+/// its slots for ever and deliver nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_hangs_costs_latency_never_messages() {
+    use axum::extract::State;
+    let sys = System::new().await;
+    let admin = tern_local::Admin::new(&sys.pubsub).await.unwrap();
+    admin.topic("hangs").await.unwrap();
+    admin.topic("hangs-dead-letter").await.unwrap();
+    sys.subscribe("hangs-consumer", "hangs").await;
+    sys.subscribe("hangs-dead-letters", "hangs-dead-letter")
+        .await;
+
+    #[derive(Clone, Default)]
+    struct Seen {
+        hung: Arc<AtomicUsize>,
+        taken: Arc<std::sync::Mutex<BTreeMap<String, u64>>>,
+    }
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route(
+            "/push",
+            axum::routing::post(
+                |State(s): State<Seen>, axum::Json(push): axum::Json<serde_json::Value>| async move {
+                    let attempt = push["deliveryAttempt"].as_u64().unwrap_or(0);
+                    if attempt <= 1 {
+                        s.hung.fetch_add(1, Ordering::SeqCst);
+                        std::future::pending::<()>().await;
+                    }
+                    let id = push["message"]["messageId"].as_str().unwrap_or("").to_owned();
+                    s.taken.lock().unwrap().insert(id, attempt);
+                    "ok"
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stop = tern_local::StopToken::default();
+    let policy = tern_local::Policy {
+        ack_deadline: Duration::from_secs(1),
+        ..tern_local::Policy::new(tern_local::Mode::Push)
+    };
+    let target = tern_local::Target {
+        subscription: "hangs-consumer".into(),
+        topic: "hangs".into(),
+        url,
+    };
+    let dlq = tern_events::EventPublisher::new(sys.pubsub.clone())
+        .await
+        .unwrap();
+    tokio::spawn(tern_local::deliver(
+        policy,
+        sys.pubsub.clone(),
+        target,
+        dlq,
+        stop.clone(),
+    ));
+
+    let publisher = google_cloud_pubsub::client::BasePublisher::builder()
+        .with_endpoint(sys.pubsub.endpoint().unwrap())
+        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+        .build()
+        .await
+        .unwrap()
+        .publisher(sys.pubsub.topic_path("hangs"))
+        .build();
+    let n = tern_local::PUSH_CONCURRENCY + 16;
+    let mut published = BTreeSet::new();
+    for i in 0..n {
+        let m = google_cloud_pubsub::model::Message::new().set_data(format!("{i}").into_bytes());
+        published.insert(publisher.publish(m).await.unwrap());
+    }
+
+    eventually(
+        "every message taken on its second attempt",
+        Duration::from_secs(60),
+        || async { (seen.taken.lock().unwrap().len() == n).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    let taken = seen.taken.lock().unwrap().clone();
+    assert_eq!(
+        taken.keys().cloned().collect::<BTreeSet<_>>(),
+        published,
+        "every message, none other"
+    );
+    assert!(
+        taken.values().all(|&a| a == 2),
+        "each taken on the attempt after the one that hung: {taken:?}"
+    );
+    assert!(seen.hung.load(Ordering::SeqCst) >= n);
+    let dead = sys
+        .collect("hangs-dead-letters", 1, Duration::from_secs(2))
+        .await;
+    assert!(dead.is_empty(), "nothing was dead-lettered: {dead:?}");
+}

@@ -73,11 +73,14 @@ async fn plain_messages_and_any_cloudevent_are_taken() {
             topic: "external".to_owned(),
             url: format!("{url}{path}"),
         };
+        let policy = tern_local::Policy {
+            max_attempts: 3,
+            ..tern_local::Policy::new(mode)
+        };
         tokio::spawn(tern_local::deliver(
-            mode,
+            policy,
             sys.pubsub.clone(),
             target,
-            3,
             dead_letter.clone(),
             stop.clone(),
         ));

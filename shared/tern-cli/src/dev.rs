@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tern_local::{
-    Database, EMULATOR_PORT, Edge, LOCAL_API_KEY, LOCAL_PROJECT, Mode, Output, POSTGRES_PORT,
+    Database, EMULATOR_PORT, Edge, LOCAL_API_KEY, LOCAL_PROJECT, Output, POSTGRES_PORT, Policy,
     PubSub, World, WorldOptions,
 };
 use tern_routes::{Kind, RouteTable};
@@ -17,7 +17,7 @@ pub struct DevOptions {
     /// First function port; functions take consecutive ports.
     pub first_function_port: u16,
     /// How events reach consumers.
-    pub mode: Mode,
+    pub delivery: Policy,
     /// Where the binaries are.
     pub bin_dir: PathBuf,
     /// How often scheduled functions (the outbox relay) are called.
@@ -178,7 +178,7 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         table: world.table.clone(),
         pubsub: world.pubsub().clone(),
         upstreams,
-        delivery: opts.mode,
+        delivery: opts.delivery,
         schedule_every: opts.schedule_every,
         limits,
     };
@@ -354,7 +354,7 @@ fn print_banner(
     println!("  PostgreSQL    {db}");
     println!(
         "  Pub/Sub       {emulator} (project {LOCAL_PROJECT}), deliveries as {}",
-        opts.mode
+        opts.delivery.mode
     );
     println!("  functions:");
     for f in table.functions.iter().filter(|f| f.kind == Kind::Http) {

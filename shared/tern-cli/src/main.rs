@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tern_events::{EventPublisher, OutgoingEvent, PubSubConfig};
-use tern_local::{Mode, render, repo_root};
+use tern_local::{Mode, Policy, render, repo_root};
 use tern_routes::RouteTable;
 
 #[derive(Parser)]
@@ -36,6 +36,10 @@ enum Command {
         /// `push` or `cloudevents`.
         #[arg(long, default_value_t = Mode::Push, value_parser = mode_parser())]
         delivery: Mode,
+        /// How long a push may go unanswered before the message is retried, as a push
+        /// subscription's ack deadline (infra/ sets the same).
+        #[arg(long, default_value_t = tern_local::ACK_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=600))]
+        ack_deadline_seconds: u64,
         /// Where the function binaries are.
         #[arg(long, default_value = "target/debug")]
         bin_dir: PathBuf,
@@ -73,6 +77,10 @@ enum Command {
         /// `push` or `cloudevents`.
         #[arg(long, default_value_t = Mode::Push, value_parser = mode_parser())]
         delivery: Mode,
+        /// How long a push may go unanswered before the message is retried, as a push
+        /// subscription's ack deadline (infra/ sets the same).
+        #[arg(long, default_value_t = tern_local::ACK_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=600))]
+        ack_deadline_seconds: u64,
         /// How often scheduled functions (the outbox relay) are called.
         #[arg(long, default_value_t = 10)]
         schedule_seconds: u64,
@@ -140,6 +148,7 @@ async fn main() -> ExitCode {
             port,
             function_port,
             delivery,
+            ack_deadline_seconds,
             bin_dir,
             schedule_seconds,
             standby,
@@ -151,7 +160,7 @@ async fn main() -> ExitCode {
                 let opts = dev::DevOptions {
                     port,
                     first_function_port: function_port,
-                    mode: delivery,
+                    delivery: policy(delivery, ack_deadline_seconds),
                     bin_dir: root.join(bin_dir),
                     schedule_every: Duration::from_secs(schedule_seconds.max(1)),
                     standby,
@@ -167,6 +176,7 @@ async fn main() -> ExitCode {
             listen,
             upstream_port,
             delivery,
+            ack_deadline_seconds,
             schedule_seconds,
             upstreams,
         } => {
@@ -174,7 +184,7 @@ async fn main() -> ExitCode {
                 listen,
                 upstream_port,
                 &upstreams,
-                delivery,
+                policy(delivery, ack_deadline_seconds),
                 schedule_seconds,
             )
             .await
@@ -216,7 +226,7 @@ async fn edge(
     listen: std::net::SocketAddr,
     upstream_port: u16,
     overrides: &[String],
-    mode: Mode,
+    delivery: Policy,
     every: u64,
 ) -> Result<(), String> {
     let limits = dev::router_limits()?;
@@ -257,16 +267,27 @@ async fn edge(
     let listener = tern::platform::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    println!("tern edge: routing {listen} to the functions, deliveries as {mode}");
+    println!(
+        "tern edge: routing {listen} to the functions, deliveries as {}",
+        delivery.mode
+    );
     let edge = tern_local::Edge {
         table,
         pubsub: ps,
         upstreams,
-        delivery: mode,
+        delivery,
         schedule_every: Duration::from_secs(every.max(1)),
         limits,
     };
     edge.serve_until_signal(listener).await
+}
+
+/// `--delivery` and `--ack-deadline-seconds`, with the local dead-letter policy.
+fn policy(mode: Mode, ack_deadline_seconds: u64) -> Policy {
+    Policy {
+        ack_deadline: Duration::from_secs(ack_deadline_seconds),
+        ..Policy::new(mode)
+    }
 }
 
 /// `--delivery`: `push` or `cloudevents`, listed in `--help`.

@@ -1,8 +1,8 @@
 //! Delivers subscription messages to consumer functions the way Google Cloud does: as Pub/Sub
 //! push requests, or as the binary-mode CloudEvents Eventarc sends. 2xx acknowledges; anything
-//! else is retried with exponential backoff (1s, 2s, 4s ... capped at 60s), and after
-//! `max_attempts` the message goes to the topic's dead-letter topic, like a subscription's
-//! dead-letter policy.
+//! else, or no answer within the ack deadline, is retried with exponential backoff (1s, 2s, 4s
+//! ... capped at 60s), and after `max_attempts` the message goes to the topic's dead-letter
+//! topic, like a subscription's dead-letter policy.
 
 use crate::pubsub::{self, dead_letter_topic};
 use base64::Engine;
@@ -42,6 +42,36 @@ impl std::fmt::Display for Mode {
         })
     }
 }
+
+/// How a subscription's messages are delivered: in which form, how many times, how long each
+/// push may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Pub/Sub push or Eventarc's CloudEvents.
+    pub mode: Mode,
+    /// Deliveries before the message is dead-lettered.
+    pub max_attempts: u32,
+    /// How long a push may go unanswered before it counts as failed and the message is retried,
+    /// as a push subscription's ack deadline bounds each push request. Without it, a consumer
+    /// that hangs would hold its push slot for ever, and [`PUSH_CONCURRENCY`] of them would stop
+    /// the subscription.
+    pub ack_deadline: Duration,
+}
+
+impl Policy {
+    /// `mode` with the local run's dead-letter policy and ack deadline.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            max_attempts: crate::edge::MAX_DELIVERY_ATTEMPTS,
+            ack_deadline: ACK_DEADLINE,
+        }
+    }
+}
+
+/// The ack deadline of every subscription, local and in `infra/` (`ack_deadline_seconds`; a
+/// test holds the two equal): how long Pub/Sub waits for a push's answer.
+pub const ACK_DEADLINE: Duration = Duration::from_secs(60);
 
 /// One subscription's delivery loop.
 #[derive(Debug, Clone)]
@@ -95,20 +125,18 @@ pub const PUSH_CONCURRENCY: usize = 64;
 /// [`pubsub::PULL_STREAMS`] streams, up to [`PUSH_CONCURRENCY`] pushed at once. Once stopped it
 /// takes no new message; the pushes in flight finish on their own.
 pub async fn run(
-    mode: Mode,
+    policy: Policy,
     cfg: PubSubConfig,
     target: Target,
-    max_attempts: u32,
     dead_letter: EventPublisher,
     stop: stop::StopToken,
 ) -> Result<(), String> {
     let subscriber = pubsub::subscriber(&cfg).await?;
     let mut messages = pubsub::pull(&subscriber, &cfg.subscription_path(&target.subscription));
     let push = Arc::new(Push {
-        mode,
+        policy,
         cfg,
         target,
-        max_attempts,
         dead_letter,
         stop: stop.clone(),
         client: loopback::client(),
@@ -158,10 +186,9 @@ pub async fn run(
 
 /// What every push of one subscription shares.
 struct Push {
-    mode: Mode,
+    policy: Policy,
     cfg: PubSubConfig,
     target: Target,
-    max_attempts: u32,
     dead_letter: EventPublisher,
     stop: stop::StopToken,
     client: loopback::HttpClient,
@@ -176,8 +203,8 @@ impl Push {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// One push: 2xx acknowledges; anything else is retried after a backoff, or dead-lettered
-    /// after `max_attempts`.
+    /// One push: 2xx acknowledges; anything else, or no answer within the ack deadline, is
+    /// retried after a backoff, or dead-lettered after `max_attempts`.
     async fn deliver(&self, msg: Message, handler: Handler) {
         let target = &self.target;
         let attempt = {
@@ -186,8 +213,19 @@ impl Push {
             *a += 1;
             *a
         };
-        let (headers, body) = request_for(self.mode, &self.cfg, target, &msg, attempt);
-        match loopback::post(&self.client, &target.url, &headers, body).await {
+        let (headers, body) = request_for(self.policy.mode, &self.cfg, target, &msg, attempt);
+        let push = loopback::post(&self.client, &target.url, &headers, body);
+        // Past the deadline the request is dropped (its connection closed), as Pub/Sub gives up
+        // on a push; the consumer may still finish it, which is why consumers are idempotent.
+        let answer = tokio::time::timeout(self.policy.ack_deadline, push)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer within the ack deadline ({} s)",
+                    self.policy.ack_deadline.as_secs_f64()
+                ))
+            });
+        match answer {
             Ok(s) if (200..300).contains(&s) => {
                 tracing::info!(subscription = %target.subscription, message_id = %msg.message_id, status = s, "delivered");
                 self.attempts().remove(&msg.message_id);
@@ -198,7 +236,7 @@ impl Push {
                     Ok(s) => format!("HTTP {s}"),
                     Err(e) => e,
                 };
-                if attempt >= self.max_attempts {
+                if attempt >= self.policy.max_attempts {
                     let dlq = dead_letter_topic(&target.topic);
                     tracing::warn!(subscription = %target.subscription, message_id = %msg.message_id, %why, attempts = attempt, topic = %dlq, "giving up: dead-lettered");
                     let event = dead_letter_event(&msg, target);
@@ -319,5 +357,33 @@ pub mod loopback {
             .await
             .map_err(|e| format!("{url}: {e}"))?;
         Ok(res.status().as_u16())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local subscriptions and the deliveries keep the deadline `infra/` gives Pub/Sub's.
+    #[test]
+    fn the_ack_deadline_is_infras() {
+        let tf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/modules/pubsub/main.tf");
+        let tf = std::fs::read_to_string(&tf).expect("infra/modules/pubsub/main.tf");
+        let deadlines: Vec<u64> = tf
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ack_deadline_seconds"))
+            .map(|v| {
+                v.trim()
+                    .trim_start_matches('=')
+                    .trim()
+                    .parse()
+                    .expect("a number")
+            })
+            .collect();
+        assert!(!deadlines.is_empty(), "no ack_deadline_seconds in infra");
+        for d in deadlines {
+            assert_eq!(d, ACK_DEADLINE.as_secs(), "infra's ack deadline");
+        }
     }
 }

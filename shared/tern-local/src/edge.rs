@@ -4,7 +4,7 @@
 //! scheduled calls go through the router, as Pub/Sub push and Cloud Scheduler reach the
 //! functions through the public Gateway in the cluster.
 
-use crate::delivery::{self, Mode, Target, stop::StopToken};
+use crate::delivery::{self, Policy, Target, stop::StopToken};
 use crate::pubsub::{Admin, subscriber};
 use crate::router::Router;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ pub struct Edge {
     /// Where each HTTP function's pods listen, `host:port`, by name.
     pub upstreams: HashMap<String, Vec<String>>,
     /// How events reach consumers.
-    pub delivery: Mode,
+    pub delivery: Policy,
     /// How often scheduled functions are called.
     pub schedule_every: Duration,
     /// Limits on the router's client connections.
@@ -75,7 +75,6 @@ impl Edge {
                     self.delivery,
                     self.pubsub.clone(),
                     target,
-                    MAX_DELIVERY_ATTEMPTS,
                     dlq.clone(),
                     cancel.clone(),
                 )));

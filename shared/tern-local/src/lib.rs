@@ -51,7 +51,9 @@ mod world;
 
 pub use chart::ChartValues;
 pub use control_plane::{ControlPlane, MANIFESTS, write_kubeconfig};
-pub use delivery::{Mode, PUSH_CONCURRENCY, Target, loopback, run as deliver, stop::StopToken};
+pub use delivery::{
+    ACK_DEADLINE, Mode, PUSH_CONCURRENCY, Policy, Target, loopback, run as deliver, stop::StopToken,
+};
 pub use edge::{Edge, MAX_DELIVERY_ATTEMPTS};
 pub use env::{FunctionEnv, LOCAL_API_KEY, ROUTER_PORT, local_origins};
 pub use pod::{

@@ -70,7 +70,9 @@ impl Admin {
             .create_subscription()
             .set_name(self.cfg.subscription_path(name))
             .set_topic(self.cfg.topic_path(topic))
-            .set_ack_deadline_seconds(30)
+            .set_ack_deadline_seconds(
+                i32::try_from(crate::delivery::ACK_DEADLINE.as_secs()).unwrap_or(i32::MAX),
+            )
             .send()
             .await
         {
