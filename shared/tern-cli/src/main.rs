@@ -336,17 +336,7 @@ async fn publish(
     traceparent: Option<String>,
 ) -> Result<(), String> {
     let table = table()?;
-    let t = table
-        .topics
-        .iter()
-        .find(|t| t.name == topic)
-        .ok_or_else(|| {
-            let names: Vec<&str> = table.topics.iter().map(|t| t.name.as_str()).collect();
-            format!(
-                "no topic {topic:?} in routes.toml; topics: {}",
-                names.join(", ")
-            )
-        })?;
+    let t = table.topic(topic)?;
     let ty = match ty {
         Some(ty) => ty,
         None => t

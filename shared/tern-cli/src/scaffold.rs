@@ -83,14 +83,7 @@ pub fn new_function(root: &Path, name: &str, template: Template<'_>) -> Result<(
             (cargo, app, types) = (HTTP_CARGO, HTTP_APP, String::new());
         }
         Template::Event { topic } => {
-            let known = current
-                .topics
-                .iter()
-                .find(|t| t.name == topic)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = current.topics.iter().map(|t| t.name.as_str()).collect();
-                    format!("{topic:?} is not a topic of routes.toml (topics: {names:?})")
-                })?;
+            let known = current.topic(topic)?;
             method = "POST".to_owned();
             path = format!("/events/{name}");
             summary = format!("handles the {topic} topic's events, pushed to POST {path}");
@@ -107,12 +100,11 @@ pub fn new_function(root: &Path, name: &str, template: Template<'_>) -> Result<(
         }
     }
     table.push_str(&entry);
-    tern_routes::RouteTable::parse(&table)
+    let parsed = tern_routes::RouteTable::parse(&table)
         .map_err(|e| format!("the new entry does not fit the table: {e}"))?;
 
     let (topic, subscription) = match template {
         Template::Event { topic } => {
-            let parsed = tern_routes::RouteTable::parse(&table).map_err(|e| e.to_string())?;
             let id = parsed
                 .function(name)
                 .and_then(|f| f.subscriptions.first())

@@ -226,6 +226,17 @@ impl RouteTable {
         self.functions.iter().find(|f| f.name == name)
     }
 
+    /// The topic called `name`; the error names the topics there are.
+    pub fn topic(&self, name: &str) -> Result<&Topic, String> {
+        self.topics.iter().find(|t| t.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.topics.iter().map(|t| t.name.as_str()).collect();
+            format!(
+                "{name:?} is not a topic of routes.toml (topics: {})",
+                names.join(", ")
+            )
+        })
+    }
+
     /// Checks what the types cannot.
     pub fn validate(&self) -> Result<(), TableError> {
         let bad = |m: String| Err(TableError::Invalid(m));
