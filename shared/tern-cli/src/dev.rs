@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tern_local::{
     Database, EMULATOR_PORT, Edge, LOCAL_API_KEY, LOCAL_PROJECT, Output, POSTGRES_PORT, Policy,
@@ -32,6 +33,8 @@ pub struct DevOptions {
     pub traces: Option<u16>,
     /// Where Jaeger receives OTLP/HTTP (with `traces`).
     pub otlp_port: u16,
+    /// Rebuild on save and swap in what changed ([`crate::watch`]).
+    pub watch: bool,
 }
 
 /// Where the standby region's functions start, above the primary's.
@@ -48,7 +51,24 @@ fn start_prometheus(
     if opts.prometheus_port == 0 || !tern_local::prometheus::available() {
         return Ok(None);
     }
-    let targets: Vec<_> = instances
+    let targets = scrape_targets(world, instances);
+    // Its own directory per port, so two local runs (the tests run several) never share a TSDB.
+    tern_local::prometheus::Prometheus::start(
+        &root.join(format!(".local/dev/prometheus-{}", opts.prometheus_port)),
+        root,
+        opts.prometheus_port,
+        &targets,
+        Duration::from_secs(2),
+    )
+    .map(Some)
+}
+
+/// What Prometheus scrapes of `instances`, as the chart's PodMonitorings select pods.
+fn scrape_targets(
+    world: &World,
+    instances: &[tern_local::Instance],
+) -> Vec<tern_local::prometheus::ScrapeTarget> {
+    instances
         .iter()
         .map(|i| {
             let visibility =
@@ -61,16 +81,7 @@ fn start_prometheus(
                     });
             i.scrape_target(visibility)
         })
-        .collect();
-    // Its own directory per port, so two local runs (the tests run several) never share a TSDB.
-    tern_local::prometheus::Prometheus::start(
-        &root.join(format!(".local/dev/prometheus-{}", opts.prometheus_port)),
-        root,
-        opts.prometheus_port,
-        &targets,
-        Duration::from_secs(2),
-    )
-    .map(Some)
+        .collect()
 }
 
 /// Runs everything until Ctrl-C.
@@ -174,17 +185,44 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     if let Some(s) = &standby {
         s.print_banner();
     }
+    let upstreams: tern_local::Upstreams = Arc::new(RwLock::new(upstreams));
     let edge = Edge {
         table: world.table.clone(),
         pubsub: world.pubsub().clone(),
-        upstreams,
+        upstreams: upstreams.clone(),
         delivery: opts.delivery,
         schedule_every: opts.schedule_every,
         limits,
     };
-    edge.serve_until_signal(listener).await?;
+    // The router runs on its own task: a swap's waits never hold a request.
+    let mut serving = tokio::spawn(edge.serve_until_signal(listener));
+    let mut draining = Vec::new();
+    if opts.watch {
+        let mut swaps = Swaps {
+            root: &root_dir,
+            world: &world,
+            instances: &mut instances,
+            upstreams: &upstreams,
+            prometheus: prometheus.as_ref(),
+            draining: &mut draining,
+        };
+        tokio::select! {
+            served = &mut serving => served.map_err(|e| e.to_string())??,
+            watched = swaps.watch() => {
+                if let Err(e) = watched {
+                    step(&format!("warning: {e}; serving without --watch"));
+                }
+                serving.await.map_err(|e| e.to_string())??;
+            }
+        }
+    } else {
+        serving.await.map_err(|e| e.to_string())??;
+    }
 
     println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
+    for d in draining {
+        d.finish();
+    }
     let (mut standby_instances, standby_db) = match standby {
         Some(s) => {
             let (i, db) = s.stop();
@@ -211,6 +249,193 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What `--watch` swaps: each function's instance and its router entry.
+struct Swaps<'a> {
+    root: &'a std::path::Path,
+    world: &'a World,
+    instances: &'a mut Vec<tern_local::Instance>,
+    upstreams: &'a tern_local::Upstreams,
+    prometheus: Option<&'a tern_local::prometheus::Prometheus>,
+    draining: &'a mut Vec<Draining>,
+}
+
+impl Swaps<'_> {
+    /// Until the watch ends (it fails to start, or its channel closes): each batch of saves
+    /// rebuilt and what changed swapped in.
+    async fn watch(&mut self) -> Result<(), String> {
+        let mut sources = crate::watch::SourceWatch::start(self.root)?;
+        step(
+            "watching functions/, shared/, migrations/ and routes.toml: a save rebuilds what depends on it, and each function whose binary changed is swapped in as a revision is",
+        );
+        while let Some(changes) = sources.next().await {
+            println!("{:>16} | {} changed: building", "watch", changes.summary());
+            if changes.paths.contains(std::path::Path::new("routes.toml")) {
+                println!(
+                    "{:>16} | routes.toml changed: the router and the subscriptions follow it once scripts/dev restarts",
+                    "watch"
+                );
+            }
+            self.rebuild(&changes).await?;
+            self.draining.retain(|d| !d.thread.is_finished());
+        }
+        Err("the source watch closed".into())
+    }
+
+    /// One rebuild and the swaps it calls for. A failed build or a new build that does not
+    /// become ready leaves the previous one serving.
+    async fn rebuild(&mut self, changes: &crate::watch::Changes) -> Result<(), String> {
+        use crate::watch::stamp;
+        let bin_dir = &self.world.bin_dir;
+        let binaries: Vec<String> = self
+            .instances
+            .iter()
+            .map(|i| i.name().to_owned())
+            .chain(["migrate".to_owned(), "tern".to_owned()])
+            .collect();
+        let before: HashMap<&str, _> = binaries
+            .iter()
+            .map(|n| (n.as_str(), stamp(&bin_dir.join(n))))
+            .collect();
+        let started = std::time::Instant::now();
+        if let Err(e) = crate::watch::build(self.root).await {
+            println!("{:>16} | {e}: still serving the previous build", "watch");
+            return Ok(());
+        }
+        let built = started.elapsed();
+        let rebuilt: Vec<&str> = binaries
+            .iter()
+            .map(String::as_str)
+            .filter(|n| stamp(&bin_dir.join(n)) != before[n])
+            .collect();
+        if rebuilt.contains(&"tern") {
+            println!(
+                "{:>16} | tern itself changed: restart scripts/dev to run the new one",
+                "watch"
+            );
+        }
+        if rebuilt.contains(&"migrate") {
+            // Migrations first, as a deploy's migrate job runs before the new revisions.
+            let world = self.world;
+            match tokio::task::block_in_place(|| world.migrate()) {
+                Ok(()) => println!("{:>16} | the migrate job ran again", "migrate"),
+                Err(e) => {
+                    println!(
+                        "{:>16} | the migrate job failed ({e}): functions not swapped",
+                        "migrate"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let functions: Vec<&str> = rebuilt
+            .iter()
+            .copied()
+            .filter(|n| self.instances.iter().any(|i| i.name() == *n))
+            .collect();
+        if functions.is_empty() {
+            println!(
+                "{:>16} | built in {:.1} s; no function's binary changed",
+                "watch",
+                built.as_secs_f64()
+            );
+            return Ok(());
+        }
+        println!(
+            "{:>16} | built in {:.1} s; swapping {}",
+            "watch",
+            built.as_secs_f64(),
+            functions.join(", ")
+        );
+        // The new builds start together, as a deploy's new revisions do.
+        let mut fresh = Vec::new();
+        for name in &functions {
+            let f = self.world.function(name)?;
+            match self.world.launcher.spawn(f, &self.world.env, 0) {
+                Ok(i) => fresh.push((i, std::time::Instant::now())),
+                Err(e) => println!(
+                    "{name:>16} | the new build did not start ({e}): still serving the previous one"
+                ),
+            }
+        }
+        for (mut new, spawned) in fresh {
+            let name = new.name().to_owned();
+            let (new, ready) = tokio::task::spawn_blocking(move || {
+                let r = new.wait_ready();
+                (new, r)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Err(e) = ready {
+                println!(
+                    "{name:>16} | the new build did not become ready ({e}): still serving the previous one"
+                );
+                continue;
+            }
+            let ready_in = spawned.elapsed();
+            if let Ok(mut u) = self.upstreams.write() {
+                u.insert(name.clone(), vec![new.addr()]);
+            }
+            println!(
+                "{name:>16} | swapped: the new build serves {:.1} s after the save (build {:.1} s, start to ready {:.1} s); the previous one drains",
+                changes.first.elapsed().as_secs_f64(),
+                built.as_secs_f64(),
+                ready_in.as_secs_f64()
+            );
+            match self.instances.iter().position(|i| i.name() == name) {
+                Some(at) => {
+                    let old = std::mem::replace(&mut self.instances[at], new);
+                    self.draining.push(Draining::start(old));
+                }
+                None => self.instances.push(new),
+            }
+        }
+        if let Some(p) = self.prometheus
+            && let Err(e) = p.retarget(&scrape_targets(self.world, self.instances))
+        {
+            println!("{:>16} | {e}", "prometheus");
+        }
+        Ok(())
+    }
+}
+
+/// A replaced instance on its way out, on a thread of its own: a pod's drain waits for 30 s
+/// without requests.
+struct Draining {
+    queue_proxy: Option<u32>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Draining {
+    fn start(mut old: tern_local::Instance) -> Self {
+        let queue_proxy = old.queue_proxy_pid();
+        let thread = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            old.retire();
+            println!(
+                "{:>16} | the previous build drained and exited ({:.1} s)",
+                old.name(),
+                started.elapsed().as_secs_f64()
+            );
+        });
+        Self {
+            queue_proxy,
+            thread,
+        }
+    }
+
+    /// At Ctrl-C: cuts queue-proxy's drain short (nothing routes to it any more), then waits for
+    /// the function's own.
+    fn finish(self) {
+        // queue-proxy is not reaped before the function has exited, so its pid is still its own.
+        if !self.thread.is_finished()
+            && let Some(pid) = self.queue_proxy
+        {
+            tern_local::signal_tree(pid, libc::SIGKILL);
+        }
+        let _ = self.thread.join();
+    }
 }
 
 /// The router's upstreams: each function's instance addresses.

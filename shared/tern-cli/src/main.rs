@@ -3,6 +3,7 @@
 
 mod dev;
 mod scaffold;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +63,11 @@ enum Command {
         /// With --traces: where Jaeger receives the spans (OTLP/HTTP).
         #[arg(long, default_value_t = 4318)]
         otlp_port: u16,
+        /// Rebuild on save: a change under functions/, shared/ or migrations/ rebuilds what
+        /// depends on it, and each function whose binary changed is swapped in as a revision
+        /// swap does (new pod ready, router switched, old pod drained).
+        #[arg(long, conflicts_with = "standby")]
+        watch: bool,
     },
     /// Only the parts around the functions (router, event delivery, scheduler) for functions that
     /// run elsewhere, each at http://<name>:<upstream-port>: the container setup (compose.yaml).
@@ -155,6 +161,7 @@ async fn main() -> ExitCode {
             prometheus_port,
             traces,
             otlp_port,
+            watch,
         } => match repo_root() {
             Ok(root) => {
                 let opts = dev::DevOptions {
@@ -167,6 +174,7 @@ async fn main() -> ExitCode {
                     prometheus_port,
                     traces,
                     otlp_port,
+                    watch,
                 };
                 dev::run(root, opts).await
             }
@@ -274,7 +282,7 @@ async fn edge(
     let edge = tern_local::Edge {
         table,
         pubsub: ps,
-        upstreams,
+        upstreams: std::sync::Arc::new(std::sync::RwLock::new(upstreams)),
         delivery,
         schedule_every: Duration::from_secs(every.max(1)),
         limits,

@@ -7,7 +7,6 @@
 use crate::delivery::{self, Policy, Target, stop::StopToken};
 use crate::pubsub::{Admin, subscriber};
 use crate::router::Router;
-use std::collections::HashMap;
 use std::time::Duration;
 use tern_events::{EventPublisher, PubSubConfig};
 use tern_routes::RouteTable;
@@ -23,8 +22,9 @@ pub struct Edge {
     pub table: RouteTable,
     /// The Pub/Sub project and emulator.
     pub pubsub: PubSubConfig,
-    /// Where each HTTP function's pods listen, `host:port`, by name.
-    pub upstreams: HashMap<String, Vec<String>>,
+    /// Where each HTTP function's pods listen, `host:port`, by name; shared, so a new build's
+    /// pods can be swapped in while serving (`tern dev --watch`).
+    pub upstreams: crate::router::Upstreams,
     /// How events reach consumers.
     pub delivery: Policy,
     /// How often scheduled functions are called.
@@ -57,8 +57,13 @@ impl Edge {
         if router_addr.ip().is_unspecified() {
             router_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        let served: std::collections::HashSet<String> = self
+            .upstreams
+            .read()
+            .map(|u| u.keys().cloned().collect())
+            .unwrap_or_default();
         let url = |f: &str, path: &str| -> Result<String, String> {
-            if self.upstreams.contains_key(f) {
+            if served.contains(f) {
                 Ok(format!("http://{router_addr}{path}"))
             } else {
                 Err(format!("no upstream for {f}"))
@@ -101,11 +106,7 @@ impl Edge {
                 ));
             }
         }
-        let router = Router::new(
-            &self.table,
-            std::sync::Arc::new(std::sync::RwLock::new(self.upstreams)),
-        )
-        .limits(self.limits);
+        let router = Router::new(&self.table, self.upstreams).limits(self.limits);
         router.serve(listener, stop).await;
         cancel.cancel();
         Ok(())

@@ -141,6 +141,11 @@ impl Pod {
         })
     }
 
+    /// queue-proxy's process id, while it runs.
+    pub fn queue_proxy_pid(&self) -> Option<u32> {
+        self.queue_proxy.as_ref().map(Child::id)
+    }
+
     /// The function's name.
     pub fn name(&self) -> &str {
         &self.function.name

@@ -37,8 +37,11 @@ pub struct ScrapeTarget {
 
 /// A running Prometheus; stopped when dropped.
 pub struct Prometheus {
-    _daemon: Daemon,
+    daemon: Daemon,
     port: u16,
+    config: PathBuf,
+    rule_files: Vec<PathBuf>,
+    interval: Duration,
 }
 
 impl std::fmt::Debug for Prometheus {
@@ -118,11 +121,8 @@ impl Prometheus {
         let thresholds = dir.join("thresholds.yaml");
         std::fs::write(&thresholds, LOCAL_THRESHOLDS).map_err(|e| e.to_string())?;
         let cfg = dir.join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            config(targets, interval, &[thresholds, repo.join(RULES_FILE)]),
-        )
-        .map_err(|e| e.to_string())?;
+        let rule_files = vec![thresholds, repo.join(RULES_FILE)];
+        std::fs::write(&cfg, config(targets, interval, &rule_files)).map_err(|e| e.to_string())?;
         let port = if port == 0 {
             crate::process::free_port()
         } else {
@@ -141,9 +141,28 @@ impl Prometheus {
             crate::process::http_status(port, "/-/ready") == Some(200)
         })?;
         Ok(Self {
-            _daemon: daemon,
+            daemon,
             port,
+            config: cfg,
+            rule_files,
+            interval,
         })
+    }
+
+    /// Scrapes `targets` from now on (a function's pods were replaced): the configuration is
+    /// rewritten and Prometheus reloads it on SIGHUP, as the Operator reloads a changed one.
+    pub fn retarget(&self, targets: &[ScrapeTarget]) -> Result<(), String> {
+        std::fs::write(
+            &self.config,
+            config(targets, self.interval, &self.rule_files),
+        )
+        .map_err(|e| format!("{}: {e}", self.config.display()))?;
+        let pid = i32::try_from(self.daemon.pid()).map_err(|e| e.to_string())?;
+        // SAFETY: kill(2) on the pid of the Prometheus this value started and has not reaped.
+        if pid == 0 || unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+            return Err("Prometheus is not running".into());
+        }
+        Ok(())
     }
 
     /// `http://127.0.0.1:PORT`: the UI and the HTTP API.

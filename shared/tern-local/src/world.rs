@@ -253,7 +253,29 @@ impl Instance {
         self.process_mut().terminate()
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    /// queue-proxy's process id, for a pod whose queue-proxy runs.
+    pub fn queue_proxy_pid(&self) -> Option<u32> {
+        match self {
+            Self::Pod(p) => p.queue_proxy_pid(),
+            Self::Process(_) => None,
+        }
+    }
+
+    /// Stops it as its platform deletes it: a pod as the kubelet does ([`Pod::terminate`]:
+    /// queue-proxy's drain, then SIGTERM to the function), a process with SIGTERM. Waits.
+    pub fn retire(&mut self) {
+        match self {
+            Self::Pod(p) => {
+                p.terminate();
+            }
+            Self::Process(p) => {
+                p.terminate();
+            }
+        }
+    }
+
+    /// Waits until it is ready (queue-proxy's readiness probe for a pod).
+    pub fn wait_ready(&mut self) -> Result<(), String> {
         match self {
             Self::Pod(p) => p.wait_ready(crate::pod::READY_TIMEOUT),
             Self::Process(p) => p.wait_for(tern::platform::READY_PATH, 200, READY_TIMEOUT),
