@@ -109,34 +109,53 @@ impl<W> CloudLogging<W> {
     }
 }
 
+/// Fields by name, each once (a later value replaces an earlier one). A line has a dozen, so a
+/// vector beats a map, and the names are the `'static` ones of the callsites: nothing is
+/// allocated per name.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, Value)>);
+
+impl Fields {
+    fn set(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| *k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| *k == name)?;
+        Some(self.0.swap_remove(at).1)
+    }
+}
+
 /// The fields recorded on a span, kept in its extensions.
 #[derive(Default)]
-struct SpanFields(Map<String, Value>);
+struct SpanFields(Fields);
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+struct JsonVisitor<'a>(&'a mut Fields);
 
 impl Visit for JsonVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.set(field.name(), value.into());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.set(field.name(), value.into());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.set(field.name(), value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.set(field.name(), value.into());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        self.0.set(field.name(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), value.to_string().into());
+        self.0.set(field.name(), value.to_string().into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0
-            .insert(field.name().into(), format!("{value:?}").into());
+        self.0.set(field.name(), format!("{value:?}").into());
     }
 }
 
@@ -189,21 +208,22 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        use std::fmt::Write as _;
         let meta = event.metadata();
-        let mut fields = Map::new();
+        let mut fields = Fields(Vec::with_capacity(16));
         // Span fields first (outermost to innermost), so event fields win.
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(span_fields) = span.extensions().get::<SpanFields>() {
-                    for (k, v) in &span_fields.0 {
-                        fields.insert(k.clone(), v.clone());
+                    for (k, v) in &span_fields.0.0 {
+                        fields.set(k, v.clone());
                     }
                 }
             }
         }
         event.record(&mut JsonVisitor(&mut fields));
 
-        // The line is written straight into one buffer; only values go through serde_json.
+        // The line is written straight into one buffer, strings escaped in place.
         let mut line = String::with_capacity(512);
         line.push_str("{\"severity\":\"");
         line.push_str(severity(meta.level()));
@@ -235,21 +255,21 @@ where
             }
         }
 
+        // In name order, as a JSON object's keys print.
+        fields.0.sort_unstable_by_key(|(k, _)| *k);
         let mut http_open = false;
         let mut rest = Vec::new();
-        for (k, v) in &fields {
+        for (k, v) in &fields.0 {
             match k.strip_prefix(HTTP_PREFIX) {
                 Some(name) => {
                     line.push_str(if http_open { "," } else { ",\"httpRequest\":{" });
                     http_open = true;
-                    push_json(&mut line, &Value::String(http_request_key(name).to_owned()));
+                    push_json_str(&mut line, http_request_key(name));
                     line.push(':');
                     match (name, v) {
                         // LogEntry wants sizes as strings (int64 in JSON).
                         ("response_size" | "request_size", Value::Number(n)) => {
-                            line.push('"');
-                            line.push_str(&n.to_string());
-                            line.push('"');
+                            let _ = write!(line, "\"{n}\"");
                         }
                         _ => push_json(&mut line, v),
                     }
@@ -264,22 +284,20 @@ where
         line.push_str(",\"logging.googleapis.com/sourceLocation\":{");
         if let Some(file) = meta.file() {
             line.push_str("\"file\":");
-            push_json(&mut line, &Value::String(file.to_owned()));
+            push_json_str(&mut line, file);
             line.push(',');
         }
         if let Some(n) = meta.line() {
-            line.push_str("\"line\":\"");
-            line.push_str(&n.to_string());
-            line.push_str("\",");
+            let _ = write!(line, "\"line\":\"{n}\",");
         }
         line.push_str("\"function\":");
-        push_json(&mut line, &Value::String(meta.target().to_owned()));
+        push_json_str(&mut line, meta.target());
         line.push_str("},");
         line.push_str(&self.labels);
 
         for (k, v) in rest {
             line.push(',');
-            push_json(&mut line, &Value::String(k.clone()));
+            push_json_str(&mut line, k);
             line.push(':');
             push_json(&mut line, v);
         }
@@ -288,10 +306,37 @@ where
     }
 }
 
+/// Appends `v` as JSON: strings, numbers and booleans in place, anything else through
+/// serde_json.
 fn push_json(out: &mut String, v: &Value) {
-    // Serializing a serde_json::Value into a String cannot fail.
-    if let Ok(s) = serde_json::to_string(v) {
-        out.push_str(&s);
+    use std::fmt::Write as _;
+    match v {
+        Value::String(s) => push_json_str(out, s),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+        // Serializing a serde_json::Value into a String cannot fail.
+        other => {
+            if let Ok(s) = serde_json::to_string(other) {
+                out.push_str(&s);
+            }
+        }
+    }
+}
+
+/// Appends `s` as a JSON string: as it is when nothing in it needs escaping (the usual case),
+/// else escaped by serde_json.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        if let Ok(q) = serde_json::to_string(s) {
+            out.push_str(&q);
+        }
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     }
 }
 
@@ -391,5 +436,32 @@ mod tests {
         assert_eq!(lines[0]["severity"], "ERROR");
         assert!(lines[0].get("logging.googleapis.com/trace").is_none());
         assert!(lines[0].get("trace_id").is_none());
+    }
+
+    #[test]
+    fn values_are_escaped_and_event_fields_win() {
+        let lines = capture(None, || {
+            let span = tracing::info_span!("request", user = "span", depth = 1u64);
+            let _g = span.enter();
+            tracing::info!(
+                user = "event",
+                quote = "say \"hi\"\\ back\n\ttab \u{1} é",
+                ratio = 0.5f64,
+                ok = false,
+                negative = -3i64,
+                http.url = "/a?b=\"c\"",
+                "line \"one\"\nline two"
+            );
+        });
+        assert_eq!(lines.len(), 1, "one line, valid JSON");
+        let l = &lines[0];
+        assert_eq!(l["message"], "line \"one\"\nline two");
+        assert_eq!(l["user"], "event", "the event's field wins over the span's");
+        assert_eq!(l["depth"], 1);
+        assert_eq!(l["quote"], "say \"hi\"\\ back\n\ttab \u{1} é");
+        assert_eq!(l["ratio"], 0.5);
+        assert_eq!(l["ok"], false);
+        assert_eq!(l["negative"], -3);
+        assert_eq!(l["httpRequest"]["requestUrl"], "/a?b=\"c\"");
     }
 }

@@ -137,7 +137,7 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
     }
     let method = req.method().clone();
     let url = req.uri().to_string();
-    let protocol = format!("{:?}", req.version());
+    let protocol = protocol(req.version());
     let user_agent = header_str(&req, header::USER_AGENT);
     let remote_ip = req
         .headers()
@@ -179,6 +179,18 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
         line!(info);
     }
     res
+}
+
+/// The protocol as `httpRequest.protocol` shows it (the `Debug` form of [`http::Version`]).
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP",
+    }
 }
 
 fn header_str(req: &Request, name: header::HeaderName) -> String {
@@ -279,6 +291,19 @@ fn uuid_v4(bits: u128) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn protocol_names_are_the_versions_debug_forms() {
+        for v in [
+            http::Version::HTTP_09,
+            http::Version::HTTP_10,
+            http::Version::HTTP_11,
+            http::Version::HTTP_2,
+            http::Version::HTTP_3,
+        ] {
+            assert_eq!(super::protocol(v), format!("{v:?}"));
+        }
+    }
+
     #[test]
     fn request_ids_are_version_4_uuids() {
         for bits in [0u128, u128::MAX, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef] {
