@@ -51,6 +51,13 @@ enum Command {
         #[arg(long, value_parser = ["route", "write", "logging", "events", "cold-start", "footprint", "peers", "drills"])]
         only: Option<String>,
     },
+    /// Writes performance.md and performance.svg again from the figures of a run
+    /// (performance.json), after a change to how they are rendered: nothing is measured.
+    Render {
+        /// Where the run's performance.json is, and where the outputs go.
+        #[arg(long, default_value = "docs")]
+        out: std::path::PathBuf,
+    },
     /// Only the in-process stack measurement: ns per request with the metrics on and off.
     Stack {
         /// Samples of each stack.
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
                 out,
                 only,
             } => measure::run(quick, &bin_dir, &out, only.as_deref()).await,
+            Command::Render { out } => measure::render(&out),
             Command::Stack { samples } => stack::stack_cost(samples).await.map(|v| {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             }),

@@ -87,12 +87,31 @@ pub async fn run(quick: bool, bin: &Path, out: &Path, only: Option<&str>) -> Res
         serde_json::to_string_pretty(&r).unwrap_or_default(),
     )
     .map_err(|e| e.to_string())?;
-    std::fs::write(out.join("performance.svg"), svg::svg(&r)).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("performance.md"), report::markdown(&r)).map_err(|e| e.to_string())?;
+    write_report(&out, &r)?;
     say(&format!(
         "wrote {0}/performance.md, .json, .svg in {1}s",
         out.display(),
         started.elapsed().as_secs()
+    ));
+    Ok(())
+}
+
+/// performance.svg and performance.md in `out`, from the figures `r`.
+fn write_report(out: &Path, r: &Value) -> Result<(), String> {
+    std::fs::write(out.join("performance.svg"), svg::svg(r)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("performance.md"), report::markdown(r)).map_err(|e| e.to_string())
+}
+
+/// `tern-bench render`: the report again from `out/performance.json`.
+pub fn render(out: &Path) -> Result<(), String> {
+    let out = tern_local::repo_root()?.join(out);
+    let json = out.join("performance.json");
+    let text = std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let r: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    write_report(&out, &r)?;
+    say(&format!(
+        "wrote {0}/performance.md, .svg from {0}/performance.json",
+        out.display()
     ));
     Ok(())
 }

@@ -170,7 +170,7 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
 /// `--only` measurement it comes from.
 const CHANGES: &str = "## What the changes did, and what the profiles found
 
-Each change of issue 17, before → after, from the full runs named (their `docs/performance.md` is in git history) or from `tern-bench run --only …` on the same machine, before and after the change, in one session.
+Each change of issue 17, before → after, on this machine: from the full runs named (the `docs/performance.md` of a commit that carries one is in git history; a27caef's run was not committed, its figures are quoted in decision 0031) or from `tern-bench run --only …` before and after the change.
 
 | change | measure | before → after | record |
 |---|---|---|---|
@@ -179,9 +179,9 @@ Each change of issue 17, before → after, from the full runs named (their `docs
 | local delivery over 16 streaming pulls, 64 pushes at once | payment published → `order.paid`, p50 / p99 | 826 / 1,954 → 17.7 / 29.3 ms (`--only events`) | decision 0029 |
 | the bare baseline sends its two SELECTs together, as orders-get does | baseline (b) req/s | 20,675 → 24,426 (full runs) | decision 0030 |
 | log lines written in batches; request ids without `getrandom(2)` | system calls per orders-get request (`strace -c`) | 7.9 → 4.6; CPU per request within the noise | decision 0030 |
-| release builds optimised across crates (fat LTO, one codegen unit) | orders-get, stripped; GET and POST req/s, Tern ÷ Go | 11.20 → 9.10 MiB; 0.84 → 0.99 and 0.78 → 0.87 (full runs at 6ad5a20 and a27caef) | decision 0031 |
-| log lines built without a map of owned field names | access log on ÷ off | 0.87 (full run at a27caef) → 0.92 (`--only logging`); run to run it moves by about 0.05 | commit 82fce6b |
-| `tern dev --watch` | save → the new build serving | a restart of everything → 2.4–2.8 s for a function's file, 9.2–9.9 s for a shared crate used by five functions | decision 0032 |
+| release builds optimised across crates (fat LTO, one codegen unit) | orders-get, stripped; Tern's GET and POST req/s in the peers table | 11.20 → 9.10 MiB; 11,759 → 12,510 and 2,846 → 3,064 (full runs at 6ad5a20 and a27caef; Go's own GET figure moved 13,952 → 12,621 between them, so the ratio is not the measure) | decision 0031 |
+| log lines built without a map of owned field names | access log on ÷ off | 0.93 (6ad5a20) and 0.87 (a27caef) before, 0.92 after (`--only logging`): within the run-to-run spread, so no gain is claimed | commit 82fce6b |
+| `tern dev --watch` | save → the new build serving | a restart of everything → 2.1–2.8 s for a function's file, 6.9–9.9 s for a shared crate used by five functions | decision 0032 |
 
 **The profiles** (`perf record --call-graph fp` on a build with symbols and frame pointers, `strace -c`, CPU per request from `/proc/PID/stat` over the wrk runs; decision 0030): of orders-get's own samples under load, 45 % are in the kernel (TCP, wake-ups, context switches), 13 % in libc (malloc 7.5 %), 6.1 % in the access log plus 2.4 % in its writer thread, and 5 % on the client side of the SELECTs. orders-get spent 79.5 µs of CPU per request, the pooled bare baseline 35.1 µs and the shared one 29.5 µs; the in-process stack accounts for about 4 µs (the section above), which leaves most of the gap between the framework's tasks and the kernel. The local event path's wait was off the CPU: pstest hands one streaming pull one message per 10 ms pass (decision 0029).
 

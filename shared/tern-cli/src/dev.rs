@@ -197,32 +197,37 @@ pub async fn run(root: PathBuf, opts: DevOptions) -> Result<(), String> {
     // The router runs on its own task: a swap's waits never hold a request.
     let mut serving = tokio::spawn(edge.serve_until_signal(listener));
     let mut draining = Vec::new();
-    if opts.watch {
-        let mut swaps = Swaps {
-            root: &root_dir,
-            world: &world,
-            instances: &mut instances,
-            upstreams: &upstreams,
-            prometheus: prometheus.as_ref(),
-            draining: &mut draining,
-        };
+    // The watch runs here, on the thread of `main`'s `block_on`, which lives as long as `tern`:
+    // the pods it starts are tied to it (`die_with_parent`), so it must not move to a spawned
+    // task or the blocking pool, whose threads come and go.
+    let served = if opts.watch {
+        let mut swaps = Swaps::new(
+            &root_dir,
+            &world,
+            &mut instances,
+            &upstreams,
+            prometheus.as_ref(),
+            &mut draining,
+        );
         tokio::select! {
-            served = &mut serving => served.map_err(|e| e.to_string())??,
+            served = &mut serving => served,
             watched = swaps.watch() => {
                 if let Err(e) = watched {
                     step(&format!("warning: {e}; serving without --watch"));
                 }
-                serving.await.map_err(|e| e.to_string())??;
+                serving.await
             }
         }
     } else {
-        serving.await.map_err(|e| e.to_string())??;
-    }
-
-    println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
+        serving.await
+    };
+    // Pods swapped out and still draining go first, whatever ended the run.
     for d in draining {
         d.finish();
     }
+    served.map_err(|e| e.to_string())??;
+
+    println!("\nstopping: functions drain, then the emulator and PostgreSQL stop");
     let (mut standby_instances, standby_db) = match standby {
         Some(s) => {
             let (i, db) = s.stop();
@@ -259,12 +264,52 @@ struct Swaps<'a> {
     upstreams: &'a tern_local::Upstreams,
     prometheus: Option<&'a tern_local::prometheus::Prometheus>,
     draining: &'a mut Vec<Draining>,
+    /// The binary each running function, the last migrate job and `tern` itself were started
+    /// from: what is on disk is compared with it, not with the last build, so a binary a failed
+    /// build or swap left behind is swapped in by the next one.
+    running: HashMap<String, Option<crate::watch::Stamp>>,
 }
 
-impl Swaps<'_> {
+impl<'a> Swaps<'a> {
+    fn new(
+        root: &'a std::path::Path,
+        world: &'a World,
+        instances: &'a mut Vec<tern_local::Instance>,
+        upstreams: &'a tern_local::Upstreams,
+        prometheus: Option<&'a tern_local::prometheus::Prometheus>,
+        draining: &'a mut Vec<Draining>,
+    ) -> Self {
+        let running = instances
+            .iter()
+            .map(|i| i.name().to_owned())
+            .chain(["migrate".to_owned(), "tern".to_owned()])
+            .map(|n| {
+                let stamp = crate::watch::stamp(&world.bin_dir.join(&n));
+                (n, stamp)
+            })
+            .collect();
+        Self {
+            root,
+            world,
+            instances,
+            upstreams,
+            prometheus,
+            draining,
+            running,
+        }
+    }
+
     /// Until the watch ends (it fails to start, or its channel closes): each batch of saves
     /// rebuilt and what changed swapped in.
     async fn watch(&mut self) -> Result<(), String> {
+        let built_into = crate::watch::build_dir(self.root);
+        if !same_dir(&built_into, &self.world.bin_dir) {
+            return Err(format!(
+                "--watch rebuilds into {}, not --bin-dir {}",
+                built_into.display(),
+                self.world.bin_dir.display()
+            ));
+        }
         let mut sources = crate::watch::SourceWatch::start(self.root)?;
         step(
             "watching functions/, shared/, migrations/ and routes.toml: a save rebuilds what depends on it, and each function whose binary changed is swapped in as a revision is",
@@ -283,43 +328,38 @@ impl Swaps<'_> {
         Err("the source watch closed".into())
     }
 
+    /// Whether `name`'s binary differs from the one it runs.
+    fn changed(&self, name: &str) -> bool {
+        let now = crate::watch::stamp(&self.world.bin_dir.join(name));
+        self.running.get(name).is_none_or(|r| *r != now)
+    }
+
     /// One rebuild and the swaps it calls for. A failed build or a new build that does not
-    /// become ready leaves the previous one serving.
+    /// become ready leaves the previous one serving (and is tried again after the next save).
     async fn rebuild(&mut self, changes: &crate::watch::Changes) -> Result<(), String> {
-        use crate::watch::stamp;
-        let bin_dir = &self.world.bin_dir;
-        let binaries: Vec<String> = self
-            .instances
-            .iter()
-            .map(|i| i.name().to_owned())
-            .chain(["migrate".to_owned(), "tern".to_owned()])
-            .collect();
-        let before: HashMap<&str, _> = binaries
-            .iter()
-            .map(|n| (n.as_str(), stamp(&bin_dir.join(n))))
-            .collect();
         let started = std::time::Instant::now();
         if let Err(e) = crate::watch::build(self.root).await {
             println!("{:>16} | {e}: still serving the previous build", "watch");
             return Ok(());
         }
         let built = started.elapsed();
-        let rebuilt: Vec<&str> = binaries
-            .iter()
-            .map(String::as_str)
-            .filter(|n| stamp(&bin_dir.join(n)) != before[n])
-            .collect();
-        if rebuilt.contains(&"tern") {
+        if self.changed("tern") {
             println!(
                 "{:>16} | tern itself changed: restart scripts/dev to run the new one",
                 "watch"
             );
+            let now = crate::watch::stamp(&self.world.bin_dir.join("tern"));
+            self.running.insert("tern".into(), now);
         }
-        if rebuilt.contains(&"migrate") {
+        if self.changed("migrate") {
             // Migrations first, as a deploy's migrate job runs before the new revisions.
+            let now = crate::watch::stamp(&self.world.bin_dir.join("migrate"));
             let world = self.world;
             match tokio::task::block_in_place(|| world.migrate()) {
-                Ok(()) => println!("{:>16} | the migrate job ran again", "migrate"),
+                Ok(()) => {
+                    println!("{:>16} | the migrate job ran again", "migrate");
+                    self.running.insert("migrate".into(), now);
+                }
                 Err(e) => {
                     println!(
                         "{:>16} | the migrate job failed ({e}): functions not swapped",
@@ -329,10 +369,11 @@ impl Swaps<'_> {
                 }
             }
         }
-        let functions: Vec<&str> = rebuilt
+        let functions: Vec<String> = self
+            .instances
             .iter()
-            .copied()
-            .filter(|n| self.instances.iter().any(|i| i.name() == *n))
+            .map(|i| i.name().to_owned())
+            .filter(|n| self.changed(n))
             .collect();
         if functions.is_empty() {
             println!(
@@ -352,14 +393,15 @@ impl Swaps<'_> {
         let mut fresh = Vec::new();
         for name in &functions {
             let f = self.world.function(name)?;
+            let stamp = crate::watch::stamp(&self.world.bin_dir.join(name));
             match self.world.launcher.spawn(f, &self.world.env, 0) {
-                Ok(i) => fresh.push((i, std::time::Instant::now())),
+                Ok(i) => fresh.push((i, stamp, std::time::Instant::now())),
                 Err(e) => println!(
                     "{name:>16} | the new build did not start ({e}): still serving the previous one"
                 ),
             }
         }
-        for (mut new, spawned) in fresh {
+        for (mut new, stamp, spawned) in fresh {
             let name = new.name().to_owned();
             let (new, ready) = tokio::task::spawn_blocking(move || {
                 let r = new.wait_ready();
@@ -383,6 +425,7 @@ impl Swaps<'_> {
                 built.as_secs_f64(),
                 ready_in.as_secs_f64()
             );
+            self.running.insert(name.clone(), stamp);
             match self.instances.iter().position(|i| i.name() == name) {
                 Some(at) => {
                     let old = std::mem::replace(&mut self.instances[at], new);
@@ -397,6 +440,14 @@ impl Swaps<'_> {
             println!("{:>16} | {e}", "prometheus");
         }
         Ok(())
+    }
+}
+
+/// Whether two paths name the same directory.
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 
@@ -428,14 +479,28 @@ impl Draining {
     /// At Ctrl-C: cuts queue-proxy's drain short (nothing routes to it any more), then waits for
     /// the function's own.
     fn finish(self) {
-        // queue-proxy is not reaped before the function has exited, so its pid is still its own.
+        // The draining thread reaps queue-proxy once the function has exited, so the pid may
+        // be free by now: it is signalled only while it is still a child of ours.
         if !self.thread.is_finished()
             && let Some(pid) = self.queue_proxy
+            && parent_of(pid) == Some(std::process::id())
         {
             tern_local::signal_tree(pid, libc::SIGKILL);
         }
         let _ = self.thread.join();
     }
+}
+
+/// The parent of process `pid` (`/proc/PID/stat`), if it is running.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses; it ends at the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The router's upstreams: each function's instance addresses.

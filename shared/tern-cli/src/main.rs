@@ -38,7 +38,8 @@ enum Command {
         #[arg(long, default_value_t = Mode::Push, value_parser = mode_parser())]
         delivery: Mode,
         /// How long a push may go unanswered before the message is retried, as a push
-        /// subscription's ack deadline (infra/ sets the same).
+        /// subscription's ack deadline does (infra/ sets the default; Pub/Sub takes 10 to 600,
+        /// shorter ones are for tests).
         #[arg(long, default_value_t = tern_local::ACK_DEADLINE.as_secs(), value_parser = clap::value_parser!(u64).range(1..=600))]
         ack_deadline_seconds: u64,
         /// Where the function binaries are.
@@ -64,8 +65,9 @@ enum Command {
         #[arg(long, default_value_t = 4318)]
         otlp_port: u16,
         /// Rebuild on save: a change under functions/, shared/ or migrations/ rebuilds what
-        /// depends on it, and each function whose binary changed is swapped in as a revision
-        /// swap does (new pod ready, router switched, old pod drained).
+        /// depends on it (the dev profile, into --bin-dir, which must be Cargo's target/debug),
+        /// and each function whose binary changed is swapped in as a revision swap does (new
+        /// pod ready, router switched, old pod drained).
         #[arg(long, conflicts_with = "standby")]
         watch: bool,
     },

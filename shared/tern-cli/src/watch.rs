@@ -21,6 +21,8 @@ pub const BUILD_ARGS: [&str; 5] = ["build", "--workspace", "--bins", "--exclude"
 
 /// The trees whose files make the functions' binaries.
 const WATCHED: [&str; 3] = ["functions", "shared", "migrations"];
+/// The file at the top of the repository that is watched too.
+const ROUTES: &str = "routes.toml";
 
 /// How long the tree must stay quiet after a change before the build starts: an editor's save
 /// is often several writes (a temporary file, a rename, a metadata change).
@@ -56,7 +58,7 @@ impl Changes {
 /// Watches the source trees (inotify on Linux) until dropped.
 pub struct SourceWatch {
     root: PathBuf,
-    rx: mpsc::UnboundedReceiver<PathBuf>,
+    rx: mpsc::UnboundedReceiver<(Instant, PathBuf)>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -64,15 +66,22 @@ impl SourceWatch {
     /// Watches `functions/`, `shared/`, `migrations/` and `routes.toml` under `root`.
     pub fn start(root: &Path) -> Result<Self, String> {
         let (tx, rx) = mpsc::unbounded_channel();
+        // A full event queue (inotify's overflow) loses which files changed: it counts as a
+        // change to every tree, so a build runs and Cargo finds what changed.
+        let everything = root.join(WATCHED[0]);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else { return };
-                if matches!(
+                // Timed as it happens: a save during a build is queued until the build ends.
+                let at = Instant::now();
+                if event.need_rescan() {
+                    let _ = tx.send((at, everything.clone()));
+                } else if matches!(
                     event.kind,
                     EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
                 ) {
                     for p in event.paths {
-                        let _ = tx.send(p);
+                        let _ = tx.send((at, p));
                     }
                 }
             })
@@ -82,9 +91,11 @@ impl SourceWatch {
                 .watch(&root.join(dir), RecursiveMode::Recursive)
                 .map_err(|e| format!("cannot watch {dir}/: {e}"))?;
         }
+        // The directory, not the file: an editor that saves by renaming a new file over it
+        // would end a watch on the file itself.
         watcher
-            .watch(&root.join("routes.toml"), RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch routes.toml: {e}"))?;
+            .watch(root, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {ROUTES}: {e}"))?;
         Ok(Self {
             root: root.to_owned(),
             rx,
@@ -96,18 +107,19 @@ impl SourceWatch {
     /// for [`QUIET`].
     pub async fn next(&mut self) -> Option<Changes> {
         let mut paths = BTreeSet::new();
-        let first = loop {
-            let p = self.rx.recv().await?;
+        let mut first = loop {
+            let (at, p) = self.rx.recv().await?;
             if let Some(p) = source_file(&self.root, &p) {
                 paths.insert(p);
-                break Instant::now();
+                break at;
             }
         };
         loop {
             match tokio::time::timeout(QUIET, self.rx.recv()).await {
-                Ok(Some(p)) => {
+                Ok(Some((at, p))) => {
                     if let Some(p) = source_file(&self.root, &p) {
                         paths.insert(p);
+                        first = first.min(at);
                     }
                 }
                 Ok(None) => return None,
@@ -117,10 +129,18 @@ impl SourceWatch {
     }
 }
 
-/// `path` relative to `root` when it is a file that may go into a build: not under `target/`,
-/// not hidden, not an editor's backup, swap or probe file.
+/// `path` relative to `root` when it is a file that may go into a build: `routes.toml`, or one
+/// under the watched trees that is not under `target/`, not hidden, and not an editor's backup,
+/// swap or probe file.
 fn source_file(root: &Path, path: &Path) -> Option<PathBuf> {
     let rel = path.strip_prefix(root).ok()?;
+    let top = rel.components().next()?.as_os_str().to_str()?;
+    if rel.components().count() == 1 {
+        return (top == ROUTES).then(|| rel.to_owned());
+    }
+    if !WATCHED.contains(&top) {
+        return None;
+    }
     let hidden_or_built = rel.components().any(|c| {
         let c = c.as_os_str().to_string_lossy();
         c == "target" || c.starts_with('.')
@@ -154,17 +174,42 @@ pub fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// Where [`BUILD_ARGS`] puts the binaries: the dev profile's directory of Cargo's target
+/// directory (`CARGO_TARGET_DIR`, else `target/` in `root`).
+pub fn build_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| root.join("target"), |d| root.join(d))
+        .join("debug")
+}
+
 /// Runs [`BUILD_ARGS`] in `root`, its output shown as Cargo prints it; whether it succeeded.
+/// Cargo stops when the returned future is dropped (Ctrl-C) and dies with `tern`.
 pub async fn build(root: &Path) -> Result<(), String> {
+    /// Kills the build when dropped before it ended.
+    struct Build(std::process::Child);
+    impl Drop for Build {
+        fn drop(&mut self) {
+            if matches!(self.0.try_wait(), Ok(None)) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.args(BUILD_ARGS)
         .current_dir(root)
         .stdin(std::process::Stdio::null());
-    let status = tokio::task::spawn_blocking(move || cmd.status())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    tern_local::die_with_parent(&mut cmd, libc::SIGTERM);
+    let mut build = Build(cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?);
+    let status = loop {
+        match build.0.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return Err(format!("cargo: {e}")),
+        }
+    };
     if status.success() {
         Ok(())
     } else {
@@ -186,12 +231,16 @@ mod tests {
         );
         assert!(f("/r/shared/tern/Cargo.toml").is_some());
         assert!(f("/r/migrations/0007_x.sql").is_some());
+        assert_eq!(f("/r/routes.toml"), Some(PathBuf::from("routes.toml")));
         for scratch in [
             "/r/functions/web/src/.app.rs.swp",
             "/r/functions/web/src/app.rs~",
             "/r/functions/web/src/4913",
             "/r/functions/web/target/debug/x",
             "/r/shared/.git/HEAD",
+            "/r/Cargo.lock",
+            "/r/target/debug/orders-get",
+            "/r/tests/tests/watch.rs",
             "/elsewhere/app.rs",
         ] {
             assert_eq!(f(scratch), None, "{scratch}");
@@ -225,6 +274,10 @@ mod tests {
         std::fs::write(src.join("app.rs.tmp"), "fn a() {}").unwrap();
         std::fs::rename(src.join("app.rs.tmp"), src.join("app.rs")).unwrap();
         std::fs::write(root.join("shared/x/src/lib.rs"), "").unwrap();
+        // routes.toml saved by renaming a new file over it (vim, many IDEs).
+        std::fs::write(root.join("routes.toml.new"), "[project]").unwrap();
+        std::fs::rename(root.join("routes.toml.new"), root.join("routes.toml")).unwrap();
+        std::fs::write(root.join("Cargo.lock"), "").unwrap();
         let batch = tokio::time::timeout(Duration::from_secs(10), w.next())
             .await
             .expect("a batch")
@@ -233,6 +286,7 @@ mod tests {
             batch.paths,
             BTreeSet::from([
                 PathBuf::from("functions/x/src/app.rs"),
+                PathBuf::from("routes.toml"),
                 PathBuf::from("shared/x/src/lib.rs"),
             ])
         );
@@ -240,6 +294,13 @@ mod tests {
             tokio::time::timeout(QUIET * 3, w.next()).await.is_err(),
             "nothing more"
         );
+        // A second save of routes.toml after the rename is still seen.
+        std::fs::write(root.join("routes.toml"), "[project]\n").unwrap();
+        let batch = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("a batch")
+            .expect("the watch is open");
+        assert_eq!(batch.paths, BTreeSet::from([PathBuf::from("routes.toml")]));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
