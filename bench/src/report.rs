@@ -183,6 +183,8 @@ Each change of issue 17, before → after, on this machine: from the full runs n
 | log lines built without a map of owned field names | access log on ÷ off | 0.93 (6ad5a20) and 0.87 (a27caef) before, 0.92 after (`--only logging`): within the run-to-run spread, so no gain is claimed | commit 82fce6b |
 | `tern dev --watch` | save → the new build serving | a restart of everything → 2.1–2.8 s for a function's file, 6.9–9.9 s for a shared crate used by five functions | decision 0032 |
 
+**Tried, not taken:** mimalloc as the global allocator of orders-get and orders-create (malloc is 7.5 % of orders-get's samples). `tern-bench run --only peers`, before and after, same session: GET 13,282 → 13,716 req/s and POST 3,221 → 3,344 (+3 to 4 %, inside the spread between runs), but idle RSS 7.9 → 15.7 MiB and peak RSS under GET load 11.1 → 21.8 MiB, above Go's 11.6 and 18.7.
+
 **The profiles** (`perf record --call-graph fp` on a build with symbols and frame pointers, `strace -c`, CPU per request from `/proc/PID/stat` over the wrk runs; decision 0030): of orders-get's own samples under load, 45 % are in the kernel (TCP, wake-ups, context switches), 13 % in libc (malloc 7.5 %), 6.1 % in the access log plus 2.4 % in its writer thread, and 5 % on the client side of the SELECTs. orders-get spent 79.5 µs of CPU per request, the pooled bare baseline 35.1 µs and the shared one 29.5 µs; the in-process stack accounts for about 4 µs (the section above), which leaves most of the gap between the framework's tasks and the kernel. The local event path's wait was off the CPU: pstest hands one streaming pull one message per 10 ms pass (decision 0029).
 
 ";
