@@ -436,6 +436,19 @@ impl System {
         admin.subscription(name, topic).await.expect("subscription");
     }
 
+    /// A plain Pub/Sub publisher on `topic`, as a producer that is not Tern has (`gcloud pubsub
+    /// topics publish`, a storage notification): bytes and attributes, no CloudEvent.
+    pub async fn plain_publisher(&self, topic: &str) -> google_cloud_pubsub::client::Publisher {
+        google_cloud_pubsub::client::BasePublisher::builder()
+            .with_endpoint(self.pubsub.endpoint().expect("the emulator"))
+            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+            .build()
+            .await
+            .expect("a publisher")
+            .publisher(self.pubsub.topic_path(topic))
+            .build()
+    }
+
     /// Pulls from `subscription` until `want` messages arrived or `quiet` passed with none.
     pub async fn collect(&self, subscription: &str, want: usize, quiet: Duration) -> Vec<Message> {
         let sub = tern_local::subscriber(&self.pubsub)

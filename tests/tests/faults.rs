@@ -351,14 +351,7 @@ async fn a_consumer_that_hangs_costs_latency_never_messages() {
         stop.clone(),
     ));
 
-    let publisher = google_cloud_pubsub::client::BasePublisher::builder()
-        .with_endpoint(sys.pubsub.endpoint().unwrap())
-        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
-        .build()
-        .await
-        .unwrap()
-        .publisher(sys.pubsub.topic_path("hangs"))
-        .build();
+    let publisher = sys.plain_publisher("hangs").await;
     let n = tern_local::PUSH_CONCURRENCY + 16;
     let mut published = BTreeSet::new();
     for i in 0..n {

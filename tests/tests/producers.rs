@@ -87,14 +87,7 @@ async fn plain_messages_and_any_cloudevent_are_taken() {
     }
 
     // What `gcloud pubsub topics publish` or a storage notification sends: bytes and attributes.
-    let publisher = google_cloud_pubsub::client::BasePublisher::builder()
-        .with_endpoint(sys.pubsub.endpoint().unwrap())
-        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
-        .build()
-        .await
-        .unwrap()
-        .publisher(sys.pubsub.topic_path("external"))
-        .build();
+    let publisher = sys.plain_publisher("external").await;
     let plain = Message::new()
         .set_data(vec![0u8, 159, 146, 150, 255])
         .set_attributes([("eventType", "OBJECT_FINALIZE"), ("bucketId", "uploads")]);
