@@ -161,6 +161,31 @@ pub async fn load_with_rss(
     Ok((result, peak))
 }
 
+/// CPU time (user + system) used so far by `pid` and every process below it, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    // `/proc/PID/stat` counts in USER_HZ, which the kernel's ABI fixes at 100.
+    const USER_HZ: f64 = 100.0;
+    tern_local::process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum::<u64>() as f64
+        / USER_HZ
+}
+
+/// `wrk` on `url` and the CPU that `pid` (and its children) spent per request meanwhile, µs.
+pub fn load_with_cpu(url: &str, dur: Duration, pid: u32) -> Result<(WrkResult, f64), String> {
+    let before = cpu_seconds(pid);
+    let w = wrk::run(url, HTTP_CONNECTIONS, dur, None)?;
+    let spent = cpu_seconds(pid) - before;
+    Ok((w, spent * 1e6 / w.requests.max(1) as f64))
+}
+
 /// Resident set size of `pid` and every process below it (a server's workers), MiB.
 pub fn rss_mib(pid: u32) -> f64 {
     tern_local::process_tree(pid)

@@ -1,7 +1,7 @@
 //! The measurements of the HTTP and database paths, each against its baseline in the same run,
 //! and the run that calls every measurement and drill and writes the report.
 
-use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, say, stop};
+use crate::harness::{Bench, DB_CONNECTIONS, HTTP_CONNECTIONS, load_with_cpu, say, stop};
 use crate::stats::Spread;
 use crate::wrk;
 use crate::{drills, events, peers, report, stack, startup, svg, write};
@@ -120,6 +120,9 @@ pub fn render(out: &Path) -> Result<(), String> {
 async fn route_and_db(b: &Bench) -> Result<Value, String> {
     say("route efficiency: orders-get vs bare hyper vs bare hyper + tokio-postgres; pgbench");
     let get = b.start("orders-get", &[])?;
+    // The same function with every request's reads on a connection of their own, as before
+    // reads shared connections (decision 0033).
+    let unshared = b.start("orders-get", &[("DB_READS_PER_CONNECTION", "1")])?;
     // The same function as a Knative pod: wrk → queue-proxy (HTTP/1.1) → orders-get; and the
     // whole local path: wrk → the router → h2c → queue-proxy → h2c → orders-get.
     let pod = b.start_pod("orders-get", &[])?;
@@ -162,18 +165,21 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     let (mut tern, mut bare_pg, mut bare_hyper, mut pgb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut bare_pooled = Vec::new();
+    let mut tern_unshared = Vec::new();
+    // CPU per request of each server's process over its own runs, µs.
+    let mut cpu: [Vec<f64>; 4] = Default::default();
     let (mut via_qp, mut via_router, mut in_pod) = (Vec::new(), Vec::new(), Vec::new());
     let in_pod_url = match &pod {
         tern_local::Instance::Pod(p) => format!("http://{}{path}", p.function_addr()),
         tern_local::Instance::Process(p) => format!("{}{path}", p.url()),
     };
     for _ in 0..b.reps {
-        tern.push(wrk::run(
-            &format!("{}{path}", get.url()),
-            HTTP_CONNECTIONS,
-            b.dur,
-            None,
-        )?);
+        let (w, us) = load_with_cpu(&format!("{}{path}", get.url()), b.dur, get.pid())?;
+        tern.push(w);
+        cpu[0].push(us);
+        let (w, us) = load_with_cpu(&format!("{}{path}", unshared.url()), b.dur, unshared.pid())?;
+        tern_unshared.push(w);
+        cpu[1].push(us);
         via_qp.push(wrk::run(
             &format!("{}{path}", pod.url()),
             HTTP_CONNECTIONS,
@@ -187,18 +193,20 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
             b.dur,
             None,
         )?);
-        bare_pg.push(wrk::run(
+        let (w, us) = load_with_cpu(
             &format!("http://127.0.0.1:{pg_port}{path}"),
-            HTTP_CONNECTIONS,
             b.dur,
-            None,
-        )?);
-        bare_pooled.push(wrk::run(
+            pg_child.id(),
+        )?;
+        bare_pg.push(w);
+        cpu[2].push(us);
+        let (w, us) = load_with_cpu(
             &format!("http://127.0.0.1:{pooled_port}{path}"),
-            HTTP_CONNECTIONS,
             b.dur,
-            None,
-        )?);
+            pooled_child.id(),
+        )?;
+        bare_pooled.push(w);
+        cpu[3].push(us);
         bare_hyper.push(wrk::run(
             &format!("http://127.0.0.1:{hyper_port}/"),
             HTTP_CONNECTIONS,
@@ -235,6 +243,13 @@ async fn route_and_db(b: &Bench) -> Result<Value, String> {
     let selects: Vec<f64> = tern.iter().map(|w| w.rps * 2.0).collect();
     Ok(json!({
         "tern_orders_get": wrk::wrk_json(&tern),
+        "tern_orders_get_reads_unshared": wrk::wrk_json(&tern_unshared),
+        "cpu_us_per_request": {
+            "tern_orders_get": Spread::of(&cpu[0]),
+            "tern_orders_get_reads_unshared": Spread::of(&cpu[1]),
+            "bare_hyper_tokio_postgres": Spread::of(&cpu[2]),
+            "bare_hyper_tokio_postgres_exclusive": Spread::of(&cpu[3]),
+        },
         "tern_orders_get_via_queue_proxy": wrk::wrk_json(&via_qp),
         "tern_orders_get_in_pod_without_queue_proxy": wrk::wrk_json(&in_pod),
         "tern_orders_get_via_router_and_queue_proxy": wrk::wrk_json(&via_router),

@@ -99,6 +99,14 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
             None,
         ),
         (
+            "orders-get, reads sharing connections ÷ each read on a connection of its own (req/s)",
+            ratio(
+                med(&rt["tern_orders_get"]["rps"]),
+                med(&rt["tern_orders_get_reads_unshared"]["rps"]),
+            ),
+            None,
+        ),
+        (
             "orders-get ÷ bare hyper constant (req/s)",
             ratio(
                 med(&rt["tern_orders_get"]["rps"]),
@@ -236,6 +244,10 @@ pub fn markdown(r: &Value) -> String {
             &rt["tern_orders_get"],
         ),
         (
+            "orders-get, each read on a connection of its own (`DB_READS_PER_CONNECTION=1`)",
+            &rt["tern_orders_get_reads_unshared"],
+        ),
+        (
             "orders-get in its pod, straight to the function (no queue-proxy; PostgreSQL through the pod's forwarder)",
             &rt["tern_orders_get_in_pod_without_queue_proxy"],
         ),
@@ -278,6 +290,9 @@ pub fn markdown(r: &Value) -> String {
             &r["logging"]["metrics_off"],
         ),
     ] {
+        if v.is_null() {
+            continue; // a run from before the row existed
+        }
         let _ = writeln!(
             s,
             "| {label} | {} | {} | {} | {} |",
@@ -293,6 +308,17 @@ pub fn markdown(r: &Value) -> String {
         spread(&rt["tern_selects_per_s"], 0),
         spread(&rt["pgbench_select_tps"], 0)
     );
+    let cpu = &rt["cpu_us_per_request"];
+    if !cpu.is_null() {
+        let _ = writeln!(
+            s,
+            "CPU per request (user + system time of the server's process over its own runs ÷ its requests, µs; wrk and PostgreSQL not counted): orders-get {}, with each read on a connection of its own {}; baseline (b) {}, one request per connection {}.\n",
+            spread(&cpu["tern_orders_get"], 1),
+            spread(&cpu["tern_orders_get_reads_unshared"], 1),
+            spread(&cpu["bare_hyper_tokio_postgres"], 1),
+            spread(&cpu["bare_hyper_tokio_postgres_exclusive"], 1),
+        );
+    }
     let w = &r["write"];
     let _ = writeln!(
         s,

@@ -88,5 +88,6 @@ async fn bare_insert_loop(url: &str, conns: usize, dur: Duration) -> Result<WrkR
         p50_ms: percentile(&all, 50.0),
         p99_ms: percentile(&all, 99.0),
         errors: 0,
+        requests: all.len() as u64,
     })
 }

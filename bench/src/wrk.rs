@@ -17,6 +17,8 @@ pub struct WrkResult {
     pub p99_ms: f64,
     /// Responses that were not 2xx/3xx, plus socket errors.
     pub errors: u64,
+    /// Requests completed.
+    pub requests: u64,
 }
 
 /// Runs `wrk` against `url` with `connections` for `duration`, optionally with a Lua script.
@@ -68,6 +70,9 @@ pub fn parse(text: &str) -> Result<WrkResult, String> {
                 r.p99_ms = duration_ms(v.trim())?;
                 in_dist = false;
             }
+        }
+        if let Some((n, _)) = t.split_once(" requests in ") {
+            r.requests = n.parse().map_err(|_| format!("bad request count: {t}"))?;
         }
         if let Some(v) = t.strip_prefix("Requests/sec:") {
             r.rps = v
@@ -147,6 +152,7 @@ mod tests {
         assert_eq!(r.p50_ms, 0.386);
         assert_eq!(r.p99_ms, 1.02);
         assert_eq!(r.errors, 7);
+        assert_eq!(r.requests, 231466);
         assert!(parse("nothing").is_err());
     }
 }

@@ -16,8 +16,8 @@ async fn get_order(State(db): State<Db>, Path(id): Path<String>) -> Result<Json<
     if !is_order_id(&id) {
         return Err(not_found());
     }
-    let client = db.get().await?;
-    repo::get(&client, &id)
+    let client = db.read().await?;
+    repo::get(&*client, &id)
         .await?
         .map(Json)
         .ok_or_else(not_found)

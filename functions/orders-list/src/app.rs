@@ -68,8 +68,8 @@ async fn list(
         .filter(|c| !c.is_empty())
         .map(Cursor::decode)
         .transpose()?;
-    let client = db.get().await?;
-    let (orders, next) = repo::list(&client, status, limit, cursor.as_ref()).await?;
+    let client = db.read().await?;
+    let (orders, next) = repo::list(&*client, status, limit, cursor.as_ref()).await?;
     Ok(Json(Page {
         orders,
         next_cursor: next.map(|c| c.encode()),

@@ -211,8 +211,8 @@ async fn order(State(app): State<App>, Path(id): Path<String>) -> Result<Respons
     if !is_order_id(&id) {
         return Ok(not_found());
     }
-    let client = app.db.get().await?;
-    let Some(order) = repo::get(&client, &id).await? else {
+    let client = app.db.read().await?;
+    let Some(order) = repo::get(&*client, &id).await? else {
         return Ok(not_found());
     };
     let mut res = Html(pages::order(&order)).into_response();

@@ -66,6 +66,9 @@ pub struct DbConfig {
     pub ssl_root_cert: Option<String>,
     /// `DB_POOL_SIZE` (default 8): connections per instance.
     pub pool_size: usize,
+    /// `DB_READS_PER_CONNECTION` (default 8): how many reads outside a transaction
+    /// ([`crate::Db::read`]) may share one connection once none is free; 1: none share.
+    pub reads_per_connection: usize,
     /// `DB_CONNECT_TIMEOUT` (default 3s): opening one connection.
     pub connect_timeout: Duration,
     /// `DB_WAIT_TIMEOUT` (default 2s): waiting for a free connection.
@@ -87,6 +90,7 @@ impl std::fmt::Debug for DbConfig {
             .field("auth", &self.auth)
             .field("ssl_mode", &self.ssl_mode)
             .field("pool_size", &self.pool_size)
+            .field("reads_per_connection", &self.reads_per_connection)
             .finish()
     }
 }
@@ -177,6 +181,13 @@ impl DbConfig {
         if pool_size == 0 {
             return Err(ConfigError::new("DB_POOL_SIZE", "must be at least 1"));
         }
+        let reads_per_connection: usize = env.or("DB_READS_PER_CONNECTION", 8)?;
+        if !(1..=1024).contains(&reads_per_connection) {
+            return Err(ConfigError::new(
+                "DB_READS_PER_CONNECTION",
+                format!("must be from 1 (no sharing) to 1024, got {reads_per_connection}"),
+            ));
+        }
         // With no statement timeout, a query may legitimately run for ever: no default stall.
         let stall_default = if statement_timeout.is_zero() {
             Duration::ZERO
@@ -202,6 +213,7 @@ impl DbConfig {
             ssl_mode,
             ssl_root_cert,
             pool_size,
+            reads_per_connection,
             connect_timeout,
             wait_timeout: env.or("DB_WAIT_TIMEOUT", Duration::from_secs(2))?,
             retry_after: env.or("DB_RETRY_AFTER", Duration::from_secs(2))?,
@@ -285,6 +297,7 @@ mod tests {
             .unwrap();
         assert_eq!(c.pg.get_dbname(), Some("orders"));
         assert_eq!(c.pool_size, 8);
+        assert_eq!(c.reads_per_connection, 8);
         let c = cfg(&[
             ("DB_HOST", "10.0.0.3"),
             ("DB_NAME", "orders"),
@@ -317,6 +330,15 @@ mod tests {
             cfg(&[url, ("DB_POOL_SIZE", "0")]).await.unwrap_err().var,
             "DB_POOL_SIZE"
         );
+        for bad in ["0", "1025", "many"] {
+            assert_eq!(
+                cfg(&[url, ("DB_READS_PER_CONNECTION", bad)])
+                    .await
+                    .unwrap_err()
+                    .var,
+                "DB_READS_PER_CONNECTION"
+            );
+        }
         assert_eq!(
             cfg(&[url, ("DB_SSLMODE", "prefer")]).await.unwrap_err().var,
             "DB_SSLMODE"

@@ -25,12 +25,14 @@ pub mod config;
 mod iam;
 mod metrics;
 pub mod migrate;
+mod reads;
 mod stall;
 mod tls;
 
 pub use config::{DbAuth, DbConfig, SslMode};
 pub use deadpool_postgres::{Client, GenericClient, Transaction};
 pub use migrate::{Migration, Migrator};
+pub use reads::Read;
 pub use tokio_postgres;
 
 use deadpool_postgres::{
@@ -55,6 +57,8 @@ pub struct Db {
     progress: Arc<Progress>,
     /// The wait-time histogram and timeout counter, once [`Db::connect`] registered them.
     metrics: Option<Arc<metrics::PoolMetrics>>,
+    /// The connections lent to reads ([`Db::read`]).
+    sharing: Arc<reads::Sharing>,
 }
 
 /// Milliseconds since `start` at the last sign of progress.
@@ -163,6 +167,10 @@ impl Db {
             .map_err(|e| StartError::failed(format!("cannot build the database pool: {e}")))?;
         Ok(Self {
             pool,
+            sharing: Arc::new(reads::Sharing::new(
+                cfg.reads_per_connection,
+                progress.clone(),
+            )),
             retry_after: cfg.retry_after,
             busy_limit: cfg
                 .stall_timeout
@@ -176,32 +184,87 @@ impl Db {
     /// A connection from the pool, or a 503 problem when none can be had in time.
     pub async fn get(&self) -> Result<Client, Problem> {
         let start = Instant::now();
+        // Counted as waiting while it may wait: reads stop joining lent connections meanwhile.
+        let waiting = self.sharing.waiting();
         let got = self.pool.get().await;
+        drop(waiting);
+        // Only a wait that ran out counts as "no connection became free"; a connect or
+        // recycle timeout is the database not answering.
+        let no_free = matches!(
+            got,
+            Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))
+        );
+        self.waited(start, no_free);
+        got.map_err(|e| self.unavailable(&e))
+    }
+
+    /// A connection for reads outside a transaction: the caller's own when one is free,
+    /// otherwise shared with other reads (`DB_READS_PER_CONNECTION`), otherwise one waited
+    /// for as with [`Db::get`]; the rules are in `reads.rs`. A 503 problem when none can be had
+    /// in time. Pass `&*read` where a [`GenericClient`] is wanted.
+    ///
+    /// ```no_run
+    /// # async fn handler(db: tern_db::Db) -> Result<String, tern::Problem> {
+    /// use tern_db::{DbResultExt, GenericClient};
+    /// let read = db.read().await?;
+    /// let row = read.query_one("SELECT 'ok'::text", &[]).await.or_problem()?;
+    /// Ok(row.get(0))
+    /// # }
+    /// ```
+    pub async fn read(&self) -> Result<Read, Problem> {
+        if self.sharing.per_connection > 1 {
+            let start = Instant::now();
+            let now = Timeouts {
+                wait: Some(Duration::ZERO),
+                ..self.pool.timeouts()
+            };
+            match self.pool.timeout_get(&now).await {
+                Ok(client) => {
+                    self.waited(start, false);
+                    return Ok(self.sharing.lend(client));
+                }
+                Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {}
+                Err(e) => {
+                    self.waited(start, false);
+                    return Err(self.unavailable(&e));
+                }
+            }
+            if let Some(read) = self.sharing.join() {
+                self.waited(start, false);
+                return Ok(read);
+            }
+        }
+        let client = self.get().await?;
+        Ok(self.sharing.lend(client))
+    }
+
+    /// Connections lent to reads now, and the reads in flight on them.
+    pub fn reads(&self) -> (usize, usize) {
+        self.sharing.status()
+    }
+
+    fn waited(&self, start: Instant, no_free: bool) {
         if let Some(m) = &self.metrics {
-            // Only a wait that ran out counts as "no connection became free"; a connect or
-            // recycle timeout is the database not answering.
-            let no_free = matches!(
-                got,
-                Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))
-            );
             m.waited(start.elapsed(), no_free);
         }
-        // The detail says what the client can do; what the driver said goes to the log only.
-        got.map_err(|e| {
-            let detail = match &e {
-                PoolError::Timeout(_) => {
-                    "The service is busy: no database connection became free in time. Retry after the Retry-After delay."
-                }
-                PoolError::Closed => {
-                    "This instance is shutting down. Retry; another instance will answer."
-                }
-                _ => {
-                    "The database is unreachable. Nothing was changed; retry after the Retry-After delay."
-                }
-            };
-            tracing::warn!(error = %e, "database unavailable");
-            Problem::unavailable(detail, self.retry_after)
-        })
+    }
+
+    /// The 503 for a connection that could not be had. The detail says what the client can
+    /// do; what the driver said goes to the log only.
+    fn unavailable(&self, e: &PoolError) -> Problem {
+        let detail = match e {
+            PoolError::Timeout(_) => {
+                "The service is busy: no database connection became free in time. Retry after the Retry-After delay."
+            }
+            PoolError::Closed => {
+                "This instance is shutting down. Retry; another instance will answer."
+            }
+            _ => {
+                "The database is unreachable. Nothing was changed; retry after the Retry-After delay."
+            }
+        };
+        tracing::warn!(error = %e, "database unavailable");
+        Problem::unavailable(detail, self.retry_after)
     }
 
     /// A connection for the platform's own bookkeeping (the metrics' reads), only if one is free
