@@ -71,6 +71,29 @@ async fn a_write_commits_its_rows_and_events_together_or_neither() {
     assert_eq!(swallowed.unwrap_err().status(), 500);
     assert_eq!(rows("swallowed").await, 0);
 
+    // The work begins a stage beside a statement of its own and never records it: its row
+    // was inserted, but nothing commits, and the caller hears so.
+    let unfinished: Result<(), Problem> = outbox
+        .write(async |tx| {
+            let data = json!({});
+            let (_begun, updated) = futures::join!(
+                tx.stage_begin(
+                    "orders",
+                    "com.example.test.unfinished",
+                    Some("unfinished"),
+                    &data,
+                ),
+                tx.execute("SELECT 1", &[]),
+            );
+            updated.or_problem()?;
+            Ok(())
+        })
+        .await;
+    let e = unfinished.unwrap_err();
+    assert_eq!(e.status(), 500);
+    assert!(e.detail().unwrap().contains("nothing was written"), "{e:?}");
+    assert_eq!(rows("unfinished").await, 0);
+
     // The work succeeds: the row and its event, published after the commit.
     let value = outbox
         .write(async |tx| {

@@ -7,6 +7,7 @@ use crate::model::{NewItem, NewOrder, Order, Status, mask_email};
 use chrono::{DateTime, Utc};
 use tern::Problem;
 use tern_db::tokio_postgres::Row;
+use tern_db::tokio_postgres::types::ToSql;
 use tern_db::{DbResultExt, GenericClient};
 use tern_events::OutboxTx;
 
@@ -47,12 +48,15 @@ pub async fn create(
             .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .await
             .or_problem()?;
-        tx.execute(&lock, &[&k.key]).await.or_problem()?;
         let find = tx
             .prepare_cached("SELECT request_hash, order_id FROM idempotency_keys WHERE key = $1")
             .await
             .or_problem()?;
-        let existing = tx.query_opt(&find, &[&k.key]).await.or_problem()?;
+        // Sent together, run in order: the lookup runs once the lock is held.
+        let params: [&(dyn ToSql + Sync); 1] = [&k.key];
+        let (_, existing) =
+            futures::try_join!(tx.execute(&lock, &params), tx.query_opt(&find, &params))
+                .or_problem()?;
         if let Some(row) = existing {
             let hash: String = row.get(0);
             if hash != k.request_hash {
@@ -67,48 +71,35 @@ pub async fn create(
         }
     }
     let id = crate::id::new_order_id();
+    // The order and its items in one statement (the items' foreign key is checked at its end,
+    // with the order inserted), sent with the idempotency key's row and the outbox row before
+    // any answer is awaited: with BEGIN and COMMIT, three round trips whatever the item count.
     let stmt = tx
         .prepare_cached(&format!(
-            "INSERT INTO orders (id, customer_email, currency, total_cents) VALUES ($1, $2, $3, $4) RETURNING {ORDER_COLUMNS}"
+            "WITH o AS (
+               INSERT INTO orders (id, customer_email, currency, total_cents)
+               VALUES ($1, $2, $3, $4) RETURNING {ORDER_COLUMNS}
+             ), i AS (
+               INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents)
+               SELECT $1, (t.n - 1)::int, t.sku, t.quantity, t.price
+               FROM unnest($5::text[], $6::int[], $7::bigint[]) WITH ORDINALITY AS t(sku, quantity, price, n)
+             )
+             SELECT {ORDER_COLUMNS} FROM o"
         ))
         .await
         .or_problem()?;
-    let row = tx
-        .query_one(&stmt, &[&id, &new.customer_email, &new.currency, &total])
-        .await
-        .or_problem()?;
-    let item_stmt = tx
-        .prepare_cached("INSERT INTO order_items (order_id, line, sku, quantity, unit_price_cents) VALUES ($1, $2, $3, $4, $5)")
-        .await
-        .or_problem()?;
-    for (line, item) in new.items.iter().enumerate() {
-        let quantity = i32::try_from(item.quantity).map_err(|_| Problem::internal())?;
-        tx.execute(
-            &item_stmt,
-            &[
-                &id,
-                &(line as i32),
-                &item.sku.trim(),
-                &quantity,
-                &item.unit_price_cents,
-            ],
-        )
-        .await
-        .or_problem()?;
-    }
-    if let Some(k) = key {
-        let remember = tx
-            .prepare_cached(
+    let remember = match key {
+        Some(_) => Some(
+            tx.prepare_cached(
                 "INSERT INTO idempotency_keys (key, request_hash, order_id) VALUES ($1, $2, $3)",
             )
             .await
-            .or_problem()?;
-        tx.execute(&remember, &[&k.key, &k.request_hash, &id])
-            .await
-            .or_problem()?;
-    }
+            .or_problem()?,
+        ),
+        None => None,
+    };
     // The items as stored (the SKU trimmed), so the answer equals what a GET returns.
-    let items = new
+    let items: Vec<NewItem> = new
         .items
         .iter()
         .map(|i| NewItem {
@@ -116,20 +107,49 @@ pub async fn create(
             ..i.clone()
         })
         .collect();
-    let order = to_order(&row, items);
+    let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+    let quantities = items
+        .iter()
+        .map(|i| i32::try_from(i.quantity))
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|_| Problem::internal())?;
+    let prices: Vec<i64> = items.iter().map(|i| i.unit_price_cents).collect();
     let data = serde_json::json!({
-        "order_id": order.id,
-        "currency": order.currency,
-        "total_cents": order.total_cents,
-        "items": order.items.len(),
+        "order_id": id,
+        "currency": new.currency,
+        "total_cents": total,
+        "items": items.len(),
     });
-    tx.stage(
-        events::ORDERS_TOPIC,
-        events::ORDER_CREATED,
-        Some(&order.id),
-        &data,
-    )
-    .await?;
+    let params: [&(dyn ToSql + Sync); 7] = [
+        &id,
+        &new.customer_email,
+        &new.currency,
+        &total,
+        &skus,
+        &quantities,
+        &prices,
+    ];
+    let remembered = async {
+        match (&remember, key) {
+            (Some(r), Some(k)) => {
+                let params: [&(dyn ToSql + Sync); 3] = [&k.key, &k.request_hash, &id];
+                tx.execute(r, &params).await.map(drop)
+            }
+            _ => Ok(()),
+        }
+    };
+    let (staged, written) = futures::join!(
+        tx.stage_begin(
+            events::ORDERS_TOPIC,
+            events::ORDER_CREATED,
+            Some(&id),
+            &data
+        ),
+        futures::future::try_join(tx.query_one(&stmt, &params), remembered),
+    );
+    tx.staged(staged)?;
+    let (row, ()) = written.or_problem()?;
+    let order = to_order(&row, items);
     Ok(Created {
         order,
         replayed: false,

@@ -20,7 +20,7 @@ pub mod retention;
 pub use incoming::{
     CloudEvent, Delivery, DomainEvent, EventData, PubSubMessage, PushEnvelope, PushMessage,
 };
-pub use outbox::{FlushReport, Outbox, OutboxCounts, OutboxPolicy, OutboxTx};
+pub use outbox::{BegunStage, FlushReport, Outbox, OutboxCounts, OutboxPolicy, OutboxTx};
 pub use publisher::{EventPublisher, OutgoingEvent, PubSubConfig};
 pub use retention::Retention;
 

@@ -60,6 +60,8 @@ pub struct OutboxTx<'c> {
     staged: Vec<Staged>,
     /// A stage failed: the transaction is aborted, and its COMMIT would silently roll back.
     failed: bool,
+    /// Stages begun ([`OutboxTx::stage_begin`]) and not yet recorded ([`OutboxTx::staged`]).
+    begun: AtomicUsize,
 }
 
 /// A staged row this instance leased at insertion, with what it takes to publish it.
@@ -90,28 +92,61 @@ impl OutboxTx<'_> {
         subject: Option<&str>,
         data: &serde_json::Value,
     ) -> Result<(), Problem> {
-        // A free slot: this instance publishes the row right after the commit, so it leases
-        // it now. None free (Pub/Sub slow or hanging): the row is left to the relay.
-        let backlog = self.outbox.unmarked.load(Ordering::Relaxed);
-        let slot = if backlog < MARK_BACKLOG_MAX {
-            self.outbox.slots.clone().try_acquire_owned().ok()
-        } else {
-            None
-        };
-        let at = Instant::now();
-        let token = slot.as_ref().map(|_| self.token.as_str());
-        match self
-            .outbox
-            .insert(&self.tx, topic, ty, subject, data, token)
-            .await
-        {
-            Ok((id, event)) => {
-                if let Some(slot) = slot {
+        let begun = self.stage_begin(topic, ty, subject, data).await;
+        self.staged(begun)
+    }
+
+    /// The first half of [`OutboxTx::stage`], to send the event's insert together with other
+    /// statements of the transaction: await it beside them (`futures::join!`; PostgreSQL runs
+    /// them in the order sent, and they share round trips), then hand its result to
+    /// [`OutboxTx::staged`]. A stage begun and not finished keeps the transaction from
+    /// committing: [`Outbox::write`] answers 500 and writes nothing.
+    pub fn stage_begin<'a>(
+        &'a self,
+        topic: &'a str,
+        ty: &'a str,
+        subject: Option<&'a str>,
+        data: &'a serde_json::Value,
+    ) -> impl Future<Output = Result<BegunStage, Problem>> + Send + 'a {
+        self.begun.fetch_add(1, Ordering::SeqCst);
+        async move {
+            // A free slot: this instance publishes the row right after the commit, so it
+            // leases it now. None free (Pub/Sub slow or hanging): the row is left to the relay.
+            let backlog = self.outbox.unmarked.load(Ordering::Relaxed);
+            let slot = if backlog < MARK_BACKLOG_MAX {
+                self.outbox.slots.clone().try_acquire_owned().ok()
+            } else {
+                None
+            };
+            let at = Instant::now();
+            let token = slot.as_ref().map(|_| self.token.as_str());
+            let (id, event) = self
+                .outbox
+                .insert(&self.tx, topic, ty, subject, data, token)
+                .await?;
+            Ok(BegunStage {
+                id,
+                topic: topic.to_owned(),
+                event,
+                at,
+                slot,
+            })
+        }
+    }
+
+    /// The second half of [`OutboxTx::stage`]: records a stage begun with
+    /// [`OutboxTx::stage_begin`]; its error, if it failed (the transaction is then aborted and
+    /// will not commit).
+    pub fn staged(&mut self, begun: Result<BegunStage, Problem>) -> Result<(), Problem> {
+        self.begun.fetch_sub(1, Ordering::SeqCst);
+        match begun {
+            Ok(b) => {
+                if let Some(slot) = b.slot {
                     self.staged.push(Staged {
-                        id,
-                        topic: topic.to_owned(),
-                        event,
-                        at,
+                        id: b.id,
+                        topic: b.topic,
+                        event: b.event,
+                        at: b.at,
                         _slot: slot,
                     });
                 }
@@ -123,6 +158,16 @@ impl OutboxTx<'_> {
             }
         }
     }
+}
+
+/// An event's outbox row inserted by [`OutboxTx::stage_begin`], for [`OutboxTx::staged`].
+#[derive(Debug)]
+pub struct BegunStage {
+    id: i64,
+    topic: String,
+    event: OutgoingEvent,
+    at: Instant,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// How the outbox publishes and retries. [`OutboxPolicy::from_env`] reads it.
@@ -376,6 +421,7 @@ impl Outbox {
             token: uuid::Uuid::new_v4().to_string(),
             staged: Vec::new(),
             failed: false,
+            begun: AtomicUsize::new(0),
         };
         let value = work(&mut otx).await?;
         let OutboxTx {
@@ -383,8 +429,16 @@ impl Outbox {
             staged,
             failed,
             token,
+            begun,
             ..
         } = otx;
+        if begun.into_inner() > 0 {
+            // A stage begun whose result was never recorded may have failed, aborting the
+            // transaction, or may have inserted a row nobody publishes now. Nothing is written.
+            return Err(Problem::internal()
+                .with_detail("an event's staging was not finished; nothing was written")
+                .into());
+        }
         if failed {
             // `work` went on after a failed stage: PostgreSQL would turn the COMMIT into a
             // ROLLBACK and report success. Nothing was written; say so.
