@@ -92,13 +92,6 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-        trace_sampled = tracing::field::Empty,
-    );
     // This request is a span of the caller's trace, or the first of a new one.
     let tc = match (TraceContext::from_headers(req.headers()), &cfg.spans) {
         (Some(caller), Some(spans)) => spans.continue_caller(&caller),
@@ -106,7 +99,15 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
         (None, Some(spans)) => spans.root(),
         (None, None) => TraceContext::root(|_| false),
     };
-    tc.record_on(&span);
+    // The span's fields are known now: recorded once, with the span (a consumer that continues
+    // its event's trace records the new ids on it later).
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.as_str(),
+        trace_id = tc.trace_id.as_str(),
+        span_id = tc.span_id.as_str(),
+        trace_sampled = tc.sampled,
+    );
     let health = req.uri().path().starts_with(health::HEALTH_PREFIX);
     // The request's span, exported once it is answered (with the trace it ended in: a
     // consumer continues its event's).
@@ -130,10 +131,10 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
                 },
             );
         }
-        res
+        (res, tc)
     };
     if !cfg.enabled || health {
-        return next(req).instrument(span).await;
+        return next(req).instrument(span).await.0;
     }
     let method = req.method().clone();
     let url = req.uri().to_string();
@@ -151,10 +152,43 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
                 .map(|c| c.0.ip().to_string())
         })
         .unwrap_or_default();
-    let res = next(req).instrument(span.clone()).await;
+    let (res, tc) = next(req).instrument(span.clone()).await;
     let status = res.status().as_u16();
     let latency = format!("{:.6}s", start.elapsed().as_secs_f64());
     let size = res.body().size_hint().exact();
+    let level = if status >= 500 {
+        tracing::Level::ERROR
+    } else if status >= 400 {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
+    // With JSON logs, the line goes to the log writer directly (`logging::direct`), when the
+    // filter lets this module's lines of its level through.
+    if let Some(json) = crate::logging::direct() {
+        let enabled = match level {
+            tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
+            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
+            _ => tracing::enabled!(tracing::Level::INFO),
+        };
+        if enabled {
+            json.access(&crate::logging::Access {
+                level,
+                method: method.as_str(),
+                url: &url,
+                status,
+                latency: &latency,
+                response_size: size,
+                user_agent: &user_agent,
+                remote_ip: &remote_ip,
+                protocol,
+                request_id: &request_id,
+                trace: &tc,
+                location: (file!(), line!(), module_path!()),
+            });
+        }
+        return res;
+    }
     let _enter = span.enter();
     macro_rules! line {
         ($level:ident) => {
@@ -171,12 +205,10 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
             )
         };
     }
-    if status >= 500 {
-        line!(error);
-    } else if status >= 400 {
-        line!(warn);
-    } else {
-        line!(info);
+    match level {
+        tracing::Level::ERROR => line!(error),
+        tracing::Level::WARN => line!(warn),
+        _ => line!(info),
     }
     res
 }
