@@ -532,54 +532,33 @@ mod tests {
             (None, Level::WARN, None),
             (Some("tern-prod"), Level::ERROR, Some(0)),
         ] {
-            let (method, url, status, latency) =
-                ("GET", "/api/orders/ord_1?x=\"y\"", 200u16, "0.000815s");
-            let (agent, ip, protocol, request_id) = ("wrk \\ 4", "10.0.0.7", "HTTP/1.1", "r-1");
+            let access = Access {
+                level,
+                method: "GET",
+                url: "/api/orders/ord_1?x=\"y\"",
+                status: 200,
+                latency: "0.000815s",
+                response_size: size,
+                user_agent: "wrk \\ 4",
+                remote_ip: "10.0.0.7",
+                protocol: "HTTP/1.1",
+                request_id: "r-1",
+                trace: &tc,
+                location: (file!(), 1, crate::stack::TARGET),
+            };
             let through_event = capture(project, || {
                 let span = tracing::info_span!(
                     "request",
-                    request_id = request_id,
+                    request_id = access.request_id,
                     trace_id = tc.trace_id.as_str(),
                     span_id = tc.span_id.as_str(),
                     trace_sampled = tc.sampled,
                 );
                 let _g = span.enter();
-                macro_rules! line {
-                    ($level:ident) => {
-                        tracing::$level!(
-                            http.method = %method,
-                            http.url = %url,
-                            http.status = status,
-                            http.latency = %latency,
-                            http.response_size = size,
-                            http.user_agent = %agent,
-                            http.remote_ip = %ip,
-                            http.protocol = %protocol,
-                            "{method} {url} {status}"
-                        )
-                    };
-                }
-                match level {
-                    Level::ERROR => line!(error),
-                    Level::WARN => line!(warn),
-                    _ => line!(info),
-                }
+                crate::stack::access_event(&access);
             });
             let out = Capture::default();
-            CloudLogging::new(out.clone(), &identity, project).access(&Access {
-                level,
-                method,
-                url,
-                status,
-                latency,
-                response_size: size,
-                user_agent: agent,
-                remote_ip: ip,
-                protocol,
-                request_id,
-                trace: &tc,
-                location: (file!(), 1, module_path!()),
-            });
+            CloudLogging::new(out.clone(), &identity, project).access(&access);
             let direct = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
             assert_eq!(direct.lines().count(), 1);
             let mut direct: Value = serde_json::from_str(&direct).unwrap();
@@ -587,7 +566,11 @@ mod tests {
             for l in [&mut direct, &mut event] {
                 let o = l.as_object_mut().unwrap();
                 assert!(o.remove("time").unwrap().as_str().unwrap().ends_with('Z'));
-                o["logging.googleapis.com/sourceLocation"]["line"] = Value::Null;
+                // Both from the access log's module, at lines of their own.
+                let at = &mut o["logging.googleapis.com/sourceLocation"];
+                assert_eq!(at["function"], crate::stack::TARGET);
+                at["line"] = Value::Null;
+                at["file"] = Value::Null;
             }
             assert_eq!(direct, event, "{project:?} {level}");
         }

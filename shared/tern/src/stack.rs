@@ -163,6 +163,20 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
     } else {
         tracing::Level::INFO
     };
+    let line = crate::logging::Access {
+        level,
+        method: method.as_str(),
+        url: &url,
+        status,
+        latency: &latency,
+        response_size: size,
+        user_agent: &user_agent,
+        remote_ip: &remote_ip,
+        protocol,
+        request_id: &request_id,
+        trace: &tc,
+        location: (file!(), line!(), TARGET),
+    };
     // With JSON logs, the line goes to the log writer directly (`logging::direct`), when the
     // filter lets this module's lines of its level through.
     if let Some(json) = crate::logging::direct() {
@@ -172,45 +186,42 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
             _ => tracing::enabled!(tracing::Level::INFO),
         };
         if enabled {
-            json.access(&crate::logging::Access {
-                level,
-                method: method.as_str(),
-                url: &url,
-                status,
-                latency: &latency,
-                response_size: size,
-                user_agent: &user_agent,
-                remote_ip: &remote_ip,
-                protocol,
-                request_id: &request_id,
-                trace: &tc,
-                location: (file!(), line!(), module_path!()),
-            });
+            json.access(&line);
         }
         return res;
     }
     let _enter = span.enter();
+    access_event(&line);
+    res
+}
+
+/// Where the access line is logged from, as its `sourceLocation.function` shows it.
+pub(crate) const TARGET: &str = module_path!();
+
+/// The access line as a `tracing` event, in the request span (text logs, or a subscriber that
+/// is not ours): the fields the JSON layer turns into `httpRequest`.
+pub(crate) fn access_event(a: &crate::logging::Access<'_>) {
+    let (method, url, status) = (a.method, a.url, a.status);
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
                 http.method = %method,
                 http.url = %url,
                 http.status = status,
-                http.latency = %latency,
-                http.response_size = size,
-                http.user_agent = %user_agent,
-                http.remote_ip = %remote_ip,
-                http.protocol = %protocol,
+                http.latency = %a.latency,
+                http.response_size = a.response_size,
+                http.user_agent = %a.user_agent,
+                http.remote_ip = %a.remote_ip,
+                http.protocol = %a.protocol,
                 "{method} {url} {status}"
             )
         };
     }
-    match level {
+    match a.level {
         tracing::Level::ERROR => line!(error),
         tracing::Level::WARN => line!(warn),
         _ => line!(info),
     }
-    res
 }
 
 /// The protocol as `httpRequest.protocol` shows it (the `Debug` form of [`http::Version`]).

@@ -84,6 +84,8 @@ over HTTPS (the web form's CSRF check accepts posts from these only). */}}
   value: /etc/tern/cloudsql/ca.pem
 - name: DB_POOL_SIZE
   value: {{ $v.database.poolSize | quote }}
+- name: DB_READS_PER_CONNECTION
+  value: {{ $v.database.readsPerConnection | quote }}
 {{- end -}}
 
 {{/* The restricted container security context every container runs with. */}}
