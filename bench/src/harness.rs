@@ -165,6 +165,9 @@ pub async fn load_with_rss(
 pub fn cpu_seconds(pid: u32) -> f64 {
     // `/proc/PID/stat` counts in USER_HZ, which the kernel's ABI fixes at 100.
     const USER_HZ: f64 = 100.0;
+    if pid == 0 {
+        return 0.0; // a process already stopped: not the whole machine's tree
+    }
     tern_local::process_tree(pid)
         .into_iter()
         .filter_map(|p| {

@@ -118,6 +118,43 @@ async fn reads_share_connections_only_once_none_is_free_and_never_starve_a_trans
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_read_queued_for_the_pool_takes_room_on_a_lent_connection_as_soon_as_there_is() {
+    let pg = Postgres::start(&scratch("reads-room"), 0).unwrap();
+    let db = db(
+        &pg,
+        &[
+            ("DB_POOL_SIZE", "1"),
+            ("DB_READS_PER_CONNECTION", "2"),
+            ("DB_WAIT_TIMEOUT", "30s"),
+        ],
+    )
+    .await;
+    let r1 = db.read().await.unwrap();
+    let r2 = db.read().await.unwrap();
+    let a = pid(&*r1).await;
+    assert_eq!(pid(&*r2).await, a);
+    // The only connection is full: a third read queues for the pool...
+    let third = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let r = db.read().await.unwrap();
+            let p = pid(&*r).await;
+            (r, p)
+        })
+    };
+    until("the third read queued", || db.status().waiting == 1).await;
+    // ...and takes the room the second leaves, with the first still running: it does not wait
+    // for the connection to come back, and it leaves the queue.
+    drop(r2);
+    let (r3, p) = third.await.unwrap();
+    assert_eq!(p, a);
+    assert_eq!(db.reads(), (1, 2));
+    assert_eq!(db.status().waiting, 0);
+    drop((r1, r3));
+    assert_eq!(db.reads(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_pool_answers_503_and_one_read_per_connection_turns_sharing_off() {
     let pg = Postgres::start(&scratch("reads-full"), 0).unwrap();
     for (per_connection, held) in [("2", 4), ("1", 2)] {

@@ -138,6 +138,8 @@ pub async fn create(
             _ => Ok(()),
         }
     };
+    // The order's statement is polled, so sent, before the key's row, whose foreign key needs
+    // the order: keep `query_one` first in the `try_join`.
     let (staged, written) = futures::join!(
         tx.stage_begin(
             events::ORDERS_TOPIC,
@@ -147,8 +149,21 @@ pub async fn create(
         ),
         futures::future::try_join(tx.query_one(&stmt, &params), remembered),
     );
-    tx.staged(staged)?;
-    let (row, ()) = written.or_problem()?;
+    let recorded = tx.staged(staged);
+    // The first statement to fail aborts the transaction, and the others then fail with
+    // "current transaction is aborted" (25P02): report the first. Which one was sent first
+    // depends on whether the outbox statement was prepared on this connection yet.
+    let aborted = |e: &tern_db::tokio_postgres::Error| {
+        e.code() == Some(&tern_db::tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
+    };
+    let (row, ()) = match (written, recorded) {
+        (Err(e), Err(first)) if aborted(&e) => return Err(first.into()),
+        (written, recorded) => {
+            let done = written.or_problem()?;
+            recorded?;
+            done
+        }
+    };
     let order = to_order(&row, items);
     Ok(Created {
         order,

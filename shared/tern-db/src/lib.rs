@@ -184,7 +184,8 @@ impl Db {
     /// A connection from the pool, or a 503 problem when none can be had in time.
     pub async fn get(&self) -> Result<Client, Problem> {
         let start = Instant::now();
-        // Counted as waiting while it may wait: reads stop joining lent connections meanwhile.
+        // Counted as waiting while it may wait: reads stop joining lent connections meanwhile,
+        // so that the connections lent to them drain and come back to the pool's queue.
         let waiting = self.sharing.waiting();
         let got = self.pool.get().await;
         drop(waiting);
@@ -212,30 +213,59 @@ impl Db {
     /// # }
     /// ```
     pub async fn read(&self) -> Result<Read, Problem> {
-        if self.sharing.per_connection > 1 {
-            let start = Instant::now();
-            let now = Timeouts {
-                wait: Some(Duration::ZERO),
-                ..self.pool.timeouts()
-            };
-            match self.pool.timeout_get(&now).await {
-                Ok(client) => {
-                    self.waited(start, false);
-                    return Ok(self.sharing.lend(client));
-                }
-                Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => {}
-                Err(e) => {
-                    self.waited(start, false);
-                    return Err(self.unavailable(&e));
-                }
-            }
-            if let Some(read) = self.sharing.join() {
+        if self.sharing.per_connection <= 1 {
+            let client = self.get().await?;
+            return Ok(self.sharing.lend(client));
+        }
+        let start = Instant::now();
+        let now = Timeouts {
+            wait: Some(Duration::ZERO),
+            ..self.pool.timeouts()
+        };
+        let failed = match self.pool.timeout_get(&now).await {
+            Ok(client) => {
                 self.waited(start, false);
-                return Ok(read);
+                return Ok(self.sharing.lend(client));
+            }
+            Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait)) => None,
+            Err(PoolError::Closed) => {
+                self.waited(start, false);
+                return Err(self.unavailable(&PoolError::Closed));
+            }
+            // A new connection could not be opened: a lent one with room still serves.
+            Err(e) => Some(e),
+        };
+        if let Some(read) = self.sharing.join() {
+            self.waited(start, false);
+            return Ok(read);
+        }
+        if let Some(e) = failed {
+            self.waited(start, false);
+            return Err(self.unavailable(&e));
+        }
+        // Rule 3: a pool slot or room on a lent connection, whichever comes first. This read
+        // keeps its place in the pool's queue meanwhile, and is not counted as waiting: only
+        // transactions stop reads from joining.
+        let mut queued = std::pin::pin!(self.pool.get());
+        loop {
+            let room = self.sharing.room();
+            tokio::select! {
+                got = &mut queued => {
+                    let no_free = matches!(
+                        got,
+                        Err(PoolError::Timeout(deadpool_postgres::TimeoutType::Wait))
+                    );
+                    self.waited(start, no_free);
+                    return got.map(|c| self.sharing.lend(c)).map_err(|e| self.unavailable(&e));
+                }
+                () = room => {
+                    if let Some(read) = self.sharing.join() {
+                        self.waited(start, false);
+                        return Ok(read);
+                    }
+                }
             }
         }
-        let client = self.get().await?;
-        Ok(self.sharing.lend(client))
     }
 
     /// Connections lent to reads now, and the reads in flight on them.

@@ -14,11 +14,17 @@
 //!    load every read has a connection to itself, as with [`crate::Db::get`].
 //! 2. **Otherwise it joins a connection already lent to reads**: the one with the fewest reads
 //!    in flight, if it carries fewer than `DB_READS_PER_CONNECTION`, is not closed, and nobody
-//!    is waiting for the pool. That last condition keeps transactions from starving: once a
-//!    caller of [`crate::Db::get`] waits, new reads stop joining, the lent connections drain
-//!    and go back to the pool, and the queue is served in its order.
-//! 3. **Otherwise it waits for the pool**, as [`crate::Db::get`] does: the same
-//!    `DB_WAIT_TIMEOUT`, the same 503 with `Retry-After`, the same wait metrics.
+//!    is waiting for the pool with [`crate::Db::get`]. That last condition keeps transactions
+//!    from starving: once one waits, new reads stop joining, the lent connections drain and go
+//!    back to the pool, and the queue is served in its order.
+//! 3. **Otherwise it waits** for whichever comes first: a pool slot (its place in the pool's
+//!    queue, as [`crate::Db::get`] waits: the same `DB_WAIT_TIMEOUT`, the same 503 with
+//!    `Retry-After`, the same wait metrics), or room on a lent connection. Only transactions
+//!    waiting stop reads from joining: a read that waits does not, so sharing never locks
+//!    itself off under load.
+//!
+//! A read that cannot open a new connection (the database refusing more) still joins a lent
+//! one with room before it answers 503.
 //!
 //! A lent connection goes back to the pool when its last read ends. `DB_POOL_SIZE` still
 //! bounds the connections an instance opens; `DB_READS_PER_CONNECTION=1` turns sharing off.
@@ -38,9 +44,12 @@ pub(crate) struct Sharing {
     /// `DB_READS_PER_CONNECTION`.
     pub(crate) per_connection: usize,
     lent: Mutex<Vec<Arc<Lent>>>,
-    /// Callers of [`crate::Db::get`] (reads that found no room among them) that may be
-    /// waiting for the pool: while there are any, no read joins a lent connection.
+    /// Callers of [`crate::Db::get`] (transactions) that may be waiting for the pool: while
+    /// there are any, no read joins a lent connection.
     waiting: AtomicUsize,
+    /// Signalled when a read ends on a connection that stays lent: there is room on it for a
+    /// read queued for the pool (rule 3).
+    room: tokio::sync::Notify,
     /// Marked as each read ends: the pool is making progress even while every connection is
     /// lent to reads that overlap (readiness reads it).
     progress: Arc<crate::Progress>,
@@ -67,6 +76,7 @@ impl Sharing {
             per_connection,
             lent: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
+            room: tokio::sync::Notify::new(),
             progress,
         }
     }
@@ -80,6 +90,11 @@ impl Sharing {
     pub(crate) fn waiting(&self) -> Waiting<'_> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         Waiting(&self.waiting)
+    }
+
+    /// Resolves when a read ended on a connection that is still lent (room for one more).
+    pub(crate) fn room(&self) -> tokio::sync::futures::Notified<'_> {
+        self.room.notified()
     }
 
     /// Rule 2: a place on the least busy lent connection, if one has room and nobody waits
@@ -137,7 +152,9 @@ impl Drop for Waiting<'_> {
 
 /// A connection for reads outside a transaction, possibly shared with other reads
 /// ([`crate::Db::read`]). It dereferences to the pool's [`Client`], so everything that takes a
-/// [`crate::GenericClient`] takes `&*read`; a transaction cannot be started on it.
+/// [`crate::GenericClient`] takes `&*read`. The typed API starts no transaction on it (that
+/// needs `&mut`); statements that change the session (`BEGIN` as text, `SET`, session advisory
+/// locks) must not be sent on it either, since other reads share the session.
 pub struct Read {
     lent: Arc<Lent>,
     sharing: Arc<Sharing>,
@@ -163,6 +180,9 @@ impl Drop for Read {
             let mut list = self.sharing.locked();
             if self.lent.reads.fetch_sub(1, Ordering::Relaxed) == 1 {
                 list.retain(|l| !Arc::ptr_eq(l, &self.lent));
+            } else {
+                // Still lent, with room now: a read queued for the pool may take it.
+                self.sharing.room.notify_one();
             }
         }
         // With the last read gone and the list no longer holding it, `self.lent` is the last

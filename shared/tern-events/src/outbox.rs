@@ -138,7 +138,11 @@ impl OutboxTx<'_> {
     /// [`OutboxTx::stage_begin`]; its error, if it failed (the transaction is then aborted and
     /// will not commit).
     pub fn staged(&mut self, begun: Result<BegunStage, Problem>) -> Result<(), Problem> {
-        self.begun.fetch_sub(1, Ordering::SeqCst);
+        // Saturating: a result handed in twice, or from another transaction, must not wrap
+        // the count (that write then fails anyway: its own stage stays unrecorded).
+        let _ = self
+            .begun
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         match begun {
             Ok(b) => {
                 if let Some(slot) = b.slot {

@@ -180,11 +180,12 @@ async fn access_log(State(cfg): State<AccessLog>, req: Request, next: Next) -> R
     // With JSON logs, the line goes to the log writer directly (`logging::direct`), when the
     // filter lets this module's lines of its level through.
     if let Some(json) = crate::logging::direct() {
-        let enabled = match level {
+        // Asked inside the request span, where the event was logged: a filter may name it.
+        let enabled = span.in_scope(|| match level {
             tracing::Level::ERROR => tracing::enabled!(tracing::Level::ERROR),
             tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
             _ => tracing::enabled!(tracing::Level::INFO),
-        };
+        });
         if enabled {
             json.access(&line);
         }
