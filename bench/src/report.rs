@@ -173,34 +173,8 @@ pub fn headlines(r: &Value) -> Vec<(&'static str, f64, Option<f64>)> {
     ]
 }
 
-/// What each change of issue 17 did to the figures, and what the profiles found: history, so
-/// it is written here once rather than measured by this run. Each row names the run or the
-/// `--only` measurement it comes from.
-const CHANGES: &str = "## What the changes did, and what the profiles found
-
-Each change of issue 17, before → after, on this machine: from the full runs named (the `docs/performance.md` of a commit that carries one is in git history; a27caef's run was not committed, its figures are quoted in decision 0031) or from `tern-bench run --only …` before and after the change.
-
-| change | measure | before → after | record |
-|---|---|---|---|
-| writes commit once; the after-commit publishes are marked in shared statements | orders-create ÷ bare insert loop | 0.22 → 0.44 (full runs) | decision 0028 |
-| Secret Manager's client in a crate of its own | orders-get, stripped | 14.77 → 11.28 MiB | decision 0028 |
-| local delivery over 16 streaming pulls, 64 pushes at once | payment published → `order.paid`, p50 / p99 | 826 / 1,954 → 17.7 / 29.3 ms (`--only events`) | decision 0029 |
-| the bare baseline sends its two SELECTs together, as orders-get does | baseline (b) req/s | 20,675 → 24,426 (full runs) | decision 0030 |
-| log lines written in batches; request ids without `getrandom(2)` | system calls per orders-get request (`strace -c`) | 7.9 → 4.6; CPU per request within the noise | decision 0030 |
-| release builds optimised across crates (fat LTO, one codegen unit) | orders-get, stripped; Tern's GET and POST req/s in the peers table | 11.20 → 9.10 MiB; 11,759 → 12,510 and 2,846 → 3,064 (full runs at 6ad5a20 and a27caef; Go's own GET figure moved 13,952 → 12,621 between them, so the ratio is not the measure) | decision 0031 |
-| log lines built without a map of owned field names | access log on ÷ off | 0.93 (6ad5a20) and 0.87 (a27caef) before, 0.92 after (`--only logging`): within the run-to-run spread, so no gain is claimed | commit 82fce6b |
-| `tern dev --watch` | save → the new build serving | a restart of everything → 2.1–2.8 s for a function's file, 6.9–9.9 s for a shared crate used by five functions | decision 0032 |
-| reads outside a transaction share connections once none is free (`Db::read`, `DB_READS_PER_CONNECTION`) | orders-get req/s, shared ÷ `DB_READS_PER_CONNECTION=1` in the same run; orders-get ÷ baseline (b); SELECTs ÷ pgbench; CPU per request | 1.19 (18,935 ÷ 15,921); 0.62 → 0.72; 0.65 → 0.83 (full runs at 91bee2d and a67ddb4); 55.9 → 44.8 µs | decision 0033 |
-| orders-create: order and items in one statement, sent with the outbox row (3 round trips without an `Idempotency-Key`, was 5 for one item) | orders-create ÷ bare insert loop; p50 | 0.50 → 0.58 (full runs), 0.59 in a `--only write` run after it; 2.34 → 1.79 ms | decision 0033 |
-| the access line written to the log writer directly, not as a `tracing` event | access log on ÷ off | 0.86 → 0.87 (full runs): no gain beyond the spread | decision 0033 |
-
-**Tried, not taken:** mimalloc as the global allocator of orders-get and orders-create (malloc is 7.5 % of orders-get's samples). `tern-bench run --only peers`, before and after, same session: GET 13,282 → 13,716 req/s and POST 3,221 → 3,344 (+3 to 4 %, inside the spread between runs), but idle RSS 7.9 → 15.7 MiB and peak RSS under GET load 11.1 → 21.8 MiB, above Go's 11.6 and 18.7.
-
-**Where orders-get's CPU goes now** (`perf record -a -g` on frame-pointer builds of orders-get and tern-bench under `tern-bench run --only route --quick`, samples of each server's process ÷ its requests; decision 0033): orders-get about 61 µs per request under the profiler (27 in the kernel, 24 in its own code, 9 in libc), baseline (b) 32 µs (20, 8.5, 3.4). The 16 µs of its own code more are spread over the framework: tokio +1.9, axum +1.8 (three `from_fn` layers, each cloning the stack below it and boxing twice per request), `core` +2.3 (moves of large futures, formatting), `http` +1.0, `tern` 1.3, tracing 0.8, tower and tower-http 0.9, deadpool 0.4, the route table 0.3; malloc and free about 5.5 µs against 2.5. No single item is above 2 µs.
-
-**The profiles** (`perf record --call-graph fp` on a build with symbols and frame pointers, `strace -c`, CPU per request from `/proc/PID/stat` over the wrk runs; decision 0030): of orders-get's own samples under load, 45 % are in the kernel (TCP, wake-ups, context switches), 13 % in libc (malloc 7.5 %), 6.1 % in the access log plus 2.4 % in its writer thread, and 5 % on the client side of the SELECTs. orders-get spent 79.5 µs of CPU per request, the pooled bare baseline 35.1 µs and the shared one 29.5 µs; the in-process stack accounts for about 4 µs (the section above), which leaves most of the gap between the framework's tasks and the kernel. The local event path's wait was off the CPU: pstest hands one streaming pull one message per 10 ms pass (decision 0029).
-
-";
+/// What each change of issue 17 did and what the profiles found: history, not this run's.
+const CHANGES: &str = include_str!("changes.md");
 
 /// docs/performance.md.
 pub fn markdown(r: &Value) -> String {
